@@ -1,0 +1,1 @@
+//! Authentication: [`Authenticator`], [`Principal`] and [`AuthError`].

@@ -1,0 +1,248 @@
+//! Devices: [`DeviceId`], the [`Device`] trait callers implement, and [`DeviceRecord`].
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use core::hash::{Hash, Hasher};
+use core::str::FromStr;
+
+/// Longest device ID accepted.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+
+/// Whether `b` may appear in a device ID: `[0-9A-Za-z_.:-]`.
+pub(crate) const fn is_device_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')
+}
+
+/// A device's identifier: what a device sends as its MQTT client id.
+///
+/// 1 to 128 characters of `[0-9A-Za-z_.:-]`. The platform's own IDs are 24 hex
+/// characters, but integrators use other shapes, so any ID of this alphabet is
+/// accepted. Held inline: parsing never allocates.
+///
+/// ```
+/// use structure_access::DeviceId;
+///
+/// let id: DeviceId = "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?;
+/// assert_eq!(id.as_str(), "5f2b8c1e9a4d3b7c6e1f0a2b");
+/// assert!("no spaces".parse::<DeviceId>().is_err());
+/// # Ok::<(), structure_access::DeviceIdError>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct DeviceId {
+    len: u8,
+    bytes: [u8; MAX_DEVICE_ID_LEN],
+}
+
+/// Why a text is not a [`DeviceId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceIdError {
+    /// The text is empty.
+    #[error("expected a device ID, found an empty string")]
+    Empty,
+    /// The text is longer than [`MAX_DEVICE_ID_LEN`].
+    #[error("device ID is {len} bytes long, expected at most {MAX_DEVICE_ID_LEN}")]
+    TooLong {
+        /// Length of the rejected text in bytes.
+        len: usize,
+    },
+    /// A character outside `[0-9A-Za-z_.:-]`.
+    #[error("unexpected character `{found}` at byte {offset} of device ID `{id}`, expected one of `0-9 A-Z a-z _ . : -`")]
+    InvalidCharacter {
+        /// The rejected text.
+        id: alloc::string::String,
+        /// The rejected character.
+        found: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+}
+
+impl DeviceId {
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        core::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl FromStr for DeviceId {
+    type Err = DeviceIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(DeviceIdError::Empty);
+        }
+        if s.len() > MAX_DEVICE_ID_LEN {
+            return Err(DeviceIdError::TooLong { len: s.len() });
+        }
+        if let Some((offset, found)) = s
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii() && is_device_id_byte(c as u8)))
+        {
+            return Err(DeviceIdError::InvalidCharacter {
+                id: s.into(),
+                found,
+                offset,
+            });
+        }
+        let mut bytes = [0u8; MAX_DEVICE_ID_LEN];
+        bytes
+            .get_mut(..s.len())
+            .unwrap_or_default()
+            .copy_from_slice(s.as_bytes());
+        Ok(Self {
+            len: u8::try_from(s.len()).unwrap_or(0),
+            bytes,
+        })
+    }
+}
+
+impl PartialEq for DeviceId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for DeviceId {}
+impl PartialOrd for DeviceId {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for DeviceId {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+impl Hash for DeviceId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+impl core::borrow::Borrow<str> for DeviceId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+impl AsRef<str> for DeviceId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Debug for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DeviceId").field(&self.as_str()).finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for DeviceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new("a device ID"))
+    }
+}
+
+/// A device as the scope rules see it: an ID and its tags.
+///
+/// Implement it over your own device rows; nothing is copied. The ID is taken
+/// as text, not as a [`DeviceId`], so any row can be asked about; an ID that is
+/// not a valid [`DeviceId`] simply matches no listed ID.
+///
+/// ```
+/// use structure_access::Device;
+///
+/// struct Row { id: String, tags: Vec<(String, String)> }
+///
+/// impl Device for Row {
+///     fn id(&self) -> &str { &self.id }
+///     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+///         self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+///     }
+/// }
+/// ```
+pub trait Device {
+    /// The device's ID.
+    fn id(&self) -> &str;
+    /// The device's tags as `(key, value)` pairs. A device has at most 100 tags
+    /// on the platform; keys may repeat.
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl<D: Device + ?Sized> Device for &D {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        (**self).tags()
+    }
+}
+
+/// A device without tags, known only by its ID.
+impl Device for DeviceId {
+    fn id(&self) -> &str {
+        self.as_str()
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        core::iter::empty()
+    }
+}
+
+/// A small owned device, for convenience and tests.
+///
+/// ```
+/// use structure_access::DeviceRecord;
+///
+/// let truck = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?)
+///     .with_tag("vehicle", "truck")
+///     .with_tag("color", "red");
+/// # Ok::<(), structure_access::DeviceIdError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    id: DeviceId,
+    tags: Vec<(Box<str>, Box<str>)>,
+}
+
+impl DeviceRecord {
+    /// A device with no tags.
+    pub fn new(id: DeviceId) -> Self {
+        Self {
+            id,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Adds a tag.
+    #[must_use]
+    pub fn with_tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// The device's ID.
+    pub fn device_id(&self) -> &DeviceId {
+        &self.id
+    }
+}
+
+impl Device for DeviceRecord {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (&**k, &**v))
+    }
+}

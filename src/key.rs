@@ -1,0 +1,220 @@
+//! [`KeyId`]: the public half of an access key, and its format.
+
+use core::fmt;
+use core::hash::{Hash, Hasher};
+use core::str::FromStr;
+
+use crate::encoding::{fill_base62, is_base62};
+
+/// The prefix of every generated key id.
+pub const KEY_PREFIX: &str = "stk_";
+/// Number of random base62 characters after [`KEY_PREFIX`] (≥ 128 random bits).
+pub const KEY_RANDOM_LEN: usize = 22;
+/// Length of a generated key id.
+pub const GENERATED_KEY_LEN: usize = KEY_PREFIX.len() + KEY_RANDOM_LEN;
+/// Longest key id accepted, generated or imported.
+pub const MAX_KEY_LEN: usize = 64;
+
+/// The public half of an access key: what a device sends as its MQTT username.
+///
+/// Two shapes are accepted:
+///
+/// - **generated** keys: `stk_` followed by exactly 22 base62 characters
+///   (`[0-9A-Za-z]`), 128 bits of randomness. Any text starting with `stk_`
+///   must have this exact shape, so a truncated or mistyped key is rejected.
+/// - **imported** keys (the platform's existing keys are UUIDs): 1 to 64
+///   characters of `[0-9A-Za-z_-]`.
+///
+/// Parsing is cheap and never allocates: the key is held inline.
+///
+/// ```
+/// use structure_access::KeyId;
+///
+/// let generated: KeyId = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse()?;
+/// let imported: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse()?;
+/// assert!(generated.is_generated());
+/// assert!(!imported.is_generated());
+/// assert!("stk_tooshort".parse::<KeyId>().is_err());
+/// # Ok::<(), structure_access::KeyError>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct KeyId {
+    len: u8,
+    bytes: [u8; MAX_KEY_LEN],
+}
+
+/// Why a text is not a [`KeyId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The text is empty.
+    #[error("expected an access key, found an empty string")]
+    Empty,
+    /// The text is longer than [`MAX_KEY_LEN`].
+    #[error("access key is {len} bytes long, expected at most {max}")]
+    TooLong {
+        /// Length of the rejected text in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A character outside the accepted alphabet.
+    #[error("unexpected character `{found}` at byte {offset} of access key `{key}`, expected one of `0-9 A-Z a-z _ -`")]
+    InvalidCharacter {
+        /// The key text (keys are public).
+        key: alloc::string::String,
+        /// The rejected character.
+        found: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+    /// Text starting with `stk_` that is not a well-formed generated key.
+    #[error("malformed generated access key `{key}`, expected `stk_` followed by {KEY_RANDOM_LEN} base62 characters")]
+    MalformedGenerated {
+        /// The key text (keys are public).
+        key: alloc::string::String,
+    },
+}
+
+impl KeyId {
+    /// Generates a new key id from a cryptographically secure RNG.
+    ///
+    /// ```
+    /// # use structure_access::KeyId;
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// let key = KeyId::generate(&mut ChaCha20Rng::seed_from_u64(7));
+    /// assert!(key.as_str().starts_with("stk_"));
+    /// assert_eq!(key.as_str().len(), 26);
+    /// ```
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        match Self::try_generate(rng) {
+            Ok(key) => key,
+        }
+    }
+
+    /// Like [`KeyId::generate`], for an RNG that can fail.
+    pub(crate) fn try_generate<R: rand_core::TryCryptoRng + ?Sized>(
+        rng: &mut R,
+    ) -> Result<Self, R::Error> {
+        let mut bytes = [0u8; MAX_KEY_LEN];
+        let (prefix, rest) = bytes.split_at_mut(KEY_PREFIX.len());
+        prefix.copy_from_slice(KEY_PREFIX.as_bytes());
+        let random = rest.get_mut(..KEY_RANDOM_LEN).unwrap_or_default();
+        fill_base62(rng, random)?;
+        Ok(Self {
+            len: GENERATED_KEY_LEN as u8,
+            bytes,
+        })
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        // Only ASCII is ever stored, so this cannot fail.
+        core::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// Whether this key has the generated `stk_` shape (as opposed to imported).
+    pub fn is_generated(&self) -> bool {
+        self.as_str().starts_with(KEY_PREFIX)
+    }
+}
+
+fn malformed_generated(s: &str) -> KeyError {
+    KeyError::MalformedGenerated { key: s.into() }
+}
+
+impl FromStr for KeyId {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if s.len() > MAX_KEY_LEN {
+            return Err(KeyError::TooLong {
+                len: s.len(),
+                max: MAX_KEY_LEN,
+            });
+        }
+        if let Some(random) = s.strip_prefix(KEY_PREFIX) {
+            if random.len() != KEY_RANDOM_LEN || !random.bytes().all(is_base62) {
+                return Err(malformed_generated(s));
+            }
+        } else if let Some((offset, found)) = s
+            .char_indices()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return Err(KeyError::InvalidCharacter {
+                key: s.into(),
+                found,
+                offset,
+            });
+        }
+        let mut bytes = [0u8; MAX_KEY_LEN];
+        bytes
+            .get_mut(..s.len())
+            .unwrap_or_default()
+            .copy_from_slice(s.as_bytes());
+        Ok(Self {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+}
+
+impl PartialEq for KeyId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for KeyId {}
+impl PartialOrd for KeyId {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for KeyId {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+impl Hash for KeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+impl core::borrow::Borrow<str> for KeyId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+impl AsRef<str> for KeyId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("KeyId").field(&self.as_str()).finish()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new("an access key"))
+    }
+}

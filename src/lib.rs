@@ -1,0 +1,55 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unused_qualifications,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::todo,
+    clippy::unimplemented
+)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod auth;
+mod device;
+mod encoding;
+mod key;
+mod record;
+pub mod restriction;
+mod secret;
+#[cfg(feature = "serde")]
+mod serde_util;
+mod verifier;
+
+pub use record::{
+    AccessKey, GenerateError, KeyStatus, MAX_DESCRIPTION_CHARS, NewAccessKey, RecordError, Scope,
+};
+pub use device::{Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN};
+pub use key::{GENERATED_KEY_LEN, KEY_PREFIX, KeyError, KeyId, MAX_KEY_LEN};
+pub use restriction::{Restriction, RestrictionError};
+pub use secret::{
+    GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,
+    SecretError,
+};
+pub use verifier::{
+    Argon2Memory, Cost, HashPolicy, MAX_OUTPUT_LEN, MAX_PHC_LEN, MAX_SALT_LEN, MIN_OUTPUT_LEN,
+    MIN_SALT_LEN, OUTPUT_LEN, SALT_LEN, Variant, Verifier, VerifierError,
+};
+
+/// The operating system's randomness failed (only with the `std` feature).
+#[cfg(feature = "std")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomnessError(getrandom::Error);

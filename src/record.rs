@@ -1,0 +1,313 @@
+//! [`AccessKey`]: the stored record of a key, its [`Scope`] and generation.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::fmt;
+
+use crate::device::Device;
+use crate::key::KeyId;
+use crate::restriction::Restriction;
+use crate::secret::Secret;
+use crate::verifier::{Argon2Memory, HashPolicy, SALT_LEN, Verifier, VerifierError};
+
+/// Longest description accepted, in characters (the platform's limit).
+pub const MAX_DESCRIPTION_CHARS: usize = 32767;
+
+/// Which devices a key may authenticate and see.
+///
+/// The restriction is shared, not copied: every [`Principal`](crate::Principal)
+/// authenticated with a key holds the same `Arc`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every device of the application.
+    Unrestricted,
+    /// Only the devices the restriction lists.
+    Restricted(Arc<Restriction>),
+}
+
+impl Scope {
+    /// Whether `device` is in scope. An unrestricted scope sees every device.
+    #[inline]
+    pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
+        match self {
+            Self::Unrestricted => true,
+            Self::Restricted(restriction) => restriction.can_see(device),
+        }
+    }
+
+    /// The restriction, if any.
+    pub fn restriction(&self) -> Option<&Restriction> {
+        match self {
+            Self::Unrestricted => None,
+            Self::Restricted(restriction) => Some(restriction),
+        }
+    }
+}
+
+impl From<Restriction> for Scope {
+    fn from(restriction: Restriction) -> Self {
+        Self::Restricted(Arc::new(restriction))
+    }
+}
+
+impl From<Option<Restriction>> for Scope {
+    fn from(restriction: Option<Restriction>) -> Self {
+        restriction.map_or(Self::Unrestricted, Self::from)
+    }
+}
+
+/// Whether a key may authenticate. An inactive key authenticates nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum KeyStatus {
+    /// The key works.
+    #[default]
+    Active,
+    /// The key is switched off.
+    Inactive,
+}
+
+/// Why an access key record is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The description is longer than [`MAX_DESCRIPTION_CHARS`].
+    #[error("description is {chars} characters long, expected at most {MAX_DESCRIPTION_CHARS}")]
+    DescriptionTooLong {
+        /// Length of the rejected description in characters.
+        chars: usize,
+    },
+}
+
+/// Why a key could not be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// The verifier could not be created.
+    #[error(transparent)]
+    Verifier(#[from] VerifierError),
+    /// The operating system's randomness failed.
+    #[cfg(feature = "std")]
+    #[error(transparent)]
+    Randomness(#[from] crate::RandomnessError),
+}
+
+/// The stored record of an access key: its id, verifier, scope, status and
+/// description. It holds no secret and is what a service keeps in its database.
+///
+/// With the `serde` feature it reads and writes this JSON shape (the restriction
+/// in its canonical text form, `null` when unrestricted; unknown fields are
+/// refused, so a misspelt `restriction` cannot silently widen a key):
+///
+/// ```json
+/// {"key": "stk_…", "verifier": "$argon2id$v=19$…", "restriction": null,
+///  "status": "active", "description": "…"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    key: KeyId,
+    verifier: Verifier,
+    scope: Scope,
+    status: KeyStatus,
+    description: Option<Box<str>>,
+}
+
+/// A freshly generated key: the record to store and the secret to show once.
+///
+/// This is the only moment the secret exists in the clear; the crate cannot
+/// recover it later. Its `Debug` is redacted like the secret's.
+#[derive(Debug)]
+pub struct NewAccessKey {
+    /// The record to store.
+    pub record: AccessKey,
+    /// The secret to hand to the device owner, once.
+    pub secret: Secret,
+}
+
+impl AccessKey {
+    /// Generates a key id and secret from `rng`, and the record holding the
+    /// secret's verifier, made with `policy`'s parameters.
+    ///
+    /// ```
+    /// use structure_access::{AccessKey, HashPolicy, Scope};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    ///
+    /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
+    /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), Scope::Unrestricted, &policy)?;
+    /// assert!(new.record.verifier().verify(&new.secret, &policy)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(
+        rng: &mut R,
+        scope: Scope,
+        policy: &HashPolicy,
+    ) -> Result<NewAccessKey, VerifierError> {
+        match Self::try_generate(rng, scope, policy) {
+            Ok(new) => Ok(new),
+            Err(Ok(e)) => Err(e),
+        }
+    }
+
+    /// Like [`AccessKey::generate`], with the operating system's generator.
+    #[cfg(feature = "std")]
+    pub fn generate_os(scope: Scope, policy: &HashPolicy) -> Result<NewAccessKey, GenerateError> {
+        Self::try_generate(&mut getrandom::SysRng, scope, policy).map_err(|e| match e {
+            Ok(e) => GenerateError::Verifier(e),
+            Err(e) => GenerateError::Randomness(crate::RandomnessError(e)),
+        })
+    }
+
+    fn try_generate<R: rand_core::TryCryptoRng + ?Sized>(
+        rng: &mut R,
+        scope: Scope,
+        policy: &HashPolicy,
+    ) -> Result<NewAccessKey, Result<VerifierError, R::Error>> {
+        let key = KeyId::try_generate(rng).map_err(Err)?;
+        let secret = Secret::try_generate(rng).map_err(Err)?;
+        let mut salt = [0u8; SALT_LEN];
+        rng.try_fill_bytes(&mut salt).map_err(Err)?;
+        let verifier = Verifier::create_with_salt(&secret, policy, &salt, &mut Argon2Memory::new())
+            .map_err(Ok)?;
+        Ok(NewAccessKey {
+            record: Self::new(key, verifier, scope),
+            secret,
+        })
+    }
+
+    /// A record from its parts, for keys made elsewhere (imported keys).
+    /// The status is [`KeyStatus::Active`] and there is no description.
+    pub fn new(key: KeyId, verifier: Verifier, scope: Scope) -> Self {
+        Self {
+            key,
+            verifier,
+            scope,
+            status: KeyStatus::Active,
+            description: None,
+        }
+    }
+
+    /// Sets the description (at most 32767 characters).
+    pub fn with_description(mut self, description: &str) -> Result<Self, RecordError> {
+        self.description = Some(check_description(description)?);
+        Ok(self)
+    }
+
+    /// Sets the status.
+    #[must_use]
+    pub fn with_status(mut self, status: KeyStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Changes the status (restrictions never change: make a new key instead).
+    pub fn set_status(&mut self, status: KeyStatus) {
+        self.status = status;
+    }
+
+    /// The public key id.
+    pub fn key(&self) -> &KeyId {
+        &self.key
+    }
+
+    /// The secret's verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The key's scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The key's status.
+    pub fn status(&self) -> KeyStatus {
+        self.status
+    }
+
+    /// The description, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+}
+
+fn check_description(description: &str) -> Result<Box<str>, RecordError> {
+    // Counting stops just past the limit: the work is bounded by the limit.
+    let chars = description.chars().take(MAX_DESCRIPTION_CHARS + 1).count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(RecordError::DescriptionTooLong {
+            chars: description.chars().count(),
+        });
+    }
+    Ok(description.into())
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+mod wire {
+    use super::*;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct WireOut<'a> {
+        key: &'a KeyId,
+        verifier: &'a Verifier,
+        restriction: Option<&'a Restriction>,
+        status: KeyStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WireIn {
+        key: KeyId,
+        verifier: Verifier,
+        // Required even though nullable: a missing field must not mean "unrestricted".
+        #[serde(deserialize_with = "Option::deserialize")]
+        restriction: Option<Restriction>,
+        status: KeyStatus,
+        #[serde(default)]
+        description: Option<alloc::string::String>,
+    }
+
+    impl Serialize for AccessKey {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            WireOut {
+                key: &self.key,
+                verifier: &self.verifier,
+                restriction: self.scope.restriction(),
+                status: self.status,
+                description: self.description(),
+            }
+            .serialize(serializer)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for AccessKey {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let wire = WireIn::deserialize(deserializer)?;
+            let description = wire
+                .description
+                .as_deref()
+                .map(check_description)
+                .transpose()
+                .map_err(serde::de::Error::custom)?;
+            Ok(Self {
+                key: wire.key,
+                verifier: wire.verifier,
+                scope: wire.restriction.into(),
+                status: wire.status,
+                description,
+            })
+        }
+    }
+}
