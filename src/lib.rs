@@ -23,9 +23,13 @@ extern crate alloc;
 extern crate std;
 
 mod auth;
+#[cfg(feature = "std")]
+mod cache;
 mod device;
 mod encoding;
 mod key;
+#[cfg(feature = "std")]
+mod pool;
 mod record;
 pub mod restriction;
 mod secret;
@@ -36,6 +40,9 @@ mod verifier;
 pub use record::{
     AccessKey, GenerateError, KeyStatus, MAX_DESCRIPTION_CHARS, NewAccessKey, RecordError, Scope,
 };
+pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};
+#[cfg(feature = "std")]
+pub use cache::{DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use device::{Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN};
 pub use key::{GENERATED_KEY_LEN, KEY_PREFIX, KeyError, KeyId, MAX_KEY_LEN};
 pub use restriction::{Restriction, RestrictionError};
@@ -52,4 +59,4 @@ pub use verifier::{
 #[cfg(feature = "std")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the operating system's random number generator failed: {0}")]
-pub struct RandomnessError(getrandom::Error);
+pub struct RandomnessError(pub(crate) getrandom::Error);

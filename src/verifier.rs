@@ -534,31 +534,42 @@ impl Verifier {
         let mut output = [0u8; MAX_OUTPUT_LEN];
         let out = output.get_mut(..OUTPUT_LEN).unwrap_or_default();
         compute(Variant::Argon2id, cost, secret.as_bytes(), salt, out, memory)?;
-        let mut salt_b64 = [0u8; 32];
-        let mut out_b64 = [0u8; 64];
+        Ok(Self::from_raw(Variant::Argon2id, cost, salt, out))
+    }
+
+    /// A verifier from its parts; `salt` and `output` must be within bounds.
+    pub(crate) fn from_raw(variant: Variant, cost: Cost, salt: &[u8], output: &[u8]) -> Self {
+        let mut salt_b64 = [0u8; 2 * MAX_SALT_LEN];
+        let mut out_b64 = [0u8; 2 * MAX_OUTPUT_LEN];
         let salt_text = Base64Unpadded::encode(salt, &mut salt_b64).unwrap_or_default();
-        let out_text = Base64Unpadded::encode(out, &mut out_b64).unwrap_or_default();
+        let out_text = Base64Unpadded::encode(output, &mut out_b64).unwrap_or_default();
         let phc = alloc::format!(
-            "$argon2id$v=19$m={},t={},p={}${salt_text}${out_text}",
+            "${variant}$v=19$m={},t={},p={}${salt_text}${out_text}",
             cost.m,
             cost.t,
             cost.p
         );
-        out_b64.zeroize();
         let mut stored_salt = [0u8; MAX_SALT_LEN];
+        let salt_len = salt.len().min(MAX_SALT_LEN);
         stored_salt
-            .get_mut(..SALT_LEN)
+            .get_mut(..salt_len)
             .unwrap_or_default()
-            .copy_from_slice(salt);
-        Ok(Self {
+            .copy_from_slice(salt.get(..salt_len).unwrap_or_default());
+        let mut stored_output = [0u8; MAX_OUTPUT_LEN];
+        let output_len = output.len().min(MAX_OUTPUT_LEN);
+        stored_output
+            .get_mut(..output_len)
+            .unwrap_or_default()
+            .copy_from_slice(output.get(..output_len).unwrap_or_default());
+        Self {
             phc: phc.into(),
-            variant: Variant::Argon2id,
+            variant,
             cost,
-            salt_len: SALT_LEN as u8,
+            salt_len: u8::try_from(salt_len).unwrap_or(0),
             salt: stored_salt,
-            output_len: OUTPUT_LEN as u8,
-            output,
-        })
+            output_len: u8::try_from(output_len).unwrap_or(0),
+            output: stored_output,
+        }
     }
 
     /// The PHC string, as stored.
