@@ -3,6 +3,7 @@
 use core::fmt;
 use core::hash::BuildHasher;
 use std::boxed::Box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::vec::Vec;
 
@@ -52,6 +53,19 @@ pub struct VerificationCache {
     shards: Box<[RwLock<HashMap<KeyId, Tag>>]>,
     shard_capacity: usize,
     hasher: foldhash::fast::RandomState,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Counters of a [`VerificationCache`], for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Authentications proven by the cache, without Argon2.
+    pub hits: u64,
+    /// Lookups that found no matching entry and ran Argon2.
+    pub misses: u64,
+    /// Entries held now.
+    pub len: usize,
 }
 
 impl fmt::Debug for VerificationCache {
@@ -94,6 +108,8 @@ impl VerificationCache {
             shards: shards.into_boxed_slice(),
             shard_capacity,
             hasher: foldhash::fast::RandomState::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -108,6 +124,15 @@ impl VerificationCache {
             .iter()
             .map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
+    }
+
+    /// Hit and miss counts since the cache was made, and the current size.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            len: self.len(),
+        }
     }
 
     /// Whether the cache is empty.
@@ -154,8 +179,14 @@ impl VerificationCache {
         let Some(shard) = self.shard(key) else {
             return false;
         };
-        let map = shard.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(key).is_some_and(|stored| bool::from(stored.ct_eq(tag)))
+        let hit = shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|stored| bool::from(stored.ct_eq(tag)));
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
     }
 
     /// Records a proven (verifier, secret) for `key`.

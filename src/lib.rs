@@ -42,7 +42,7 @@ pub use record::{
 };
 pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
-pub use cache::{DEFAULT_CACHE_CAPACITY, VerificationCache};
+pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use device::{Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN};
 pub use key::{GENERATED_KEY_LEN, KEY_PREFIX, KeyError, KeyId, MAX_KEY_LEN};
 pub use restriction::{Restriction, RestrictionError};

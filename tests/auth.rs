@@ -1,0 +1,472 @@
+//! Verifiers and authentication through the public API.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use structure_access::{
+    AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction,
+    Scope, Secret, VerificationCache, Verifier, VerifierError,
+};
+
+const SECRET: &str = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA";
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+fn cheap_policy() -> HashPolicy {
+    HashPolicy::default().with_params(64, 1, 1).unwrap()
+}
+
+fn device(id: &str) -> DeviceRecord {
+    DeviceRecord::new(id.parse().unwrap())
+}
+
+fn key_with(scope: Scope, seed: u64) -> (AccessKey, Secret) {
+    let new = AccessKey::generate(&mut rng(seed), scope, &cheap_policy()).unwrap();
+    (new.record, new.secret)
+}
+
+fn cached_authenticator() -> Authenticator {
+    Authenticator::new(cheap_policy()).with_cache(VerificationCache::with_rng(100, &mut rng(0)))
+}
+
+/// Produced by libargon2 through argon2-cffi 25.1.0 (argon2-cffi-bindings 26.2.0):
+/// `PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1).hash(SECRET)`.
+const LIBARGON2_DEFAULT: &str = "$argon2id$v=19$m=19456,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA";
+/// Same, with `time_cost=1, memory_cost=64`.
+const LIBARGON2_SMALL: &str = "$argon2id$v=19$m=64,t=1,p=1$D/3c+vD/PkbtZRI0XzxJFQ$H3Vchfc9X4X93xvTtMS/2s890A+rAZFaCQdRaKRPh4k";
+/// Same library, `time_cost=3, memory_cost=65536, parallelism=4` (its defaults),
+/// over a legacy 64-hex secret.
+const LIBARGON2_LEGACY: &str = "$argon2id$v=19$m=65536,t=3,p=4$nrGwdLJM9nrqAHn3tysd4w$0p55X0Eu9YgWXW7qp//aI30XoUE59nzM8f9nKaXIy6E";
+const LEGACY_SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+#[test]
+fn verifiers_from_libargon2_verify() {
+    let secret: Secret = SECRET.parse().unwrap();
+    let wrong: Secret = "sts_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefg053igU"
+        .parse()
+        .unwrap();
+    let policy = HashPolicy::default();
+    for phc in [LIBARGON2_DEFAULT, LIBARGON2_SMALL] {
+        let verifier: Verifier = phc.parse().unwrap();
+        assert_eq!(verifier.to_string(), phc);
+        assert!(verifier.verify(&secret, &policy).unwrap(), "{phc}");
+        assert!(!verifier.verify(&wrong, &policy).unwrap(), "{phc}");
+    }
+    let legacy: Verifier = LIBARGON2_LEGACY.parse().unwrap();
+    let secret = Secret::imported(LEGACY_SECRET).unwrap();
+    assert!(legacy.verify(&secret, &policy).unwrap());
+}
+
+#[test]
+fn our_verifiers_are_standard_phc_strings() {
+    // These exact strings were checked with libargon2 (argon2-cffi 25.1.0):
+    // `PasswordHasher().verify(phc, SECRET)` returns True for both, and raises
+    // VerifyMismatchError for the secret with its last character changed.
+    let secret: Secret = SECRET.parse().unwrap();
+    let ours = Verifier::create(&secret, &HashPolicy::default(), &mut rng(99)).unwrap();
+    assert_eq!(
+        ours.as_str(),
+        "$argon2id$v=19$m=19456,t=2,p=1$oM5KjfJWVYFidH1yVDqyUw$djOWblmGmpYR3DSgjEjfQHseQ1DZs9scqALSjhDZYdU"
+    );
+    let small = Verifier::create(&secret, &cheap_policy(), &mut rng(99)).unwrap();
+    assert_eq!(
+        small.as_str(),
+        "$argon2id$v=19$m=64,t=1,p=1$oM5KjfJWVYFidH1yVDqyUw$PIpbkYTyEh0HzlF8cs9UyAL7IKK4xMktpFgGoLFlHAU"
+    );
+}
+
+#[test]
+fn right_secret_gives_a_principal() {
+    let (record, secret) = key_with(Scope::Unrestricted, 1);
+    let auth = Authenticator::new(cheap_policy());
+    let principal = auth
+        .authenticate(Some(&record), &secret, &device("dev-1"))
+        .unwrap();
+    assert_eq!(principal.device_id().as_str(), "dev-1");
+    assert_eq!(principal.key_id(), record.key());
+    assert!(principal.can_see(&device("anything")));
+    let again = auth
+        .authenticate_password(Some(&record), secret.expose_secret(), &device("dev-1"))
+        .unwrap();
+    assert_eq!(again, principal);
+}
+
+#[test]
+fn every_refusal_has_its_cause_and_one_public_answer() {
+    let restriction: Restriction = "dev-1,dev-2".parse().unwrap();
+    let (record, secret) = key_with(restriction.into(), 2);
+    let other = Secret::generate(&mut rng(3));
+    let auth = Authenticator::new(cheap_policy());
+    let key = *record.key();
+
+    let wrong = auth
+        .authenticate(Some(&record), &other, &device("dev-1"))
+        .unwrap_err();
+    assert_eq!(wrong, AuthError::WrongSecret { key });
+
+    let unknown = auth
+        .authenticate(None, &secret, &device("dev-1"))
+        .unwrap_err();
+    assert_eq!(unknown, AuthError::UnknownKey);
+
+    let out = auth
+        .authenticate(Some(&record), &secret, &device("dev-3"))
+        .unwrap_err();
+    assert_eq!(
+        out,
+        AuthError::OutOfScope {
+            key,
+            device: "dev-3".parse().unwrap()
+        }
+    );
+    assert_eq!(
+        out.to_string(),
+        format!("device `dev-3` is outside the scope of access key `{key}`")
+    );
+
+    let inactive = record.clone().with_status(KeyStatus::Inactive);
+    let err = auth
+        .authenticate(Some(&inactive), &secret, &device("dev-1"))
+        .unwrap_err();
+    assert_eq!(err, AuthError::InactiveKey { key });
+
+    let malformed = auth
+        .authenticate_password(Some(&record), "sts_garbage", &device("dev-1"))
+        .unwrap_err();
+    assert!(matches!(malformed, AuthError::MalformedSecret(_)));
+    let checksum = auth
+        .authenticate_password(
+            Some(&record),
+            "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDB",
+            &device("dev-1"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        checksum.to_string(),
+        "malformed secret: access secret checksum mismatch, expected the last 6 characters to be the CRC32 of the rest"
+    );
+
+    let bad_device = auth
+        .authenticate(Some(&record), &secret, &device_row("bad id"))
+        .unwrap_err();
+    assert!(matches!(bad_device, AuthError::InvalidDeviceId(_)));
+
+    for err in [wrong, unknown, out, err, malformed, checksum, bad_device] {
+        assert_eq!(err.public_message(), "bad credentials");
+        assert!(!err.is_server_fault());
+    }
+}
+
+struct Row(&'static str);
+impl structure_access::Device for Row {
+    fn id(&self) -> &str {
+        self.0
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+}
+fn device_row(id: &'static str) -> Row {
+    Row(id)
+}
+
+#[test]
+fn status_and_scope_are_only_checked_after_the_secret() {
+    let restriction: Restriction = "dev-1".parse().unwrap();
+    let (record, _) = key_with(restriction.into(), 4);
+    let record = record.with_status(KeyStatus::Inactive);
+    let other = Secret::generate(&mut rng(5));
+    let auth = Authenticator::new(cheap_policy());
+    // Inactive and out of scope, but without the secret the caller learns neither.
+    let err = auth
+        .authenticate(Some(&record), &other, &device("dev-9"))
+        .unwrap_err();
+    assert_eq!(err, AuthError::WrongSecret { key: *record.key() });
+}
+
+fn record_with_verifier(phc: &str) -> Result<AccessKey, VerifierError> {
+    let (record, _) = key_with(Scope::Unrestricted, 6);
+    Ok(AccessKey::new(*record.key(), phc.parse()?, Scope::Unrestricted))
+}
+
+#[test]
+fn hostile_stored_verifiers_are_refused_before_hashing() {
+    let auth = Authenticator::new(HashPolicy::default());
+    let secret: Secret = SECRET.parse().unwrap();
+    let salt_hash = "o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA";
+    let cases = [
+        (
+            format!("$argon2id$v=19$m=4194304,t=2,p=1${salt_hash}"),
+            "verifier parameter `m=4194304` is outside the hash policy, expected 8 to 262144",
+        ),
+        (
+            format!("$argon2id$v=19$m=19456,t=4000000,p=1${salt_hash}"),
+            "verifier parameter `t=4000000` is outside the hash policy, expected 1 to 16",
+        ),
+        (
+            format!("$argon2id$v=19$m=19456,t=2,p=255${salt_hash}"),
+            "verifier parameter `p=255` is outside the hash policy, expected 1 to 8",
+        ),
+        (
+            format!("$argon2i$v=19$m=19456,t=2,p=1${salt_hash}"),
+            "verifier algorithm `argon2i` is not allowed by the hash policy, expected `argon2id`",
+        ),
+        (
+            format!("$argon2d$v=19$m=19456,t=2,p=1${salt_hash}"),
+            "verifier algorithm `argon2d` is not allowed by the hash policy, expected `argon2id`",
+        ),
+        (
+            format!("$argon2id$v=19$m=8,t=2,p=4${salt_hash}"),
+            "invalid argon2 parameters m=8, t=2, p=4: memory cost below 8 KiB per lane",
+        ),
+    ];
+    for (phc, message) in cases {
+        let record = record_with_verifier(&phc).unwrap();
+        let err = auth
+            .authenticate(Some(&record), &secret, &device("dev-1"))
+            .unwrap_err();
+        assert!(err.is_server_fault(), "{phc}");
+        assert_eq!(err.public_message(), "bad credentials");
+        let AuthError::BadVerifier { source, .. } = &err else {
+            panic!("{phc}: {err:?}");
+        };
+        assert_eq!(source.to_string(), message, "{phc}");
+    }
+}
+
+#[test]
+fn policy_can_allow_other_variants_and_bounds() {
+    let secret: Secret = SECRET.parse().unwrap();
+    let policy = cheap_policy().allow_argon2i(true);
+    let i = Verifier::create(&secret, &cheap_policy(), &mut rng(1)).unwrap();
+    // Rewrite the variant of a real verifier: argon2i hashes differently, so it
+    // no longer matches, but it is computed rather than refused.
+    let as_i: Verifier = i.as_str().replace("argon2id", "argon2i").parse().unwrap();
+    assert_eq!(as_i.verify(&secret, &policy), Ok(false));
+    assert!(matches!(
+        as_i.verify(&secret, &cheap_policy()),
+        Err(VerifierError::AlgorithmNotAllowed { .. })
+    ));
+    let tight = HashPolicy::default().with_bounds(19456, 2, 1).unwrap();
+    assert!(HashPolicy::default().with_bounds(1024, 2, 1).is_err());
+    let big: Verifier = format!("$argon2id$v=19$m=19457,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA").parse().unwrap();
+    assert!(matches!(
+        tight.check(&big),
+        Err(VerifierError::OutOfBounds { name: "m", value: 19457, .. })
+    ));
+}
+
+#[test]
+fn malformed_verifiers_are_refused_with_their_position() {
+    let cases: &[(&str, &str)] = &[
+        ("", "malformed verifier at byte 0: expected `$` followed by the algorithm"),
+        ("$scrypt$ln=15", "unsupported verifier algorithm `scrypt`, expected `argon2id`"),
+        ("$argon2id$m=19456", "malformed verifier at byte 9: expected `$v=19`"),
+        ("$argon2id$v=16$m=1", "unsupported argon2 version `16`, expected `19`"),
+        ("$argon2id$v=19$m=019456,t=2,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 17: expected a decimal memory cost"),
+        ("$argon2id$v=19$m=99999999999,t=2,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 17: expected a decimal memory cost"),
+        ("$argon2id$v=19$t=2,m=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 14: expected `$m=` and the memory cost"),
+        ("$argon2id$v=19$m=64,t=1,p=1,keyid=AAAA$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 27: expected `$` and the salt (no other parameters are accepted)"),
+        ("$argon2id$v=19$m=64,t=1,p=1$AAAA$AAAAAAAAAAAAAAAAAAAAAA", "verifier salt is 3 bytes long, expected 8 to 64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAA", "verifier output is 3 bytes long, expected 16 to 64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAA*$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 28: expected unpadded standard base64"),
+        ("$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA$x", "malformed verifier at byte 62: expected the end of the verifier"),
+    ];
+    for (phc, message) in cases {
+        let err = phc.parse::<Verifier>().unwrap_err();
+        assert_eq!(err.to_string(), *message, "{phc}");
+    }
+    let long = format!("$argon2id$v=19$m=64,t=1,p=1${}", "A".repeat(300));
+    assert_eq!(
+        long.parse::<Verifier>().unwrap_err(),
+        VerifierError::TooLong { len: 328 }
+    );
+}
+
+#[test]
+fn cache_hits_skip_argon2_and_never_hold_failures() {
+    let (record, secret) = key_with(Scope::Unrestricted, 7);
+    let other = Secret::generate(&mut rng(8));
+    let auth = cached_authenticator();
+    let cache = auth.cache().unwrap();
+    let dev = device("dev-1");
+
+    assert!(auth.authenticate(Some(&record), &other, &dev).is_err());
+    assert_eq!(cache.len(), 0, "a failure was cached");
+
+    auth.authenticate(Some(&record), &secret, &dev).unwrap();
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.len), (0, 2, 1));
+    for _ in 0..3 {
+        auth.authenticate(Some(&record), &secret, &dev).unwrap();
+    }
+    assert_eq!(cache.stats().hits, 3);
+    // A wrong secret for a cached key misses and runs the full verification.
+    assert!(matches!(
+        auth.authenticate(Some(&record), &other, &dev),
+        Err(AuthError::WrongSecret { .. })
+    ));
+    assert_eq!(cache.stats().misses, 3);
+}
+
+#[test]
+fn a_changed_verifier_misses_the_cache() {
+    let (record, secret) = key_with(Scope::Unrestricted, 9);
+    let auth = cached_authenticator();
+    let dev = device("dev-1");
+    auth.authenticate(Some(&record), &secret, &dev).unwrap();
+    // Rotation: same key id, new secret and verifier.
+    let new_secret = Secret::generate(&mut rng(10));
+    let rotated = AccessKey::new(
+        *record.key(),
+        Verifier::create(&new_secret, &cheap_policy(), &mut rng(11)).unwrap(),
+        Scope::Unrestricted,
+    );
+    assert!(matches!(
+        auth.authenticate(Some(&rotated), &secret, &dev),
+        Err(AuthError::WrongSecret { .. })
+    ));
+    auth.authenticate(Some(&rotated), &new_secret, &dev).unwrap();
+    let stats = auth.cache().unwrap().stats();
+    assert_eq!((stats.hits, stats.len), (0, 1));
+    // The old pair no longer hits: the entry now holds the new verifier's MAC.
+    assert!(auth.authenticate(Some(&record), &secret, &dev).is_ok());
+    assert_eq!(auth.cache().unwrap().stats().hits, 0);
+}
+
+#[test]
+fn invalidate_and_clear_forget_entries() {
+    let (a, a_secret) = key_with(Scope::Unrestricted, 12);
+    let (b, b_secret) = key_with(Scope::Unrestricted, 13);
+    let auth = cached_authenticator();
+    let cache = auth.cache().unwrap();
+    let dev = device("dev-1");
+    auth.authenticate(Some(&a), &a_secret, &dev).unwrap();
+    auth.authenticate(Some(&b), &b_secret, &dev).unwrap();
+    assert_eq!(cache.len(), 2);
+    cache.invalidate(a.key());
+    assert_eq!(cache.len(), 1);
+    auth.authenticate(Some(&a), &a_secret, &dev).unwrap();
+    assert_eq!(cache.stats().hits, 0);
+    auth.authenticate(Some(&b), &b_secret, &dev).unwrap();
+    assert_eq!(cache.stats().hits, 1);
+    cache.clear();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn status_and_scope_are_checked_on_cached_calls() {
+    let restriction: Restriction = "dev-1".parse().unwrap();
+    let (mut record, secret) = key_with(restriction.into(), 14);
+    let auth = cached_authenticator();
+    auth.authenticate(Some(&record), &secret, &device("dev-1"))
+        .unwrap();
+    assert!(matches!(
+        auth.authenticate(Some(&record), &secret, &device("dev-2")),
+        Err(AuthError::OutOfScope { .. })
+    ));
+    record.set_status(KeyStatus::Inactive);
+    assert!(matches!(
+        auth.authenticate(Some(&record), &secret, &device("dev-1")),
+        Err(AuthError::InactiveKey { .. })
+    ));
+    assert_eq!(auth.cache().unwrap().stats().hits, 2);
+}
+
+#[test]
+fn the_cache_stays_within_its_capacity() {
+    let auth = Authenticator::new(cheap_policy())
+        .with_cache(VerificationCache::with_rng(16, &mut rng(1)));
+    let dev = device("dev-1");
+    for seed in 0..64 {
+        let (record, secret) = key_with(Scope::Unrestricted, 100 + seed);
+        auth.authenticate(Some(&record), &secret, &dev).unwrap();
+    }
+    let cache = auth.cache().unwrap();
+    assert!(cache.len() <= cache.capacity(), "{cache:?}");
+    assert!(cache.len() >= 1);
+}
+
+#[test]
+fn concurrent_authentication_from_several_threads() {
+    let restriction: Restriction = "dev-1,dev-2,dev-3,dev-4".parse().unwrap();
+    let keys: Vec<_> = (0..4)
+        .map(|i| key_with(restriction.clone().into(), 200 + i))
+        .collect();
+    let auth = Arc::new(cached_authenticator().with_pool_size(2));
+    let keys = Arc::new(keys);
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let auth = Arc::clone(&auth);
+            let keys = Arc::clone(&keys);
+            std::thread::spawn(move || {
+                for round in 0..25 {
+                    let (record, secret) = &keys[(t + round) % keys.len()];
+                    let dev = device(&format!("dev-{}", 1 + round % 4));
+                    let principal = auth.authenticate(Some(record), secret, &dev).unwrap();
+                    assert_eq!(principal.key_id(), record.key());
+                    let wrong = Secret::generate(&mut rng((t * 100 + round) as u64));
+                    assert!(auth.authenticate(Some(record), &wrong, &dev).is_err());
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let stats = auth.cache().unwrap().stats();
+    assert_eq!(stats.len, 4);
+    assert!(stats.hits >= 200 - 8 * 4, "{stats:?}");
+}
+
+#[test]
+fn authenticator_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Authenticator>();
+    check::<VerificationCache>();
+    check::<AccessKey>();
+    check::<structure_access::Principal>();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// No refusal's text or Debug contains the secret that was presented.
+    #[test]
+    fn refusals_never_show_the_secret(seed in any::<u64>(), status in any::<bool>(), known in any::<bool>(), id in "[a-z0-9-]{1,8}") {
+        let restriction: Restriction = "dev-1".parse().unwrap();
+        let (record, secret) = key_with(restriction.into(), seed);
+        let record = record.with_status(if status { KeyStatus::Active } else { KeyStatus::Inactive });
+        let presented = if known { secret } else { Secret::generate(&mut rng(seed ^ 1)) };
+        let auth = Authenticator::new(cheap_policy());
+        let result = auth.authenticate(Some(&record), &presented, &device(&id));
+        let unknown = auth.authenticate(None, &presented, &device(&id));
+        let text = presented.expose_secret();
+        for err in [result.err(), unknown.err()].into_iter().flatten() {
+            for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+                prop_assert!(!shown.contains(&text[4..20]), "{}", shown);
+            }
+        }
+        let garbage = format!("{}x", &text[..40]);
+        let err = auth.authenticate_password(Some(&record), &garbage, &device(&id)).unwrap_err();
+        prop_assert!(!err.to_string().contains(&text[4..20]));
+        let debug = format!("{err:?}");
+        prop_assert!(!debug.contains(&text[4..20]));
+        let principal_debug = format!("{auth:?}");
+        prop_assert!(!principal_debug.contains(&text[4..20]));
+    }
+}
+
+#[test]
+fn key_ids_in_errors_are_public_keys_only() {
+    let key: KeyId = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse().unwrap();
+    let err = AuthError::WrongSecret { key };
+    assert_eq!(
+        err.to_string(),
+        "wrong secret for access key `stk_4DmVJcy3ZpW0gNqk8TbX2a`"
+    );
+}
