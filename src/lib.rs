@@ -45,7 +45,7 @@ pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use device::{Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN};
 pub use key::{GENERATED_KEY_LEN, KEY_PREFIX, KeyError, KeyId, MAX_KEY_LEN};
-pub use restriction::{Restriction, RestrictionError};
+pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
 pub use secret::{
     GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,
     SecretError,

@@ -1,71 +1,655 @@
 //! Restrictions: which devices a restricted key may authenticate and see.
 //!
-//! PLACEHOLDER — being replaced by the full parser, canonical form and index.
+//! A [`Restriction`] is a set of device IDs and [`TagPattern`]s. A device is in
+//! its scope when its ID is listed **or** any of its tags matches any pattern.
+//! Matching is exact and case-sensitive.
+//!
+//! # Text form
+//!
+//! A comma-separated list of entries; white space (space, tab, CR, LF) around
+//! entries and around `=` is ignored:
+//!
+//! | entry | matches |
+//! |---|---|
+//! | `5f2b8c1e9a4d3b7c6e1f0a2b` | the device with that ID: 1 to 128 characters of `0-9 A-Z a-z _ . : -` |
+//! | `vehicle=truck` | devices with a tag `vehicle` whose value is `truck` |
+//! | `vehicle=` or `vehicle=*` | devices with a tag `vehicle`, whatever its value |
+//! | `=truck` or `*=truck` | devices with any tag whose value is `truck` |
+//! | `floor="Building 4, West"` | a quoted value: `\"` and `\\` are the only escapes |
+//!
+//! A tag key is 1 to 255 characters of `0-9 A-Z a-z _ -`. A tag value is 1 to 255
+//! characters (Unicode scalar values, counted after unescaping). A bare value
+//! may not contain `,`, `=` or `"` and loses its leading and trailing white
+//! space; a quoted value may contain anything but a control character. Control
+//! characters (Unicode category Cc: U+0000–U+001F, U+007F–U+009F) are rejected in
+//! every value, quoted or not: no platform value needs them and they make
+//! restrictions that print misleadingly. `=`, `*=*`, `=*`, `*=` and an empty
+//! list are errors: an unrestricted key is
+//! [`Scope::Unrestricted`](crate::Scope::Unrestricted), not a pattern that
+//! matches everything.
+//!
+//! # Canonical form
+//!
+//! [`Display`](core::fmt::Display) prints device IDs, then tag patterns, each
+//! sorted (IDs by bytes; patterns by key, then value, with a wildcard before any
+//! text) and de-duplicated, joined by `,` without spaces. Wildcards print as `*`.
+//! A value is quoted only when its bare form would read back differently: when it
+//! is `*`, contains `,`, `=` or `"`, or starts or ends with white space
+//! ([`char::is_whitespace`]); inside quotes `"` and `\` are escaped. So
+//! `parse(display(r)) == r` for every restriction.
+//!
+//! # Limits
+//!
+//! [`Limits`] bounds the work and memory of building a restriction from any
+//! input; the defaults are the platform's. The text length is checked before
+//! anything else; device IDs and tag patterns are counted after de-duplication
+//! (a restriction is a set), as they are added, so a long list is refused at the
+//! first entry past the limit. Exceeding a limit is an error, never a truncation.
+//!
+//! ```
+//! use structure_access::{DeviceRecord, Restriction};
+//!
+//! let r: Restriction = " vehicle = truck , color=, 5f2b8c1e9a4d3b7c6e1f0a2b".parse()?;
+//! assert_eq!(r.to_string(), "5f2b8c1e9a4d3b7c6e1f0a2b,color=*,vehicle=truck");
+//!
+//! let red_car = DeviceRecord::new("000000000000000000000001".parse()?)
+//!     .with_tag("vehicle", "car")
+//!     .with_tag("color", "red");
+//! assert!(r.can_see(&red_car)); // any color
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod display;
+mod error;
+mod parse;
+#[cfg(feature = "serde")]
+mod wire;
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use core::hash::{BuildHasher, Hash, Hasher};
 use core::str::FromStr;
 
-use crate::device::Device;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
-/// A set of device IDs and tag patterns.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Restriction {
-    ids: Vec<Box<str>>,
+use crate::device::{Device, MAX_DEVICE_ID_LEN, is_device_id_byte};
+
+pub use error::{Item, Location, RestrictionError};
+
+use display::PatternText;
+use error::snippet;
+
+/// Bounds on what a restriction may hold, checked while it is built.
+///
+/// [`Limits::default`] is the platform's: 1000 device IDs, 100 tag patterns,
+/// 64 KiB of text, tag keys and values of 255 characters, device IDs of 128.
+/// Raise or lower any of them:
+///
+/// ```
+/// use structure_access::{Limits, Restriction};
+///
+/// let mut limits = Limits::default();
+/// limits.max_device_ids = 2;
+/// let err = Restriction::parse_with_limits("a,b,c", &limits).unwrap_err();
+/// assert_eq!(err.offset(), Some(4));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Most distinct device IDs.
+    pub max_device_ids: usize,
+    /// Most distinct tag patterns.
+    pub max_tag_patterns: usize,
+    /// Longest restriction text, in bytes. Checked before parsing; does not apply
+    /// to [`Restriction::from_parts`].
+    pub max_input_bytes: usize,
+    /// Longest device ID, in characters.
+    pub max_device_id_chars: usize,
+    /// Longest tag key, in characters.
+    pub max_tag_key_chars: usize,
+    /// Longest tag value, in characters (Unicode scalar values, after unescaping).
+    pub max_tag_value_chars: usize,
 }
 
-/// Why a restriction expression was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RestrictionError {
-    /// The expression is empty.
-    #[error("expected a device ID or a tag pattern at byte 0, found an empty restriction")]
-    Empty,
+impl Limits {
+    /// The platform's limits, also [`Limits::default`].
+    pub const PLATFORM: Self = Self {
+        max_device_ids: 1000,
+        max_tag_patterns: 100,
+        max_input_bytes: 64 * 1024,
+        max_device_id_chars: MAX_DEVICE_ID_LEN,
+        max_tag_key_chars: 255,
+        max_tag_value_chars: 255,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::PLATFORM
+    }
+}
+
+/// One tag pattern of a restriction: a key, a value, or both; a missing side is
+/// a wildcard.
+///
+/// Its [`Display`](fmt::Display) is its canonical text, `*` for a wildcard:
+///
+/// ```
+/// use structure_access::Restriction;
+///
+/// let r: Restriction = "=truck,vehicle=".parse()?;
+/// let patterns = r.tag_patterns();
+/// assert_eq!((patterns[0].key(), patterns[0].value()), (None, Some("truck")));
+/// assert_eq!(patterns[0].to_string(), "*=truck");
+/// assert_eq!(patterns[1].to_string(), "vehicle=*");
+/// # Ok::<(), structure_access::RestrictionError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagPattern {
+    // Never both `None`.
+    key: Option<Arc<str>>,
+    value: Option<Arc<str>>,
+}
+
+impl TagPattern {
+    /// The key, `None` for any key.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The value, `None` for any value.
+    pub fn value(&self) -> Option<&str> {
+        self.value.as_deref()
+    }
+
+    /// Whether a tag `key=value` matches this pattern (case-sensitive).
+    pub fn matches(&self, key: &str, value: &str) -> bool {
+        self.key().is_none_or(|k| k == key) && self.value().is_none_or(|v| v == value)
+    }
+
+    /// The pattern as a [`TagFilter`], the platform's `deviceTags` entry.
+    pub fn as_filter(&self) -> TagFilter<'_> {
+        TagFilter::new(self.key(), self.value())
+    }
+}
+
+/// A tag filter as the platform's API writes it (an entry of `deviceTags`), the
+/// input of [`Restriction::from_parts`].
+///
+/// A key that is `None`, empty or `*` means any key; a value that is `None` or
+/// empty means any value. A value of `*` is the literal text `*`: the platform
+/// stores values, not patterns, so reading it as a wildcard could silently widen
+/// a key's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TagFilter<'a> {
+    /// The tag key, if the filter names one.
+    pub key: Option<&'a str>,
+    /// The tag value, if the filter names one.
+    pub value: Option<&'a str>,
+}
+
+impl<'a> TagFilter<'a> {
+    /// A filter from its key and value.
+    pub const fn new(key: Option<&'a str>, value: Option<&'a str>) -> Self {
+        Self { key, value }
+    }
+}
+
+/// A set of device IDs and tag patterns: the scope of a restricted key.
+///
+/// Built from text ([`FromStr`], [`Restriction::parse_with_limits`]) or from the
+/// platform's lists ([`Restriction::from_parts`]); see the [module
+/// documentation](self) for the grammar, the canonical form and the limits.
+/// Equality and hashing are those of the sets.
+///
+/// [`Restriction::can_see`] answers from hashed indexes built once: its cost
+/// depends on the number of the device's tags, not on the size of the
+/// restriction, and it allocates nothing.
+///
+/// With the `serde` feature a restriction serialises as its canonical text and
+/// deserialises from that text or from the platform's object
+/// `{"deviceIds": [...], "deviceTags": [{"key": ..., "value": ...}]}` (either list
+/// may be missing; `key` and `value` may be missing or `null`; other fields are
+/// refused), both with the default [`Limits`].
+///
+/// ```
+/// use structure_access::{DeviceRecord, Restriction};
+///
+/// let r: Restriction = "color=red,1a2b3c4d5e6f7g8h9i0j1k2l".parse()?;
+/// let listed = DeviceRecord::new("1a2b3c4d5e6f7g8h9i0j1k2l".parse()?);
+/// let red = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("color", "red");
+/// let blue = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("color", "blue");
+/// assert!(r.can_see(&listed));
+/// assert!(r.can_see(&red));
+/// assert!(!r.can_see(&blue));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Restriction {
+    ids: Box<[Arc<str>]>,
+    patterns: Box<[TagPattern]>,
+    index: Index,
 }
 
 impl Restriction {
-    /// Whether `device` is in this restriction's scope.
+    /// Parses the text form with the given limits ([`FromStr`] uses
+    /// [`Limits::default`]).
+    ///
+    /// ```
+    /// use structure_access::{Limits, Restriction};
+    ///
+    /// let mut limits = Limits::default();
+    /// limits.max_tag_value_chars = 4;
+    /// assert!(Restriction::parse_with_limits("vehicle=car", &limits).is_ok());
+    /// let err = Restriction::parse_with_limits("vehicle=truck", &limits).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "tag value `truck` at byte 8 is 5 characters long, expected at most 4"
+    /// );
+    /// ```
+    pub fn parse_with_limits(text: &str, limits: &Limits) -> Result<Self, RestrictionError> {
+        parse::parse(text, limits)
+    }
+
+    /// Builds a restriction from device IDs and tag filters, the platform API's
+    /// `deviceIds` and `deviceTags`, with the same rules and limits as the text
+    /// form. Values are taken as they are (nothing is trimmed or unescaped);
+    /// errors name the index of the offending entry.
+    ///
+    /// ```
+    /// use structure_access::{Limits, Restriction, TagFilter};
+    ///
+    /// let r = Restriction::from_parts(
+    ///     ["5f2b8c1e9a4d3b7c6e1f0a2b"],
+    ///     [TagFilter::new(Some("floor"), Some("Building 4, West")), TagFilter::new(Some("vehicle"), None)],
+    ///     &Limits::default(),
+    /// )?;
+    /// assert_eq!(r.to_string(), r#"5f2b8c1e9a4d3b7c6e1f0a2b,floor="Building 4, West",vehicle=*"#);
+    /// assert_eq!(r, r.to_string().parse()?);
+    /// # Ok::<(), structure_access::RestrictionError>(())
+    /// ```
+    pub fn from_parts<'a, I, T>(
+        device_ids: I,
+        tag_filters: T,
+        limits: &Limits,
+    ) -> Result<Self, RestrictionError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+        T: IntoIterator<Item = TagFilter<'a>>,
+    {
+        let mut builder = Builder::new(limits);
+        for (index, id) in device_ids.into_iter().enumerate() {
+            builder.add_device_id(id.as_ref(), Location::DeviceId(index))?;
+        }
+        for (index, filter) in tag_filters.into_iter().enumerate() {
+            builder.add_filter(filter, Location::TagFilter(index))?;
+        }
+        builder.finish(Location::DeviceId(0))
+    }
+
+    /// Whether `device` is in scope: its ID is listed, or one of its tags matches
+    /// one of the patterns.
+    ///
+    /// Costs one hash lookup for the ID and, per tag, two string hashes and at
+    /// most three lookups, whatever the size of the restriction. Allocates
+    /// nothing.
+    #[inline]
     pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
-        self.ids.iter().any(|id| **id == *device.id())
+        self.index.contains_id(device.id())
+            || device
+                .tags()
+                .any(|(key, value)| self.index.matches_tag(key, value))
+    }
+
+    /// Whether `id` is one of the listed device IDs.
+    pub fn contains_device_id(&self, id: &str) -> bool {
+        self.index.contains_id(id)
+    }
+
+    /// Whether a tag `key=value` matches one of the tag patterns.
+    pub fn matches_tag(&self, key: &str, value: &str) -> bool {
+        self.index.matches_tag(key, value)
+    }
+
+    /// The listed device IDs, sorted.
+    pub fn device_ids(&self) -> impl ExactSizeIterator<Item = &str> + DoubleEndedIterator + Clone {
+        self.ids.iter().map(|id| &**id)
+    }
+
+    /// The tag patterns, sorted by key, then value (wildcards first).
+    pub fn tag_patterns(&self) -> &[TagPattern] {
+        &self.patterns
     }
 }
 
 impl FromStr for Restriction {
     type Err = RestrictionError;
+
+    /// Parses the text form with [`Limits::default`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.trim().is_empty() {
-            return Err(RestrictionError::Empty);
-        }
-        let mut ids: Vec<Box<str>> = s.split(',').map(|p| p.trim().into()).collect();
-        ids.sort();
-        ids.dedup();
-        Ok(Self { ids })
+        parse::parse(s, &Limits::PLATFORM)
     }
 }
 
-impl fmt::Display for Restriction {
+impl PartialEq for Restriction {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids == other.ids && self.patterns == other.patterns
+    }
+}
+
+impl Eq for Restriction {}
+
+impl Hash for Restriction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.ids.hash(state);
+        self.patterns.hash(state);
+    }
+}
+
+impl fmt::Debug for Restriction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, id) in self.ids.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(id)?;
+        f.debug_struct("Restriction")
+            .field("device_ids", &self.ids)
+            .field("tag_patterns", &self.patterns)
+            .finish()
+    }
+}
+
+/// The hashed form `can_see` reads. One hasher serves every table, so a tag
+/// value is hashed once and looked up both among the any-key values and among
+/// its key's values.
+#[derive(Clone, Default)]
+struct Index {
+    hasher: DefaultHashBuilder,
+    ids: HashTable<Arc<str>>,
+    /// Values of `*=value` patterns.
+    any_key: HashTable<Arc<str>>,
+    /// Keys of `key=*` and `key=value` patterns.
+    keys: HashTable<KeyEntry>,
+}
+
+#[derive(Clone)]
+struct KeyEntry {
+    key: Arc<str>,
+    /// `key=*` is a pattern.
+    any_value: bool,
+    /// Values of the `key=value` patterns.
+    values: HashTable<Arc<str>>,
+}
+
+impl Index {
+    #[inline]
+    fn hash(&self, text: &str) -> u64 {
+        self.hasher.hash_one(text)
+    }
+
+    #[inline]
+    fn contains_id(&self, id: &str) -> bool {
+        self.ids.find(self.hash(id), |e| **e == *id).is_some()
+    }
+
+    #[inline]
+    fn matches_tag(&self, key: &str, value: &str) -> bool {
+        let value_hash = self.hash(value);
+        if self.any_key.find(value_hash, |e| **e == *value).is_some() {
+            return true;
         }
+        self.keys
+            .find(self.hash(key), |e| *e.key == *key)
+            .is_some_and(|entry| {
+                entry.any_value || entry.values.find(value_hash, |e| **e == *value).is_some()
+            })
+    }
+}
+
+/// Collects entries into an [`Index`], de-duplicating and enforcing the count
+/// limits as it goes.
+struct Builder<'l> {
+    limits: &'l Limits,
+    index: Index,
+    patterns: usize,
+}
+
+impl<'l> Builder<'l> {
+    fn new(limits: &'l Limits) -> Self {
+        Self {
+            limits,
+            index: Index::default(),
+            patterns: 0,
+        }
+    }
+
+    /// Adds a device ID given as data (not text): checks it first.
+    fn add_device_id(&mut self, id: &str, at: Location) -> Result<(), RestrictionError> {
+        if id.is_empty() {
+            return Err(RestrictionError::Syntax {
+                at,
+                expected: "a device ID of at least one character",
+                found: Some(alloc::string::String::new()),
+            });
+        }
+        check_chars(id, Item::DeviceId, at, is_device_id_char)?;
+        check_len(
+            id,
+            id.len(),
+            Item::DeviceId,
+            at,
+            self.limits.max_device_id_chars,
+        )?;
+        self.insert_device_id(id, at)
+    }
+
+    /// Adds a tag filter given as data (not text): checks it first.
+    fn add_filter(&mut self, filter: TagFilter<'_>, at: Location) -> Result<(), RestrictionError> {
+        let key = filter.key.filter(|k| !k.is_empty() && *k != "*");
+        let value = filter.value.filter(|v| !v.is_empty());
+        if let Some(key) = key {
+            check_chars(key, Item::TagKey, at, is_tag_key_char)?;
+            check_len(
+                key,
+                key.len(),
+                Item::TagKey,
+                at,
+                self.limits.max_tag_key_chars,
+            )?;
+        }
+        if let Some(value) = value {
+            check_chars(value, Item::TagValue, at, |c| !c.is_control())?;
+            let chars = value.chars().count();
+            check_len(
+                value,
+                chars,
+                Item::TagValue,
+                at,
+                self.limits.max_tag_value_chars,
+            )?;
+        }
+        self.insert_pattern(key, value, at)
+    }
+
+    /// Adds a checked device ID.
+    fn insert_device_id(&mut self, id: &str, at: Location) -> Result<(), RestrictionError> {
+        let Index { hasher, ids, .. } = &mut self.index;
+        let hash = hasher.hash_one(id);
+        if ids.find(hash, |e| **e == *id).is_some() {
+            return Ok(());
+        }
+        if ids.len() >= self.limits.max_device_ids {
+            return Err(RestrictionError::TooManyDeviceIds {
+                at,
+                text: snippet(id),
+                max: self.limits.max_device_ids,
+            });
+        }
+        ids.insert_unique(hash, id.into(), |e| hasher.hash_one(&**e));
         Ok(())
     }
-}
 
-#[cfg(feature = "serde")]
-impl serde::Serialize for Restriction {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+    /// Adds a checked tag pattern; `None` is a wildcard.
+    fn insert_pattern(
+        &mut self,
+        key: Option<&str>,
+        value: Option<&str>,
+        at: Location,
+    ) -> Result<(), RestrictionError> {
+        let max = self.limits.max_tag_patterns;
+        let full = self.patterns >= max;
+        let too_many = || RestrictionError::TooManyTagPatterns {
+            at,
+            text: snippet(&alloc::format!("{}", PatternText { key, value })),
+            max,
+        };
+        let Index {
+            hasher,
+            any_key,
+            keys,
+            ..
+        } = &mut self.index;
+        match (key, value) {
+            (None, None) => {
+                return Err(RestrictionError::MatchesEverything {
+                    at,
+                    text: alloc::format!("{}", PatternText { key, value }),
+                });
+            }
+            (None, Some(value)) => {
+                let hash = hasher.hash_one(value);
+                if any_key.find(hash, |e| **e == *value).is_some() {
+                    return Ok(());
+                }
+                if full {
+                    return Err(too_many());
+                }
+                any_key.insert_unique(hash, value.into(), |e| hasher.hash_one(&**e));
+            }
+            (Some(key), value) => {
+                let hash = hasher.hash_one(key);
+                let entry = match keys.entry(hash, |e| *e.key == *key, |e| hasher.hash_one(&*e.key))
+                {
+                    hashbrown::hash_table::Entry::Occupied(entry) => entry.into_mut(),
+                    hashbrown::hash_table::Entry::Vacant(entry) => {
+                        if full {
+                            return Err(too_many());
+                        }
+                        entry
+                            .insert(KeyEntry {
+                                key: key.into(),
+                                any_value: false,
+                                values: HashTable::new(),
+                            })
+                            .into_mut()
+                    }
+                };
+                match value {
+                    None if entry.any_value => return Ok(()),
+                    None if full => return Err(too_many()),
+                    None => entry.any_value = true,
+                    Some(value) => {
+                        let hash = hasher.hash_one(value);
+                        if entry.values.find(hash, |e| **e == *value).is_some() {
+                            return Ok(());
+                        }
+                        if full {
+                            return Err(too_many());
+                        }
+                        entry
+                            .values
+                            .insert_unique(hash, value.into(), |e| hasher.hash_one(&**e));
+                    }
+                }
+            }
+        }
+        self.patterns = self.patterns.saturating_add(1);
+        Ok(())
+    }
+
+    /// The restriction, or [`RestrictionError::Empty`] at `empty_at`.
+    fn finish(self, empty_at: Location) -> Result<Restriction, RestrictionError> {
+        let index = self.index;
+        if index.ids.is_empty() && self.patterns == 0 {
+            return Err(RestrictionError::Empty { at: empty_at });
+        }
+        let mut ids: Vec<Arc<str>> = index.ids.iter().cloned().collect();
+        ids.sort_unstable();
+        let mut patterns = Vec::with_capacity(self.patterns);
+        patterns.extend(index.any_key.iter().map(|value| TagPattern {
+            key: None,
+            value: Some(value.clone()),
+        }));
+        for entry in &index.keys {
+            if entry.any_value {
+                patterns.push(TagPattern {
+                    key: Some(entry.key.clone()),
+                    value: None,
+                });
+            }
+            patterns.extend(entry.values.iter().map(|value| TagPattern {
+                key: Some(entry.key.clone()),
+                value: Some(value.clone()),
+            }));
+        }
+        patterns.sort_unstable();
+        Ok(Restriction {
+            ids: ids.into_boxed_slice(),
+            patterns: patterns.into_boxed_slice(),
+            index,
+        })
     }
 }
 
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for Restriction {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new("a restriction"))
+fn is_device_id_char(c: char) -> bool {
+    u8::try_from(c).is_ok_and(is_device_id_byte)
+}
+
+fn is_tag_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// `base` moved `offset` bytes further when it is a byte offset.
+fn shifted(base: Location, offset: usize) -> Location {
+    match base {
+        Location::Byte(start) => Location::Byte(start.saturating_add(offset)),
+        other => other,
     }
+}
+
+/// Fails at the first character of `text` that is not `allowed`.
+fn check_chars(
+    text: &str,
+    item: Item,
+    at: Location,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), RestrictionError> {
+    match text.char_indices().find(|&(_, c)| !allowed(c)) {
+        None => Ok(()),
+        Some((offset, found)) => Err(RestrictionError::InvalidCharacter {
+            at: shifted(at, offset),
+            item,
+            found,
+            text: snippet(text),
+        }),
+    }
+}
+
+/// Fails when `len` is over `max`.
+fn check_len(
+    text: &str,
+    len: usize,
+    item: Item,
+    at: Location,
+    max: usize,
+) -> Result<(), RestrictionError> {
+    if len > max {
+        return Err(RestrictionError::TooLong {
+            at,
+            item,
+            text: snippet(text),
+            len,
+            max,
+        });
+    }
+    Ok(())
 }
