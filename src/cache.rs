@@ -49,7 +49,8 @@ pub(crate) type Tag = [u8; 32];
 /// # Ok::<(), structure_access::RandomnessError>(())
 /// ```
 pub struct VerificationCache {
-    mac_key: [u8; MAC_KEY_LEN],
+    /// The keyed MAC with its key block already absorbed, cloned for each tag.
+    mac: Blake2bMac<U32>,
     shards: Box<[RwLock<HashMap<KeyId, Tag>>]>,
     shard_capacity: usize,
     hasher: foldhash::fast::RandomState,
@@ -77,12 +78,6 @@ impl fmt::Debug for VerificationCache {
     }
 }
 
-impl Drop for VerificationCache {
-    fn drop(&mut self) {
-        self.mac_key.zeroize();
-    }
-}
-
 impl VerificationCache {
     /// A cache of at most `capacity` entries, with a MAC key from the operating
     /// system's generator.
@@ -99,12 +94,17 @@ impl VerificationCache {
         Self::with_key(capacity, mac_key)
     }
 
-    fn with_key(capacity: usize, mac_key: [u8; MAC_KEY_LEN]) -> Self {
+    fn with_key(capacity: usize, mut mac_key: [u8; MAC_KEY_LEN]) -> Self {
+        let mut mac = Blake2bMac::<U32>::new((&mac_key).into());
+        mac_key.zeroize();
+        // A domain byte makes BLAKE2b compress the key block now, once, rather
+        // than on every tag.
+        mac.update(b"\x01");
         let capacity = capacity.max(1);
         let shard_capacity = capacity.div_ceil(SHARDS);
         let shards: Vec<_> = (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect();
         Self {
-            mac_key,
+            mac,
             shards: shards.into_boxed_slice(),
             shard_capacity,
             hasher: foldhash::fast::RandomState::default(),
@@ -166,7 +166,7 @@ impl VerificationCache {
     /// The MAC of (verifier, secret) under this cache's key.
     pub(crate) fn tag(&self, verifier: &Verifier, secret: &Secret) -> Tag {
         let phc = verifier.as_str().as_bytes();
-        let mut mac = Blake2bMac::<U32>::new((&self.mac_key).into());
+        let mut mac = self.mac.clone();
         // Length-prefixed, so that no two (verifier, secret) pairs share an input.
         mac.update(&(phc.len() as u64).to_le_bytes());
         mac.update(phc);
