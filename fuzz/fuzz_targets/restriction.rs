@@ -1,0 +1,48 @@
+//! Restriction text: parse; if accepted, the canonical form parses back to an equal
+//! restriction and is a fixed point; `can_see` over an arbitrary device never panics
+//! and agrees with a plain reading of the patterns.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use structure_access::{Device, Restriction};
+
+#[derive(Arbitrary, Debug)]
+struct Input<'a> {
+    text: &'a str,
+    id: &'a str,
+    tags: Vec<(&'a str, &'a str)>,
+}
+
+struct FuzzDevice<'a>(&'a str, &'a [(&'a str, &'a str)]);
+
+impl Device for FuzzDevice<'_> {
+    fn id(&self) -> &str {
+        self.0
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.1.iter().copied()
+    }
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let Ok(restriction) = input.text.parse::<Restriction>() else {
+        return;
+    };
+    let canonical = restriction.to_string();
+    let reparsed: Restriction = canonical
+        .parse()
+        .unwrap_or_else(|e| panic!("canonical form `{canonical}` does not parse: {e}"));
+    assert_eq!(reparsed, restriction, "round trip of `{}`", input.text);
+    assert_eq!(reparsed.to_string(), canonical, "display is not a fixed point");
+
+    let device = FuzzDevice(input.id, &input.tags);
+    let expected = restriction.device_ids().any(|id| id == input.id)
+        || input.tags.iter().any(|&(k, v)| {
+            restriction
+                .tag_patterns()
+                .iter()
+                .any(|p| p.key().is_none_or(|pk| pk == k) && p.value().is_none_or(|pv| pv == v))
+        });
+    assert_eq!(restriction.can_see(&device), expected, "can_see of {device:?}", device = (input.id, &input.tags));
+});
