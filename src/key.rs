@@ -102,7 +102,7 @@ impl KeyId {
         let random = rest.get_mut(..KEY_RANDOM_LEN).unwrap_or_default();
         fill_base62(rng, random)?;
         Ok(Self {
-            len: GENERATED_KEY_LEN as u8,
+            len: u8::try_from(GENERATED_KEY_LEN).unwrap_or(0),
             bytes,
         })
     }
@@ -157,7 +157,7 @@ impl FromStr for KeyId {
             .unwrap_or_default()
             .copy_from_slice(s.as_bytes());
         Ok(Self {
-            len: s.len() as u8,
+            len: u8::try_from(s.len()).unwrap_or(0),
             bytes,
         })
     }

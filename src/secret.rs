@@ -94,7 +94,7 @@ impl Secret {
         rng: &mut R,
     ) -> Result<Self, R::Error> {
         let mut secret = Self {
-            len: GENERATED_SECRET_LEN as u8,
+            len: u8::try_from(GENERATED_SECRET_LEN).unwrap_or(0),
             bytes: [0u8; MAX_SECRET_LEN],
         };
         let (body, rest) = secret.bytes.split_at_mut(BODY_LEN);

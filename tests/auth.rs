@@ -116,16 +116,10 @@ fn every_refusal_has_its_cause_and_one_public_answer() {
     let out = auth
         .authenticate(Some(&record), &secret, &device("dev-3"))
         .unwrap_err();
-    assert_eq!(
-        out,
-        AuthError::OutOfScope {
-            key,
-            device: "dev-3".parse().unwrap()
-        }
-    );
+    assert_eq!(out, AuthError::OutOfScope { key });
     assert_eq!(
         out.to_string(),
-        format!("device `dev-3` is outside the scope of access key `{key}`")
+        format!("device is outside the scope of access key `{key}`")
     );
 
     let inactive = record.clone().with_status(KeyStatus::Inactive);
@@ -253,7 +247,9 @@ fn policy_can_allow_other_variants_and_bounds() {
     ));
     let tight = HashPolicy::default().with_bounds(19456, 2, 1).unwrap();
     assert!(HashPolicy::default().with_bounds(1024, 2, 1).is_err());
-    let big: Verifier = format!("$argon2id$v=19$m=19457,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA").parse().unwrap();
+    let big: Verifier = "$argon2id$v=19$m=19457,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA"
+        .parse()
+        .unwrap();
     assert!(matches!(
         tight.check(&big),
         Err(VerifierError::OutOfBounds { name: "m", value: 19457, .. })
@@ -388,7 +384,7 @@ fn the_cache_stays_within_its_capacity() {
     }
     let cache = auth.cache().unwrap();
     assert!(cache.len() <= cache.capacity(), "{cache:?}");
-    assert!(cache.len() >= 1);
+    assert!(!cache.is_empty());
 }
 
 #[test]
