@@ -23,7 +23,8 @@ pub const MAX_KEY_LEN: usize = 64;
 ///   (`[0-9A-Za-z]`), 128 bits of randomness. Any text starting with `stk_`
 ///   must have this exact shape, so a truncated or mistyped key is rejected.
 /// - **imported** keys (the platform's existing keys are UUIDs): 1 to 64
-///   characters of `[0-9A-Za-z_-]`.
+///   characters of `[0-9A-Za-z_-]`, not starting with `sts_` (the prefix of
+///   secrets: a secret typed as a key is refused without being quoted).
 ///
 /// Parsing is cheap and never allocates: the key is held inline.
 ///
@@ -68,6 +69,10 @@ pub enum KeyError {
         /// Its byte offset.
         offset: usize,
     },
+    /// Text starting with `sts_`, the prefix of secrets: most likely a secret
+    /// typed where its key belongs. It is not quoted, so that it cannot reach a log.
+    #[error("expected an access key, found text starting with the secret prefix `sts_` (not shown)")]
+    LooksLikeSecret,
     /// Text starting with `stk_` that is not a well-formed generated key.
     #[error("malformed generated access key `{key}`, expected `stk_` followed by {KEY_RANDOM_LEN} base62 characters")]
     MalformedGenerated {
@@ -136,6 +141,9 @@ impl FromStr for KeyId {
                 len: s.len(),
                 max: MAX_KEY_LEN,
             });
+        }
+        if s.starts_with(crate::secret::SECRET_PREFIX) {
+            return Err(KeyError::LooksLikeSecret);
         }
         if let Some(random) = s.strip_prefix(KEY_PREFIX) {
             if random.len() != KEY_RANDOM_LEN || !random.bytes().all(is_base62) {

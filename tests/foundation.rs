@@ -95,6 +95,11 @@ fn key_parsing_errors_say_what_was_expected() {
         long.parse::<KeyId>().unwrap_err(),
         KeyError::TooLong { len: 65, max: 64 }
     ));
+    // A secret pasted where the key belongs is refused, and not repeated.
+    let secret = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA";
+    let err = secret.parse::<KeyId>().unwrap_err();
+    assert_eq!(err, KeyError::LooksLikeSecret);
+    assert!(!err.to_string().contains("AAAA"));
     // Imported keys: the platform's UUIDs.
     let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse().unwrap();
     assert!(!uuid.is_generated());
