@@ -16,9 +16,10 @@ pub(crate) const fn is_device_id_byte(b: u8) -> bool {
 
 /// A device's identifier: what a device sends as its MQTT client id.
 ///
-/// 1 to 128 characters of `[0-9A-Za-z_.:-]`. The platform's own IDs are 24 hex
-/// characters, but integrators use other shapes, so any ID of this alphabet is
-/// accepted. Held inline: parsing never allocates.
+/// 1 to 128 characters of `[0-9A-Za-z_.:-]`, not starting with `sts_` (the prefix
+/// of secrets). The platform's own IDs are 24 hex characters, but integrators use
+/// other shapes, so any ID of this alphabet is accepted. Held inline: parsing
+/// never allocates.
 ///
 /// ```
 /// use structure_access::DeviceId;
@@ -47,6 +48,10 @@ pub enum DeviceIdError {
         /// Length of the rejected text in bytes.
         len: usize,
     },
+    /// Text starting with `sts_`, the prefix of secrets: refused, and not quoted,
+    /// so that a secret typed in the wrong field cannot reach a log.
+    #[error("expected a device ID, found text starting with the secret prefix `sts_` (not shown)")]
+    LooksLikeSecret,
     /// A character outside `[0-9A-Za-z_.:-]`.
     #[error("unexpected character `{found}` at byte {offset} of device ID `{id}`, expected one of `0-9 A-Z a-z _ . : -`")]
     InvalidCharacter {
@@ -76,6 +81,9 @@ impl FromStr for DeviceId {
         }
         if s.len() > MAX_DEVICE_ID_LEN {
             return Err(DeviceIdError::TooLong { len: s.len() });
+        }
+        if s.starts_with(crate::secret::SECRET_PREFIX) {
+            return Err(DeviceIdError::LooksLikeSecret);
         }
         if let Some((offset, found)) = s
             .char_indices()

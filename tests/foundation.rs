@@ -210,6 +210,13 @@ fn device_ids_follow_their_alphabet() {
     assert!("".parse::<DeviceId>().is_err());
     assert!("a".repeat(129).parse::<DeviceId>().is_err());
     assert!("a".repeat(128).parse::<DeviceId>().is_ok());
+    assert!(
+        !"sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA"
+            .parse::<DeviceId>()
+            .unwrap_err()
+            .to_string()
+            .contains("AAAA")
+    );
     let err = "dév".parse::<DeviceId>().unwrap_err();
     assert_eq!(
         err.to_string(),
