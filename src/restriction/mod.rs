@@ -66,6 +66,7 @@ mod parse;
 mod wire;
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
@@ -228,7 +229,8 @@ impl<'a> TagFilter<'a> {
 /// ```
 #[derive(Clone)]
 pub struct Restriction {
-    ids: Box<[Arc<str>]>,
+    /// The device IDs, sorted, as places in `index.id_text`.
+    ids: Box<[Span]>,
     patterns: Box<[TagPattern]>,
     index: Index,
 }
@@ -316,7 +318,7 @@ impl Restriction {
 
     /// The listed device IDs, sorted.
     pub fn device_ids(&self) -> impl ExactSizeIterator<Item = &str> + DoubleEndedIterator + Clone {
-        self.ids.iter().map(|id| &**id)
+        self.ids.iter().map(|&span| self.index.id(span))
     }
 
     /// The tag patterns, sorted by key, then value (wildcards first).
@@ -336,7 +338,7 @@ impl FromStr for Restriction {
 
 impl PartialEq for Restriction {
     fn eq(&self, other: &Self) -> bool {
-        self.ids == other.ids && self.patterns == other.patterns
+        self.device_ids().eq(other.device_ids()) && self.patterns == other.patterns
     }
 }
 
@@ -344,15 +346,24 @@ impl Eq for Restriction {}
 
 impl Hash for Restriction {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.ids.hash(state);
+        state.write_usize(self.ids.len());
+        for id in self.device_ids() {
+            id.hash(state);
+        }
         self.patterns.hash(state);
     }
 }
 
 impl fmt::Debug for Restriction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Ids<'a>(&'a Restriction);
+        impl fmt::Debug for Ids<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.device_ids()).finish()
+            }
+        }
         f.debug_struct("Restriction")
-            .field("device_ids", &self.ids)
+            .field("device_ids", &Ids(self))
             .field("tag_patterns", &self.patterns)
             .finish()
     }
@@ -364,11 +375,73 @@ impl fmt::Debug for Restriction {
 #[derive(Clone, Default)]
 struct Index {
     hasher: DefaultHashBuilder,
-    ids: HashTable<Arc<str>>,
+    /// Every device ID, end to end: one allocation rather than one per ID.
+    id_text: String,
+    ids: HashTable<Span>,
     /// Values of `*=value` patterns.
     any_key: HashTable<Arc<str>>,
     /// Keys of `key=*` and `key=value` patterns.
     keys: HashTable<KeyEntry>,
+    /// The hashes of `any_key`'s values and of `keys`' keys.
+    filter: Filter,
+}
+
+/// Where a device ID lies in [`Index::id_text`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// The text of `span` in `text`.
+#[inline]
+fn span_text(text: &str, span: Span) -> &str {
+    text.get(span.start..span.end).unwrap_or_default()
+}
+
+/// Set apart the hashes of keys from those of values in the [`Filter`]: a
+/// string that is both a key and a value takes two bits.
+const KEY_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A Bloom filter with one hash function and about 64 bits per entry: a clear
+/// bit proves a string is not in a table, so most tags that match nothing cost
+/// two bit tests instead of two table probes. A set bit (a real entry, or a
+/// collision about once in 64) leads to the probe. The filter's density, and so
+/// its cost, is the same for a restriction of one pattern or of a hundred.
+#[derive(Clone, Default)]
+struct Filter {
+    words: Box<[u64]>,
+    /// `words.len() - 1`; the length is a power of two.
+    mask: u64,
+}
+
+impl Filter {
+    fn with_entries(entries: usize) -> Self {
+        let words = entries.max(1).next_power_of_two();
+        Self {
+            words: alloc::vec![0; words].into_boxed_slice(),
+            mask: u64::try_from(words - 1).unwrap_or(0),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, hash: u64) -> (usize, u64) {
+        let word = usize::try_from((hash >> 6) & self.mask).unwrap_or(0);
+        (word, 1 << (hash & 63))
+    }
+
+    fn insert(&mut self, hash: u64) {
+        let (word, bit) = self.slot(hash);
+        if let Some(word) = self.words.get_mut(word) {
+            *word |= bit;
+        }
+    }
+
+    #[inline]
+    fn may_contain(&self, hash: u64) -> bool {
+        let (word, bit) = self.slot(hash);
+        self.words.get(word).is_some_and(|word| word & bit != 0)
+    }
 }
 
 #[derive(Clone)]
@@ -380,28 +453,92 @@ struct KeyEntry {
     values: HashTable<Arc<str>>,
 }
 
+/// The hash every table uses. A table holds one kind of string, so the bytes
+/// alone are hashed, without `Hash for str`'s terminator: one multiplication
+/// fewer per string on the hot path.
+#[inline]
+fn hash_str(hasher: &DefaultHashBuilder, text: &str) -> u64 {
+    let mut state = hasher.build_hasher();
+    state.write(text.as_bytes());
+    state.finish()
+}
+
+/// String equality for the lookups, inlined: keys, values and IDs are short,
+/// and a call to `memcmp` costs more than comparing them in registers.
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    // Two overlapping loads cover every length from one to two words.
+    let word = |bytes: &[u8], at: usize| -> u64 {
+        bytes
+            .get(at..at.saturating_add(8))
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    let half = |bytes: &[u8], at: usize| -> u32 {
+        bytes
+            .get(at..at.saturating_add(4))
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map_or(0, u32::from_ne_bytes)
+    };
+    match len {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, len - 4) == half(b, len - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
+        _ => a == b,
+    }
+}
+
 impl Index {
     #[inline]
     fn hash(&self, text: &str) -> u64 {
-        self.hasher.hash_one(text)
+        hash_str(&self.hasher, text)
+    }
+
+    #[inline]
+    fn id(&self, span: Span) -> &str {
+        span_text(&self.id_text, span)
     }
 
     #[inline]
     fn contains_id(&self, id: &str) -> bool {
-        self.ids.find(self.hash(id), |e| **e == *id).is_some()
+        self.ids
+            .find(self.hash(id), |&span| same(self.id(span), id))
+            .is_some()
     }
 
     #[inline]
     fn matches_tag(&self, key: &str, value: &str) -> bool {
         let value_hash = self.hash(value);
-        if self.any_key.find(value_hash, |e| **e == *value).is_some() {
+        if self.filter.may_contain(value_hash)
+            && self.any_key.find(value_hash, |e| same(e, value)).is_some()
+        {
             return true;
         }
-        self.keys
-            .find(self.hash(key), |e| *e.key == *key)
-            .is_some_and(|entry| {
-                entry.any_value || entry.values.find(value_hash, |e| **e == *value).is_some()
-            })
+        let key_hash = self.hash(key);
+        self.filter.may_contain(key_hash ^ KEY_SALT)
+            && self
+                .keys
+                .find(key_hash, |e| same(&e.key, key))
+                .is_some_and(|entry| {
+                    entry.any_value || entry.values.find(value_hash, |e| same(e, value)).is_some()
+                })
+    }
+
+    /// Builds the filter from the tables.
+    fn build_filter(&mut self) {
+        let mut filter = Filter::with_entries(self.any_key.len() + self.keys.len());
+        for value in &self.any_key {
+            filter.insert(hash_str(&self.hasher, value));
+        }
+        for entry in &self.keys {
+            filter.insert(hash_str(&self.hasher, &entry.key) ^ KEY_SALT);
+        }
+        self.filter = filter;
     }
 }
 
@@ -410,7 +547,10 @@ impl Index {
 struct Builder<'l> {
     limits: &'l Limits,
     index: Index,
-    patterns: usize,
+    /// The distinct entries in the order they came: sorting input that is
+    /// already sorted (the canonical form, read back from storage) is linear.
+    ids: Vec<Span>,
+    patterns: Vec<TagPattern>,
 }
 
 impl<'l> Builder<'l> {
@@ -418,8 +558,25 @@ impl<'l> Builder<'l> {
         Self {
             limits,
             index: Index::default(),
-            patterns: 0,
+            ids: Vec::new(),
+            patterns: Vec::new(),
         }
+    }
+
+    /// Makes room for about `entries` device IDs, within the limit, so that
+    /// the table is not rebuilt as it grows.
+    fn reserve_device_ids(&mut self, entries: usize) {
+        let additional = entries.min(self.limits.max_device_ids);
+        let Index {
+            hasher,
+            id_text,
+            ids,
+            ..
+        } = &mut self.index;
+        ids.reserve(additional, |&span| {
+            hash_str(hasher, span_text(id_text, span))
+        });
+        self.ids.reserve(additional);
     }
 
     /// Adds a device ID given as data (not text): checks it first.
@@ -428,7 +585,7 @@ impl<'l> Builder<'l> {
             return Err(RestrictionError::Syntax {
                 at,
                 expected: "a device ID of at least one character",
-                found: Some(alloc::string::String::new()),
+                found: Some(String::new()),
             });
         }
         check_chars(id, Item::DeviceId, at, is_device_id_char)?;
@@ -472,9 +629,17 @@ impl<'l> Builder<'l> {
 
     /// Adds a checked device ID.
     fn insert_device_id(&mut self, id: &str, at: Location) -> Result<(), RestrictionError> {
-        let Index { hasher, ids, .. } = &mut self.index;
-        let hash = hasher.hash_one(id);
-        if ids.find(hash, |e| **e == *id).is_some() {
+        let Index {
+            hasher,
+            id_text,
+            ids,
+            ..
+        } = &mut self.index;
+        let hash = hash_str(hasher, id);
+        if ids
+            .find(hash, |&span| same(span_text(id_text, span), id))
+            .is_some()
+        {
             return Ok(());
         }
         if ids.len() >= self.limits.max_device_ids {
@@ -484,7 +649,16 @@ impl<'l> Builder<'l> {
                 max: self.limits.max_device_ids,
             });
         }
-        ids.insert_unique(hash, id.into(), |e| hasher.hash_one(&**e));
+        let start = id_text.len();
+        id_text.push_str(id);
+        let span = Span {
+            start,
+            end: id_text.len(),
+        };
+        ids.insert_unique(hash, span, |&span| {
+            hash_str(hasher, span_text(id_text, span))
+        });
+        self.ids.push(span);
         Ok(())
     }
 
@@ -496,7 +670,7 @@ impl<'l> Builder<'l> {
         at: Location,
     ) -> Result<(), RestrictionError> {
         let max = self.limits.max_tag_patterns;
-        let full = self.patterns >= max;
+        let full = self.patterns.len() >= max;
         let too_many = || RestrictionError::TooManyTagPatterns {
             at,
             text: snippet(&alloc::format!("{}", PatternText { key, value })),
@@ -516,18 +690,23 @@ impl<'l> Builder<'l> {
                 });
             }
             (None, Some(value)) => {
-                let hash = hasher.hash_one(value);
+                let hash = hash_str(hasher, value);
                 if any_key.find(hash, |e| **e == *value).is_some() {
                     return Ok(());
                 }
                 if full {
                     return Err(too_many());
                 }
-                any_key.insert_unique(hash, value.into(), |e| hasher.hash_one(&**e));
+                let value: Arc<str> = value.into();
+                any_key.insert_unique(hash, value.clone(), |e| hash_str(hasher, e));
+                self.patterns.push(TagPattern {
+                    key: None,
+                    value: Some(value),
+                });
             }
             (Some(key), value) => {
-                let hash = hasher.hash_one(key);
-                let entry = match keys.entry(hash, |e| *e.key == *key, |e| hasher.hash_one(&*e.key))
+                let hash = hash_str(hasher, key);
+                let entry = match keys.entry(hash, |e| *e.key == *key, |e| hash_str(hasher, &e.key))
                 {
                     hashbrown::hash_table::Entry::Occupied(entry) => entry.into_mut(),
                     hashbrown::hash_table::Entry::Vacant(entry) => {
@@ -543,55 +722,51 @@ impl<'l> Builder<'l> {
                             .into_mut()
                     }
                 };
-                match value {
+                let value = match value {
                     None if entry.any_value => return Ok(()),
                     None if full => return Err(too_many()),
-                    None => entry.any_value = true,
+                    None => {
+                        entry.any_value = true;
+                        None
+                    }
                     Some(value) => {
-                        let hash = hasher.hash_one(value);
+                        let hash = hash_str(hasher, value);
                         if entry.values.find(hash, |e| **e == *value).is_some() {
                             return Ok(());
                         }
                         if full {
                             return Err(too_many());
                         }
+                        let value: Arc<str> = value.into();
                         entry
                             .values
-                            .insert_unique(hash, value.into(), |e| hasher.hash_one(&**e));
+                            .insert_unique(hash, value.clone(), |e| hash_str(hasher, e));
+                        Some(value)
                     }
-                }
+                };
+                self.patterns.push(TagPattern {
+                    key: Some(entry.key.clone()),
+                    value,
+                });
             }
         }
-        self.patterns = self.patterns.saturating_add(1);
         Ok(())
     }
 
     /// The restriction, or [`RestrictionError::Empty`] at `empty_at`.
     fn finish(self, empty_at: Location) -> Result<Restriction, RestrictionError> {
-        let index = self.index;
-        if index.ids.is_empty() && self.patterns == 0 {
+        let Self {
+            mut index,
+            mut ids,
+            mut patterns,
+            ..
+        } = self;
+        if ids.is_empty() && patterns.is_empty() {
             return Err(RestrictionError::Empty { at: empty_at });
         }
-        let mut ids: Vec<Arc<str>> = index.ids.iter().cloned().collect();
-        ids.sort_unstable();
-        let mut patterns = Vec::with_capacity(self.patterns);
-        patterns.extend(index.any_key.iter().map(|value| TagPattern {
-            key: None,
-            value: Some(value.clone()),
-        }));
-        for entry in &index.keys {
-            if entry.any_value {
-                patterns.push(TagPattern {
-                    key: Some(entry.key.clone()),
-                    value: None,
-                });
-            }
-            patterns.extend(entry.values.iter().map(|value| TagPattern {
-                key: Some(entry.key.clone()),
-                value: Some(value.clone()),
-            }));
-        }
+        ids.sort_unstable_by(|&a, &b| index.id(a).cmp(index.id(b)));
         patterns.sort_unstable();
+        index.build_filter();
         Ok(Restriction {
             ids: ids.into_boxed_slice(),
             patterns: patterns.into_boxed_slice(),
