@@ -1,1 +1,190 @@
-fn main(){}
+//! `keytool`: the operator's command line for Structure access keys.
+//!
+//! ```text
+//! keytool parse EXPR                                          canonical form of a restriction
+//! keytool can-see --restrict EXPR --device ID [--tag K=V]...  `yes` or `no`
+//! keytool generate [--restrict EXPR] [--description TEXT]     a new key, as one line of JSON
+//! ```
+//!
+//! Results go to stdout, errors to stderr. Exit status: 0 on success, 2 when an
+//! argument is invalid (as for clap's usage errors), 1 when the work itself
+//! failed. Run with `cargo run --example keytool --features serde -- …`.
+//!
+//! Each subcommand is a variant of [`Command`] and a function returning its
+//! output, so a new one is a variant and a match arm in [`run`].
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use structure_access::{AccessKey, DeviceRecord, HashPolicy, KeyId, Restriction, Scope};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keytool",
+    version,
+    about = "Access keys of the Structure IoT platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints the canonical form of a restriction
+    Parse {
+        /// The restriction, e.g. `vehicle=truck,color=` or `5f2b8c1e9a4d3b7c6e1f0a2b`
+        expr: String,
+    },
+    /// Prints `yes` when a device is in a restriction's scope, `no` otherwise
+    CanSee {
+        /// The restriction
+        #[arg(long, value_name = "EXPR")]
+        restrict: String,
+        /// The device's ID
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// A tag of the device (repeatable); the value may contain `=`
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Generates a key and its secret, printed as one line of JSON
+    ///
+    /// Prints `{"key": …, "secret": …, "record": {…}}`. The secret is shown this
+    /// once and cannot be recovered: store only the record.
+    Generate {
+        /// Restricts the key to these devices (default: unrestricted)
+        #[arg(long, value_name = "EXPR")]
+        restrict: Option<String>,
+        /// A description stored with the key
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+}
+
+/// Why a subcommand failed: the message for stderr and the exit status.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+impl Failure {
+    /// An invalid argument: exit status 2.
+    fn invalid(message: impl Display) -> Self {
+        Self {
+            message: message.to_string(),
+            status: 2,
+        }
+    }
+
+    /// The work failed: exit status 1.
+    fn failed(message: impl Display) -> Self {
+        Self {
+            message: message.to_string(),
+            status: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+/// Runs one subcommand; returns what to print on stdout.
+fn run(command: Command) -> Result<String, Failure> {
+    match command {
+        Command::Parse { expr } => Ok(restriction(&expr)?.to_string()),
+        Command::CanSee {
+            restrict,
+            device,
+            tags,
+        } => can_see(&restrict, &device, &tags),
+        Command::Generate {
+            restrict,
+            description,
+        } => generate(restrict.as_deref(), description.as_deref()),
+    }
+}
+
+fn can_see(restrict: &str, device: &str, tags: &[(String, String)]) -> Result<String, Failure> {
+    let restriction = restriction(restrict)?;
+    let id = device
+        .parse()
+        .map_err(|e| Failure::invalid(format_args!("--device: {e}")))?;
+    let device = tags
+        .iter()
+        .fold(DeviceRecord::new(id), |d, (k, v)| d.with_tag(k, v));
+    Ok(if restriction.can_see(&device) {
+        "yes"
+    } else {
+        "no"
+    }
+    .to_owned())
+}
+
+fn generate(restrict: Option<&str>, description: Option<&str>) -> Result<String, Failure> {
+    let scope = Scope::from(restrict.map(restriction).transpose()?);
+    let new = AccessKey::generate_os(scope, &HashPolicy::default()).map_err(Failure::failed)?;
+    let record = match description {
+        Some(text) => new
+            .record
+            .with_description(text)
+            .map_err(Failure::invalid)?,
+        None => new.record,
+    };
+    let output = Generated {
+        key: record.key(),
+        secret: new.secret.expose_secret(),
+        record: &record,
+    };
+    serde_json::to_string(&output).map_err(Failure::failed)
+}
+
+/// The output of `generate`, fields in this order.
+#[derive(serde::Serialize)]
+struct Generated<'a> {
+    key: &'a KeyId,
+    secret: &'a str,
+    record: &'a AccessKey,
+}
+
+/// Parses a restriction; a failure quotes the text and points at the error.
+fn restriction(expr: &str) -> Result<Restriction, Failure> {
+    expr.parse()
+        .map_err(|e: structure_access::RestrictionError| {
+            match e.offset().and_then(|offset| pointer(expr, offset)) {
+                Some(pointer) => Failure::invalid(format_args!("{e}\n{pointer}")),
+                None => Failure::invalid(e),
+            }
+        })
+}
+
+/// `expr` with a caret under byte `offset`, when `expr` is one short printable
+/// line.
+fn pointer(expr: &str, offset: usize) -> Option<String> {
+    if expr.trim().is_empty() || expr.chars().count() > 120 || expr.chars().any(char::is_control) {
+        return None;
+    }
+    let column = expr.get(..offset)?.chars().count();
+    Some(format!("  {expr}\n  {}^", " ".repeat(column)))
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, found `{text}`")),
+    }
+}
