@@ -4,6 +4,7 @@ use core::fmt;
 
 use crate::device::{Device, DeviceId, DeviceIdError};
 use crate::key::KeyId;
+use crate::mqtt::{AdditionalTopics, SharedTopics};
 use crate::record::{AccessKey, KeyStatus, Scope};
 use crate::secret::{Secret, SecretError};
 #[cfg(not(feature = "std"))]
@@ -84,6 +85,7 @@ pub struct Principal {
     device: DeviceId,
     key: KeyId,
     scope: Scope,
+    topics: SharedTopics,
 }
 
 impl Principal {
@@ -100,6 +102,12 @@ impl Principal {
     /// The key's scope.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// The key's policy for topics outside the device topics, shared with the
+    /// key record.
+    pub fn additional_topics(&self) -> &AdditionalTopics {
+        self.topics.get()
     }
 
     /// Whether this device may see `other`: always for an unrestricted key,
@@ -244,6 +252,7 @@ impl Authenticator {
             device: device_id,
             key,
             scope: record.scope().clone(),
+            topics: record.shared_topics().clone(),
         })
     }
 
@@ -254,9 +263,9 @@ impl Authenticator {
             if cache.contains(key, &tag) {
                 return Ok(true);
             }
-            let ok = self.verify_uncached(verifier, secret).map_err(|source| {
-                AuthError::BadVerifier { key: *key, source }
-            })?;
+            let ok = self
+                .verify_uncached(verifier, secret)
+                .map_err(|source| AuthError::BadVerifier { key: *key, source })?;
             if ok {
                 cache.insert(*key, tag);
             }

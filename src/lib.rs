@@ -28,6 +28,7 @@ mod cache;
 mod device;
 mod encoding;
 mod key;
+pub mod mqtt;
 #[cfg(feature = "std")]
 mod pool;
 mod record;
@@ -37,14 +38,18 @@ mod secret;
 mod serde_util;
 mod verifier;
 
-pub use record::{
-    AccessKey, GenerateError, KeyStatus, MAX_DESCRIPTION_CHARS, NewAccessKey, RecordError, Scope,
-};
 pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use device::{Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN};
 pub use key::{GENERATED_KEY_LEN, KEY_PREFIX, KeyError, KeyId, MAX_KEY_LEN};
+pub use mqtt::{
+    AdditionalTopics, Decision, DeviceDirectory, FilterList, Topic, TopicError, TopicFilter,
+    TopicRules,
+};
+pub use record::{
+    AccessKey, GenerateError, KeyStatus, MAX_DESCRIPTION_CHARS, NewAccessKey, RecordError, Scope,
+};
 pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
 pub use secret::{
     GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,

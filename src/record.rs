@@ -6,6 +6,7 @@ use core::fmt;
 
 use crate::device::Device;
 use crate::key::KeyId;
+use crate::mqtt::{AdditionalTopics, SharedTopics};
 use crate::restriction::Restriction;
 use crate::secret::Secret;
 use crate::verifier::{Argon2Memory, HashPolicy, SALT_LEN, Verifier, VerifierError};
@@ -104,6 +105,10 @@ pub enum GenerateError {
 /// {"key": "stk_…", "verifier": "$argon2id$v=19$…", "restriction": null,
 ///  "status": "active", "description": "…"}
 /// ```
+///
+/// plus, when the key has an [`AdditionalTopics`] policy other than
+/// [`AdditionalTopics::None`], an `"additionalTopics"` field in the platform's
+/// shape (a missing or `null` field reads as `None`, so older records load).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
     key: KeyId,
@@ -111,6 +116,7 @@ pub struct AccessKey {
     scope: Scope,
     status: KeyStatus,
     description: Option<Box<str>>,
+    topics: SharedTopics,
 }
 
 /// A freshly generated key: the record to store and the secret to show once.
@@ -184,6 +190,7 @@ impl AccessKey {
             scope,
             status: KeyStatus::Active,
             description: None,
+            topics: SharedTopics::default(),
         }
     }
 
@@ -191,6 +198,31 @@ impl AccessKey {
     pub fn with_description(mut self, description: &str) -> Result<Self, RecordError> {
         self.description = Some(check_description(description)?);
         Ok(self)
+    }
+
+    /// Sets the policy for topics outside the device topics (MQTT). Give an
+    /// `Arc` to share one policy between many keys; a principal authenticated
+    /// with the key shares it too, without copying.
+    ///
+    /// ```
+    /// use structure_access::mqtt::{AdditionalTopics, FilterList};
+    /// # use structure_access::{AccessKey, HashPolicy, Scope};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # let policy = HashPolicy::default().with_params(64, 1, 1)?;
+    /// # let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), Scope::Unrestricted, &policy)?;
+    ///
+    /// let topics = AdditionalTopics::AllowList {
+    ///     publish: FilterList::new(["alerts/#"])?,
+    ///     subscribe: FilterList::empty(),
+    /// };
+    /// let record = new.record.with_additional_topics(topics.clone());
+    /// assert_eq!(record.additional_topics(), &topics);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_additional_topics(mut self, topics: impl Into<Arc<AdditionalTopics>>) -> Self {
+        self.topics = SharedTopics::new(topics.into());
+        self
     }
 
     /// Sets the status.
@@ -229,6 +261,17 @@ impl AccessKey {
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
+
+    /// The policy for topics outside the device topics ([`AdditionalTopics::None`]
+    /// unless set).
+    pub fn additional_topics(&self) -> &AdditionalTopics {
+        self.topics.get()
+    }
+
+    /// The policy as principals share it.
+    pub(crate) fn shared_topics(&self) -> &SharedTopics {
+        &self.topics
+    }
 }
 
 fn check_description(description: &str) -> Result<Box<str>, RecordError> {
@@ -264,6 +307,8 @@ mod wire {
         status: KeyStatus,
         #[serde(skip_serializing_if = "Option::is_none")]
         description: Option<&'a str>,
+        #[serde(rename = "additionalTopics", skip_serializing_if = "Option::is_none")]
+        additional_topics: Option<&'a AdditionalTopics>,
     }
 
     #[derive(Deserialize)]
@@ -277,6 +322,9 @@ mod wire {
         status: KeyStatus,
         #[serde(default)]
         description: Option<alloc::string::String>,
+        // Missing or null: none, as for records written before the field existed.
+        #[serde(rename = "additionalTopics", default)]
+        additional_topics: Option<AdditionalTopics>,
     }
 
     impl Serialize for AccessKey {
@@ -287,6 +335,7 @@ mod wire {
                 restriction: self.scope.restriction(),
                 status: self.status,
                 description: self.description(),
+                additional_topics: (!self.topics.is_none()).then(|| self.topics.get()),
             }
             .serialize(serializer)
         }
@@ -307,6 +356,10 @@ mod wire {
                 scope: wire.restriction.into(),
                 status: wire.status,
                 description,
+                topics: wire
+                    .additional_topics
+                    .map(SharedTopics::from_value)
+                    .unwrap_or_default(),
             })
         }
     }
