@@ -413,6 +413,11 @@ fn intersection_is_exact() {
         ("a/+/c", "+/b/d", false),
         ("+", "+/x", false),
         ("/+", "+/", true),
+        // `/#` matches `/…` and, as a parent, the empty string, which is no
+        // topic: it has nothing in common with one-level filters.
+        ("/#", "+", false),
+        ("/#", "#", true),
+        ("/#", "/", true),
     ] {
         assert_eq!(filter(a).intersects(filter(b)), expected, "`{a}` ∩ `{b}`");
         assert_eq!(filter(b).intersects(filter(a)), expected, "`{b}` ∩ `{a}`");
@@ -449,6 +454,10 @@ fn containment_is_exact_over_unions() {
         // A `+` in the filter needs `+` (or `#`) at that level of a listed filter.
         (&["a/b/#", "a/c/#"], "a/+/x", false),
         (&["x/#", "+/b"], "+/b", true),
+        // `/#` needs no filter for its empty parent (not a topic).
+        (&["/+/#"], "/#", true),
+        (&["/", "/+/#"], "/#", true),
+        (&["/+"], "/#", false),
         // Exact topics.
         (&["a/b", "c"], "c", true),
         (&["a/b", "c"], "a", false),

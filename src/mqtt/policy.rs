@@ -328,42 +328,44 @@ impl FilterList {
     /// infinitely many values, so listed literals never exhaust it); a `#` level
     /// (meaning "no more levels" or "one more level of any value, then `#`") by a
     /// `#`, or by a listed filter ending there plus, one level deeper, `+` levels
-    /// covering the rest in the same way. Each listed filter is read once; the
+    /// covering the rest in the same way. The empty string is not a topic, so
+    /// `/#` needs nothing for its parent level. Each listed filter is read once; the
     /// work is O(total length of the list) and nothing is allocated.
     pub fn covers(&self, filter: TopicFilter<'_>) -> bool {
         if let Some(topic) = filter.as_topic() {
             return self.matches(topic);
         }
-        let hash_at = filter.hash_level();
-        // The shallowest `#` reached by a listed filter, and the depths at which
-        // a listed filter ends, relative to `filter`'s `#`.
+        let Some(k) = filter.hash_level() else {
+            // Without `#`, the topics worst placed are all as deep as the filter:
+            // one listed filter must take them all.
+            return self
+                .filters
+                .iter()
+                .any(|listed| !matches!(reach(filter, listed.as_filter()), Reach::Nothing));
+        };
+        // The topics of `filter` end at depths `first_end..`: at 1 at the
+        // earliest, and not at 1 under `/#` (that topic would be the empty
+        // string). Each depth needs a listed filter ending there, until one
+        // listed filter takes every deeper topic with a `#`.
+        let first_end = if filter.as_str() == "/#" { 2 } else { k.max(1) };
         let mut hash_min = usize::MAX;
+        // Bit `d - k`: some listed filter ends at depth `d`.
         let mut ends = [0u64; END_WORDS];
         for listed in self.filters.iter() {
             match reach(filter, listed.as_filter()) {
                 Reach::Nothing => {}
-                Reach::Hash(depth) => {
-                    let Some(k) = hash_at else { return true };
-                    if depth <= k.max(1) {
-                        return true;
-                    }
-                    hash_min = hash_min.min(depth);
-                }
+                Reach::Hash(depth) if depth <= first_end => return true,
+                Reach::Hash(depth) => hash_min = hash_min.min(depth),
                 Reach::End(depth) => {
-                    let Some(k) = hash_at else { return true };
-                    // A listed filter ends at or below `filter`'s `#`.
-                    if let Some(word) = depth
-                        .checked_sub(k)
-                        .and_then(|bit| ends.get_mut(bit / 64).map(|word| (word, bit % 64)))
-                    {
-                        *word.0 |= 1u64 << word.1;
+                    let bit = depth.saturating_sub(k);
+                    if let Some(word) = ends.get_mut(bit / 64) {
+                        *word |= 1u64 << (bit % 64);
                     }
                 }
             }
         }
-        let Some(k) = hash_at else { return false };
         hash_min != usize::MAX
-            && (k.max(1)..hash_min).all(|depth| {
+            && (first_end..hash_min).all(|depth| {
                 let bit = depth - k;
                 ends.get(bit / 64)
                     .is_some_and(|word| word & (1u64 << (bit % 64)) != 0)

@@ -470,18 +470,23 @@ impl<'a> TopicFilter<'a> {
     pub fn intersects(&self, other: TopicFilter<'_>) -> bool {
         let mut mine = self.levels();
         let mut theirs = other.levels();
-        let mut first = true;
+        // A first level forced to be empty: the topic of that one level would be
+        // the empty string, which is not a topic.
+        let empty_first = self.text.starts_with('/') || other.text.starts_with('/');
+        let mut depth = 0;
         loop {
             match (mine.next(), theirs.next()) {
                 (None, None) => return true,
-                // `#` takes any rest, including none (the level above it, which
-                // exists: a filter has at least one level).
+                // `#` takes any rest, including none (the level above it).
                 (Some("#"), other) | (other, Some("#")) => {
-                    return !(first && other.is_some_and(|level| level.starts_with('$')));
+                    return match other {
+                        None => !(depth == 1 && empty_first),
+                        Some(level) => !(depth == 0 && level.starts_with('$')),
+                    };
                 }
                 (None, Some(_)) | (Some(_), None) => return false,
                 (Some("+"), Some(level)) | (Some(level), Some("+")) => {
-                    if first && level.starts_with('$') {
+                    if depth == 0 && level.starts_with('$') {
                         return false;
                     }
                 }
@@ -491,7 +496,7 @@ impl<'a> TopicFilter<'a> {
                     }
                 }
             }
-            first = false;
+            depth += 1;
         }
     }
 
