@@ -11,6 +11,7 @@
     clippy::expect_used,
     clippy::panic
 )]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::panic))]
 
 mod broker;
 pub mod config;
