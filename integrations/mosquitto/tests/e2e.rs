@@ -50,6 +50,18 @@ fn plugin_path() -> PathBuf {
     dir.join("libstructure_access_mosquitto.so")
 }
 
+/// Cargo builds only the rlib for integration tests, not the plugin itself:
+/// build it (a no-op when it is up to date).
+fn build_plugin() {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "--lib", "-p", "structure-access-mosquitto"]);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().unwrap();
+    assert!(status.success(), "building the plugin failed");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -170,6 +182,7 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         eprintln!("skipped: install mosquitto and mosquitto-clients to run this test");
         return;
     }
+    build_plugin();
     assert!(
         plugin_path().exists(),
         "plugin not built at {}",
