@@ -90,12 +90,26 @@ impl TopicRules {
             // A longer first level, such as `structures`.
             None => return TopicClass::Custom,
         };
-        let Some((id, kind)) = rest.split_once('/') else {
+        // One pass: the device ID's bytes up to the next `/`.
+        let Some(end) = rest.bytes().position(|b| {
+            !DEVICE_ID_BYTES
+                .get(usize::from(b))
+                .copied()
+                .unwrap_or(false)
+        }) else {
             return TopicClass::Reserved;
         };
-        if !is_device_id(id) {
+        let (Some(id), Some(b'/'), Some(kind)) = (
+            rest.get(..end),
+            rest.as_bytes().get(end),
+            rest.get(end + 1..),
+        ) else {
+            return TopicClass::Reserved;
+        };
+        if id.is_empty() || id.len() > MAX_DEVICE_ID_LEN {
             return TopicClass::Reserved;
         }
+        // `state` and `command` hold no `/`: the topic has exactly three levels.
         match kind {
             "state" => TopicClass::State(id),
             "command" => TopicClass::Command(id),
@@ -117,9 +131,23 @@ impl Default for TopicRules {
     }
 }
 
-fn is_device_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_DEVICE_ID_LEN && id.bytes().all(is_device_id_byte)
-}
+/// [`is_device_id_byte`] as a table: one load per byte of a device topic.
+static DEVICE_ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < table.len() {
+        // A `u8` fits: `i < 256`.
+        #[allow(clippy::cast_possible_truncation)]
+        let byte = i as u8;
+        // Evaluated at compile time: an index out of bounds would not compile.
+        #[allow(clippy::indexing_slicing)]
+        {
+            table[i] = is_device_id_byte(byte);
+        }
+        i += 1;
+    }
+    table
+};
 
 /// What a topic is, under some [`TopicRules`]. The device IDs are borrowed
 /// from the topic and are valid [`DeviceId`](crate::DeviceId) text.
@@ -395,6 +423,9 @@ enum Reach {
 
 /// See [`FilterList::covers`]; a loop over the levels of `listed`, no recursion.
 fn reach(filter: TopicFilter<'_>, listed: TopicFilter<'_>) -> Reach {
+    if filter.literals_conflict(listed) {
+        return Reach::Nothing;
+    }
     // Only a literal first level can start with `$`.
     let dollar = filter.as_str().starts_with('$');
     let mut levels = filter.levels();

@@ -217,13 +217,41 @@ fn check_len(text: &str, kind: TopicKind, max: usize) -> Result<(), TopicError> 
     Ok(())
 }
 
+/// The offset of the first NUL, `+` or `#` in `bytes`. Eight bytes at a time
+/// (a NUL-byte test on each pattern, as in `memchr`): topics are validated on
+/// every message.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const fn has_zero_byte(x: u64) -> bool {
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    let mut skipped = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if has_zero_byte(x)
+            || has_zero_byte(x ^ (ONES * u64::from(b'+')))
+            || has_zero_byte(x ^ (ONES * u64::from(b'#')))
+        {
+            break;
+        }
+        skipped += 8;
+    }
+    bytes
+        .get(skipped..)
+        .unwrap_or_default()
+        .iter()
+        .position(|&b| matches!(b, 0 | b'+' | b'#'))
+        .map(|i| skipped + i)
+}
+
 fn check_name(text: &str) -> Result<(), TopicError> {
     check_len(text, TopicKind::Name, MAX_TOPIC_LEN)?;
-    match text
-        .bytes()
-        .enumerate()
-        .find(|&(_, b)| matches!(b, 0 | b'+' | b'#'))
-    {
+    let bytes = text.as_bytes();
+    match find_special(bytes).and_then(|offset| Some((offset, *bytes.get(offset)?))) {
         None => Ok(()),
         Some((offset, 0)) => Err(TopicError::Nul {
             kind: TopicKind::Name,
@@ -238,12 +266,16 @@ fn check_name(text: &str) -> Result<(), TopicError> {
     }
 }
 
-/// Checks a filter against `max` bytes; returns whether it holds a wildcard.
-fn check_filter(text: &str, max: usize) -> Result<bool, TopicError> {
+/// Checks a filter against `max` bytes; returns the length of its literal
+/// prefix (the bytes before its first wildcard, all of it if none).
+fn check_filter(text: &str, max: usize) -> Result<usize, TopicError> {
     check_len(text, TopicKind::Filter, max)?;
     let bytes = text.as_bytes();
-    let mut wildcard = false;
-    for (offset, &b) in bytes.iter().enumerate() {
+    let Some(first) = find_special(bytes) else {
+        return Ok(bytes.len());
+    };
+    let mut literal = None;
+    for (offset, &b) in bytes.iter().enumerate().skip(first) {
         match b {
             0 => {
                 return Err(TopicError::Nul {
@@ -253,7 +285,7 @@ fn check_filter(text: &str, max: usize) -> Result<bool, TopicError> {
                 });
             }
             b'+' | b'#' => {
-                wildcard = true;
+                literal.get_or_insert(offset);
                 let before = offset.checked_sub(1).and_then(|i| bytes.get(i));
                 let after = bytes.get(offset + 1);
                 let alone = before.is_none_or(|&c| c == b'/') && after.is_none_or(|&c| c == b'/');
@@ -274,7 +306,7 @@ fn check_filter(text: &str, max: usize) -> Result<bool, TopicError> {
             _ => {}
         }
     }
-    Ok(wildcard)
+    Ok(literal.unwrap_or(bytes.len()))
 }
 
 /// Checks a [`TopicRules`](super::TopicRules) prefix: one literal level.
@@ -345,7 +377,7 @@ impl<'a> Topic<'a> {
     pub const fn as_filter(&self) -> TopicFilter<'a> {
         TopicFilter {
             text: self.0,
-            wildcard: false,
+            literal: self.0.len(),
         }
     }
 }
@@ -398,14 +430,16 @@ impl fmt::Debug for Topic<'_> {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicFilter<'a> {
     text: &'a str,
-    wildcard: bool,
+    /// Length of the literal prefix: the bytes before the first wildcard level
+    /// (all of them without one). Non-empty, it ends with `/`.
+    literal: usize,
 }
 
 impl<'a> TopicFilter<'a> {
     /// Validates `text` as a topic filter.
     pub fn new(text: &'a str) -> Result<Self, TopicError> {
-        let wildcard = check_filter(text, MAX_TOPIC_LEN)?;
-        Ok(Self { text, wildcard })
+        let literal = check_filter(text, MAX_TOPIC_LEN)?;
+        Ok(Self { text, literal })
     }
 
     /// The filter as text.
@@ -420,13 +454,13 @@ impl<'a> TopicFilter<'a> {
 
     /// Whether the filter holds a `+` or `#` level.
     pub const fn has_wildcards(&self) -> bool {
-        self.wildcard
+        self.literal < self.text.len()
     }
 
     /// The filter as a topic name, if it has no wildcards (it then matches that
     /// one topic only).
     pub const fn as_topic(&self) -> Option<Topic<'a>> {
-        if self.wildcard {
+        if self.has_wildcards() {
             None
         } else {
             Some(Topic(self.text))
@@ -437,14 +471,25 @@ impl<'a> TopicFilter<'a> {
     /// matching any one level, `#` any number of remaining levels including
     /// none, and neither matching a first level that starts with `$`.
     pub fn matches(&self, topic: Topic<'_>) -> bool {
-        if !self.wildcard {
+        let (Some(literal), Some(wild)) =
+            (self.text.get(..self.literal), self.text.get(self.literal..))
+        else {
+            return false;
+        };
+        if wild.is_empty() {
             return self.text == topic.0;
         }
-        if topic.is_dollar() && starts_with_wildcard(self.text) {
+        // The literal prefix is compared as bytes, which rejects most filters of
+        // a long list at once.
+        let Some(rest) = topic.0.strip_prefix(literal) else {
+            // `a/#` also matches its parent `a`.
+            return wild == "#" && literal.strip_suffix('/') == Some(topic.0);
+        };
+        if literal.is_empty() && topic.is_dollar() {
             return false;
         }
-        let mut topic_levels = topic.levels();
-        for level in self.levels() {
+        let mut topic_levels = rest.split('/');
+        for level in wild.split('/') {
             match (level, topic_levels.next()) {
                 ("#", _) => return true,
                 (_, None) => return false,
@@ -468,6 +513,9 @@ impl<'a> TopicFilter<'a> {
     /// # Ok::<(), structure_access::mqtt::TopicError>(())
     /// ```
     pub fn intersects(&self, other: TopicFilter<'_>) -> bool {
+        if self.literals_conflict(other) {
+            return false;
+        }
         let mut mine = self.levels();
         let mut theirs = other.levels();
         // A first level forced to be empty: the topic of that one level would be
@@ -500,6 +548,14 @@ impl<'a> TopicFilter<'a> {
         }
     }
 
+    /// Whether the literal prefixes of both filters differ in a byte they both
+    /// have: then some level is literal in both and different, and no topic
+    /// matches both. A `memcmp` that settles most pairs without splitting levels.
+    pub(crate) fn literals_conflict(&self, other: TopicFilter<'_>) -> bool {
+        let common = self.literal.min(other.literal);
+        self.text.as_bytes().get(..common) != other.text.as_bytes().get(..common)
+    }
+
     /// The index of the `#` level, if the filter ends with one.
     pub(crate) fn hash_level(&self) -> Option<usize> {
         if self.text == "#" {
@@ -510,10 +566,6 @@ impl<'a> TopicFilter<'a> {
             None
         }
     }
-}
-
-fn starts_with_wildcard(filter: &str) -> bool {
-    matches!(filter.as_bytes().first(), Some(b'+' | b'#'))
 }
 
 impl<'a> TryFrom<&'a str> for TopicFilter<'a> {
@@ -560,7 +612,7 @@ impl fmt::Debug for TopicFilter<'_> {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicFilterBuf {
     text: Box<str>,
-    wildcard: bool,
+    literal: usize,
 }
 
 impl TopicFilterBuf {
@@ -572,10 +624,10 @@ impl TopicFilterBuf {
     /// Validates `text` as a topic filter of at most `max` bytes (and at most
     /// [`MAX_TOPIC_LEN`]).
     pub fn with_max_len(text: &str, max: usize) -> Result<Self, TopicError> {
-        let wildcard = check_filter(text, max.min(MAX_TOPIC_LEN))?;
+        let literal = check_filter(text, max.min(MAX_TOPIC_LEN))?;
         Ok(Self {
             text: text.into(),
-            wildcard,
+            literal,
         })
     }
 
@@ -583,7 +635,7 @@ impl TopicFilterBuf {
     pub fn as_filter(&self) -> TopicFilter<'_> {
         TopicFilter {
             text: &self.text,
-            wildcard: self.wildcard,
+            literal: self.literal,
         }
     }
 
@@ -605,7 +657,7 @@ impl From<TopicFilter<'_>> for TopicFilterBuf {
     fn from(filter: TopicFilter<'_>) -> Self {
         Self {
             text: filter.text.into(),
-            wildcard: filter.wildcard,
+            literal: filter.literal,
         }
     }
 }
