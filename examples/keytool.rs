@@ -4,6 +4,7 @@
 //! keytool parse EXPR                                          canonical form of a restriction
 //! keytool can-see --restrict EXPR --device ID [--tag K=V]...  `yes` or `no`
 //! keytool generate [--restrict EXPR] [--description TEXT]     a new key, as one line of JSON
+//! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
 //! ```
 //!
 //! Results go to stdout, errors to stderr. Exit status: 0 on success, 2 when an
@@ -17,7 +18,9 @@ use std::fmt::Display;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use structure_access::{AccessKey, DeviceRecord, HashPolicy, KeyId, Restriction, Scope};
+use structure_access::{
+    AccessKey, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction, Scope, Secret,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +63,13 @@ enum Command {
         /// A description stored with the key
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+    },
+    /// Prints `ok` when the secret on the first line of stdin is right and the key
+    /// active; otherwise prints the error on stderr and exits 1
+    Verify {
+        /// The key record, as JSON (what `generate` prints as `record`)
+        #[arg(long, value_name = "FILE")]
+        record: std::path::PathBuf,
     },
 }
 
@@ -115,6 +125,33 @@ fn run(command: Command) -> Result<String, Failure> {
             restrict,
             description,
         } => generate(restrict.as_deref(), description.as_deref()),
+        Command::Verify { record } => verify(&record),
+    }
+}
+
+fn verify(path: &std::path::Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::failed(format_args!("cannot read `{}`: {e}", path.display())))?;
+    let record: AccessKey = serde_json::from_str(&text)
+        .map_err(|e| Failure::failed(format_args!("`{}`: {e}", path.display())))?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::failed(format_args!("cannot read the secret from stdin: {e}")))?;
+    // The line is not echoed anywhere: errors below never quote it.
+    let secret = Secret::parse_any(line.trim_end_matches(['\r', '\n'])).map_err(Failure::failed)?;
+    let policy = HashPolicy::default();
+    match record.verifier().verify(&secret, &policy) {
+        Ok(true) if record.status() == KeyStatus::Active => Ok("ok".to_owned()),
+        Ok(true) => Err(Failure::failed(format_args!(
+            "access key `{}` is inactive",
+            record.key()
+        ))),
+        Ok(false) => Err(Failure::failed(format_args!(
+            "wrong secret for access key `{}`",
+            record.key()
+        ))),
+        Err(e) => Err(Failure::failed(e)),
     }
 }
 
