@@ -5,6 +5,8 @@
 //! keytool can-see --restrict EXPR --device ID [--tag K=V]...  `yes` or `no`
 //! keytool generate [--restrict EXPR] [--description TEXT]     a new key, as one line of JSON
 //! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
+//! keytool topic --record FILE --device ID [--tag K=V]... (publish|subscribe) TOPIC
+//!                                                             `allow`, `deny` or `filter`
 //! ```
 //!
 //! Results go to stdout, errors to stderr. Exit status: 0 on success, 2 when an
@@ -18,8 +20,10 @@ use std::fmt::Display;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use structure_access::mqtt::TopicRules;
 use structure_access::{
-    AccessKey, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction, Scope, Secret,
+    AccessKey, Authenticator, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction, Scope,
+    Secret,
 };
 
 #[derive(Debug, Parser)]
@@ -71,6 +75,33 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         record: std::path::PathBuf,
     },
+    /// Prints `allow`, `deny` or `filter`: may a device authenticated with the key
+    /// publish to, or subscribe to, an MQTT topic
+    ///
+    /// Other devices are known by their ID only: one in the key's scope through
+    /// its tags alone reads as out of scope.
+    Topic {
+        /// The key record, as JSON (what `generate` prints as `record`)
+        #[arg(long, value_name = "FILE")]
+        record: std::path::PathBuf,
+        /// The connecting device's ID (its MQTT client id)
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// A tag of the connecting device (repeatable); the value may contain `=`
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// What the device does
+        action: Action,
+        /// The topic; a topic filter for `subscribe`
+        topic: String,
+    },
+}
+
+/// The MQTT request `topic` decides.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Action {
+    Publish,
+    Subscribe,
 }
 
 /// Why a subcommand failed: the message for stderr and the exit status.
@@ -126,7 +157,66 @@ fn run(command: Command) -> Result<String, Failure> {
             description,
         } => generate(restrict.as_deref(), description.as_deref()),
         Command::Verify { record } => verify(&record),
+        Command::Topic {
+            record,
+            device,
+            tags,
+            action,
+            topic: text,
+        } => topic(&record, &device, &tags, action, &text),
     }
+}
+
+fn topic(
+    path: &std::path::Path,
+    device: &str,
+    tags: &[(String, String)],
+    action: Action,
+    text: &str,
+) -> Result<String, Failure> {
+    let file = std::fs::read_to_string(path)
+        .map_err(|e| Failure::failed(format_args!("cannot read `{}`: {e}", path.display())))?;
+    let record: AccessKey = serde_json::from_str(&file)
+        .map_err(|e| Failure::failed(format_args!("`{}`: {e}", path.display())))?;
+    let id = device
+        .parse()
+        .map_err(|e| Failure::invalid(format_args!("--device: {e}")))?;
+    let device = tags
+        .iter()
+        .fold(DeviceRecord::new(id), |d, (k, v)| d.with_tag(k, v));
+    if record.status() == KeyStatus::Inactive {
+        return Err(Failure::failed(format_args!(
+            "access key `{}` is inactive: it authenticates no device",
+            record.key()
+        )));
+    }
+    if !record.scope().can_see(&device) {
+        return Err(Failure::failed(format_args!(
+            "device `{id}` is outside the scope of access key `{}`: it cannot connect",
+            record.key()
+        )));
+    }
+    // Decisions are made on a `Principal`, which only authentication makes, and
+    // keytool has no secret: authenticate against an in-memory twin of the record
+    // (same scope and additional topics; a fresh secret, cheaply hashed).
+    let policy = HashPolicy::default()
+        .with_params(64, 1, 1)
+        .map_err(Failure::failed)?;
+    let twin = AccessKey::generate_os(record.scope().clone(), &policy).map_err(Failure::failed)?;
+    let twin_record = twin
+        .record
+        .with_additional_topics(record.additional_topics().clone());
+    let principal = Authenticator::new(policy)
+        .authenticate(Some(&twin_record), &twin.secret, &device)
+        .map_err(Failure::failed)?;
+    let known = |other: &str| (other == device.device_id().as_str()).then_some(&device);
+    let rules = TopicRules::default();
+    let decision = match action {
+        Action::Publish => principal.may_publish(&rules, text, &known),
+        Action::Subscribe => principal.may_subscribe(&rules, text, &known),
+    }
+    .map_err(Failure::invalid)?;
+    Ok(decision.to_string())
 }
 
 fn verify(path: &std::path::Path) -> Result<String, Failure> {
