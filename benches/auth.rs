@@ -91,8 +91,10 @@ fn authenticate(c: &mut Criterion) {
     let policy = HashPolicy::default();
     let f = fixture(&policy);
     let cold = Authenticator::new(policy.clone());
-    let cached = Authenticator::new(policy.clone())
-        .with_cache(VerificationCache::with_rng(1024, &mut ChaCha20Rng::seed_from_u64(3)));
+    let cached = Authenticator::new(policy.clone()).with_cache(VerificationCache::with_rng(
+        1024,
+        &mut ChaCha20Rng::seed_from_u64(3),
+    ));
     cached
         .authenticate(Some(&f.record), &f.secret, &f.device)
         .unwrap();

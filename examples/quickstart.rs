@@ -20,7 +20,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("record: {}", serde_json::to_string(&record)?);
     // The secret is shown once, here, and never again.
     println!("key:    {}", record.key());
-    println!("secret: {}  (shown once; store it safely)", new.secret.expose_secret());
+    println!(
+        "secret: {}  (shown once; store it safely)",
+        new.secret.expose_secret()
+    );
 
     // 2. Devices connect: username = key, password = secret, client id = device ID.
     let auth = Authenticator::new(policy).with_cache(VerificationCache::new(1_000)?);
@@ -34,7 +37,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     match auth.authenticate_password(Some(&record), password, &car) {
         Ok(_) => return Err("the car must be refused".into()),
         // The server logs the cause; the client only ever gets "bad credentials".
-        Err(err) => println!("car refused: {err} (client is told: {})", err.public_message()),
+        Err(err) => println!(
+            "car refused: {err} (client is told: {})",
+            err.public_message()
+        ),
     }
 
     // A repeat connect is answered by the cache, without Argon2.
@@ -44,8 +50,16 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 3. At runtime: what may the truck see?
     let gateway = DeviceRecord::new("gw-01".parse()?);
-    for (name, device) in [("another truck", &truck), ("the car", &car), ("the gateway", &gateway)] {
-        let verdict = if principal.can_see(device) { "sees" } else { "does not see" };
+    for (name, device) in [
+        ("another truck", &truck),
+        ("the car", &car),
+        ("the gateway", &gateway),
+    ] {
+        let verdict = if principal.can_see(device) {
+            "sees"
+        } else {
+            "does not see"
+        };
         println!("the truck {verdict} {name}");
     }
     Ok(())

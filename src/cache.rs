@@ -153,7 +153,10 @@ impl VerificationCache {
     /// Forgets every entry.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            shard.write().unwrap_or_else(PoisonError::into_inner).clear();
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
         }
     }
 

@@ -53,7 +53,9 @@ pub enum DeviceIdError {
     #[error("expected a device ID, found text starting with the secret prefix `sts_` (not shown)")]
     LooksLikeSecret,
     /// A character outside `[0-9A-Za-z_.:-]`.
-    #[error("unexpected character `{found}` at byte {offset} of device ID `{id}`, expected one of `0-9 A-Z a-z _ . : -`")]
+    #[error(
+        "unexpected character `{found}` at byte {offset} of device ID `{id}`, expected one of `0-9 A-Z a-z _ . : -`"
+    )]
     InvalidCharacter {
         /// The rejected text.
         id: alloc::string::String,

@@ -1,7 +1,8 @@
 //! Base62 and CRC32, the two small codecs behind the key and secret formats.
 
 /// The base62 alphabet, in ASCII order.
-pub(crate) const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub(crate) const BASE62: &[u8; 62] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Fills `out` with characters drawn uniformly from [`BASE62`].
 ///
@@ -154,7 +155,11 @@ mod tests {
             for &byte in &data[..len] {
                 crc ^= u32::from(byte);
                 for _ in 0..8 {
-                    crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
                 }
             }
             assert_eq!(crc32(&data[..len]), !crc, "length {len}");

@@ -60,7 +60,9 @@ pub enum KeyError {
         max: usize,
     },
     /// A character outside the accepted alphabet.
-    #[error("unexpected character `{found}` at byte {offset} of access key `{key}`, expected one of `0-9 A-Z a-z _ -`")]
+    #[error(
+        "unexpected character `{found}` at byte {offset} of access key `{key}`, expected one of `0-9 A-Z a-z _ -`"
+    )]
     InvalidCharacter {
         /// The key text (keys are public).
         key: alloc::string::String,
@@ -71,10 +73,14 @@ pub enum KeyError {
     },
     /// Text starting with `sts_`, the prefix of secrets: most likely a secret
     /// typed where its key belongs. It is not quoted, so that it cannot reach a log.
-    #[error("expected an access key, found text starting with the secret prefix `sts_` (not shown)")]
+    #[error(
+        "expected an access key, found text starting with the secret prefix `sts_` (not shown)"
+    )]
     LooksLikeSecret,
     /// Text starting with `stk_` that is not a well-formed generated key.
-    #[error("malformed generated access key `{key}`, expected `stk_` followed by {KEY_RANDOM_LEN} base62 characters")]
+    #[error(
+        "malformed generated access key `{key}`, expected `stk_` followed by {KEY_RANDOM_LEN} base62 characters"
+    )]
     MalformedGenerated {
         /// The key text (keys are public).
         key: alloc::string::String,

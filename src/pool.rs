@@ -52,10 +52,7 @@ impl MemoryPool {
         let mut state = self.lock();
         loop {
             if let Some(memory) = state.free.pop() {
-                return PooledMemory {
-                    pool: self,
-                    memory,
-                };
+                return PooledMemory { pool: self, memory };
             }
             if state.created < self.capacity {
                 state.created += 1;

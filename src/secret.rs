@@ -65,16 +65,22 @@ pub enum SecretError {
         len: usize,
     },
     /// The shape is right but the checksum does not match: a typo or garbage.
-    #[error("access secret checksum mismatch, expected the last {SECRET_CHECKSUM_LEN} characters to be the CRC32 of the rest")]
+    #[error(
+        "access secret checksum mismatch, expected the last {SECRET_CHECKSUM_LEN} characters to be the CRC32 of the rest"
+    )]
     Checksum,
     /// An imported secret of the wrong length.
-    #[error("imported access secret is {len} bytes long, expected {MIN_IMPORTED_SECRET_LEN} to {MAX_SECRET_LEN}")]
+    #[error(
+        "imported access secret is {len} bytes long, expected {MIN_IMPORTED_SECRET_LEN} to {MAX_SECRET_LEN}"
+    )]
     ImportedLength {
         /// Length of the rejected text in bytes.
         len: usize,
     },
     /// An imported secret with a character that is not printable ASCII.
-    #[error("imported access secret has a forbidden character at byte {offset}, expected printable ASCII without spaces")]
+    #[error(
+        "imported access secret has a forbidden character at byte {offset}, expected printable ASCII without spaces"
+    )]
     ImportedCharacter {
         /// Byte offset of the first forbidden character.
         offset: usize,

@@ -104,7 +104,9 @@ pub enum VerifierError {
         found: Variant,
     },
     /// A parameter outside the policy's bounds: refused before any hashing.
-    #[error("verifier parameter `{name}={value}` is outside the hash policy, expected {min} to {max}")]
+    #[error(
+        "verifier parameter `{name}={value}` is outside the hash policy, expected {min} to {max}"
+    )]
     OutOfBounds {
         /// `m`, `t` or `p`.
         name: &'static str,
@@ -240,7 +242,12 @@ impl HashPolicy {
 
     /// Sets the largest parameters accepted in stored verifiers. The parameters of
     /// new verifiers must stay within them.
-    pub fn with_bounds(mut self, max_m: u32, max_t: u32, max_p: u32) -> Result<Self, VerifierError> {
+    pub fn with_bounds(
+        mut self,
+        max_m: u32,
+        max_t: u32,
+        max_p: u32,
+    ) -> Result<Self, VerifierError> {
         self.max = Cost {
             m: max_m,
             t: max_t,
@@ -445,9 +452,7 @@ impl FromStr for Verifier {
         let salt_len = r.base64(b'$', "salt", &mut salt, MIN_SALT_LEN)?.len();
         r.tag("$", "`$` and the hash")?;
         let mut output = [0u8; MAX_OUTPUT_LEN];
-        let output_len = r
-            .base64(b'$', "output", &mut output, MIN_OUTPUT_LEN)?
-            .len();
+        let output_len = r.base64(b'$', "output", &mut output, MIN_OUTPUT_LEN)?.len();
         if !r.rest().is_empty() {
             return Err(r.malformed("the end of the verifier"));
         }
@@ -535,7 +540,14 @@ impl Verifier {
         let cost = policy.params;
         let mut output = [0u8; MAX_OUTPUT_LEN];
         let out = output.get_mut(..OUTPUT_LEN).unwrap_or_default();
-        compute(Variant::Argon2id, cost, secret.as_bytes(), salt, out, memory)?;
+        compute(
+            Variant::Argon2id,
+            cost,
+            secret.as_bytes(),
+            salt,
+            out,
+            memory,
+        )?;
         Ok(Self::from_raw(Variant::Argon2id, cost, salt, out))
     }
 
@@ -590,7 +602,9 @@ impl Verifier {
     }
 
     fn salt(&self) -> &[u8] {
-        self.salt.get(..usize::from(self.salt_len)).unwrap_or_default()
+        self.salt
+            .get(..usize::from(self.salt_len))
+            .unwrap_or_default()
     }
 
     fn output(&self) -> &[u8] {

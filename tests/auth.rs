@@ -184,7 +184,11 @@ fn status_and_scope_are_only_checked_after_the_secret() {
 
 fn record_with_verifier(phc: &str) -> Result<AccessKey, VerifierError> {
     let (record, _) = key_with(Scope::Unrestricted, 6);
-    Ok(AccessKey::new(*record.key(), phc.parse()?, Scope::Unrestricted))
+    Ok(AccessKey::new(
+        *record.key(),
+        phc.parse()?,
+        Scope::Unrestricted,
+    ))
 }
 
 #[test]
@@ -252,25 +256,65 @@ fn policy_can_allow_other_variants_and_bounds() {
         .unwrap();
     assert!(matches!(
         tight.check(&big),
-        Err(VerifierError::OutOfBounds { name: "m", value: 19457, .. })
+        Err(VerifierError::OutOfBounds {
+            name: "m",
+            value: 19457,
+            ..
+        })
     ));
 }
 
 #[test]
 fn malformed_verifiers_are_refused_with_their_position() {
     let cases: &[(&str, &str)] = &[
-        ("", "malformed verifier at byte 0: expected `$` followed by the algorithm"),
-        ("$scrypt$ln=15", "unsupported verifier algorithm `scrypt`, expected `argon2id`"),
-        ("$argon2id$m=19456", "malformed verifier at byte 9: expected `$v=19`"),
-        ("$argon2id$v=16$m=1", "unsupported argon2 version `16`, expected `19`"),
-        ("$argon2id$v=19$m=019456,t=2,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 17: expected a decimal memory cost"),
-        ("$argon2id$v=19$m=99999999999,t=2,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 17: expected a decimal memory cost"),
-        ("$argon2id$v=19$t=2,m=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 14: expected `$m=` and the memory cost"),
-        ("$argon2id$v=19$m=64,t=1,p=1,keyid=AAAA$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 27: expected `$` and the salt (no other parameters are accepted)"),
-        ("$argon2id$v=19$m=64,t=1,p=1$AAAA$AAAAAAAAAAAAAAAAAAAAAA", "verifier salt is 3 bytes long, expected 8 to 64"),
-        ("$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAA", "verifier output is 3 bytes long, expected 16 to 64"),
-        ("$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAA*$AAAAAAAAAAAAAAAAAAAAAA", "malformed verifier at byte 28: expected unpadded standard base64"),
-        ("$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA$x", "malformed verifier at byte 62: expected the end of the verifier"),
+        (
+            "",
+            "malformed verifier at byte 0: expected `$` followed by the algorithm",
+        ),
+        (
+            "$scrypt$ln=15",
+            "unsupported verifier algorithm `scrypt`, expected `argon2id`",
+        ),
+        (
+            "$argon2id$m=19456",
+            "malformed verifier at byte 9: expected `$v=19`",
+        ),
+        (
+            "$argon2id$v=16$m=1",
+            "unsupported argon2 version `16`, expected `19`",
+        ),
+        (
+            "$argon2id$v=19$m=019456,t=2,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 17: expected a decimal memory cost",
+        ),
+        (
+            "$argon2id$v=19$m=99999999999,t=2,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 17: expected a decimal memory cost",
+        ),
+        (
+            "$argon2id$v=19$t=2,m=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 14: expected `$m=` and the memory cost",
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1,keyid=AAAA$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 27: expected `$` and the salt (no other parameters are accepted)",
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1$AAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "verifier salt is 3 bytes long, expected 8 to 64",
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAA",
+            "verifier output is 3 bytes long, expected 16 to 64",
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAA*$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 28: expected unpadded standard base64",
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA$x",
+            "malformed verifier at byte 62: expected the end of the verifier",
+        ),
     ];
     for (phc, message) in cases {
         let err = phc.parse::<Verifier>().unwrap_err();
@@ -326,7 +370,8 @@ fn a_changed_verifier_misses_the_cache() {
         auth.authenticate(Some(&rotated), &secret, &dev),
         Err(AuthError::WrongSecret { .. })
     ));
-    auth.authenticate(Some(&rotated), &new_secret, &dev).unwrap();
+    auth.authenticate(Some(&rotated), &new_secret, &dev)
+        .unwrap();
     let stats = auth.cache().unwrap().stats();
     assert_eq!((stats.hits, stats.len), (0, 1));
     // The old pair no longer hits: the entry now holds the new verifier's MAC.
@@ -375,8 +420,8 @@ fn status_and_scope_are_checked_on_cached_calls() {
 
 #[test]
 fn the_cache_stays_within_its_capacity() {
-    let auth = Authenticator::new(cheap_policy())
-        .with_cache(VerificationCache::with_rng(16, &mut rng(1)));
+    let auth =
+        Authenticator::new(cheap_policy()).with_cache(VerificationCache::with_rng(16, &mut rng(1)));
     let dev = device("dev-1");
     for seed in 0..64 {
         let (record, secret) = key_with(Scope::Unrestricted, 100 + seed);

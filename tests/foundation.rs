@@ -71,7 +71,12 @@ fn seeded_generation_is_reproducible() {
 fn generated_verifier_verifies_only_its_secret() {
     let policy = cheap_policy();
     let new = AccessKey::generate(&mut rng(1), Scope::Unrestricted, &policy).unwrap();
-    assert!(new.record.verifier().as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+    assert!(
+        new.record
+            .verifier()
+            .as_str()
+            .starts_with("$argon2id$v=19$m=64,t=1,p=1$")
+    );
     assert!(new.record.verifier().verify(&new.secret, &policy).unwrap());
     let other = Secret::generate(&mut rng(2));
     assert!(!new.record.verifier().verify(&other, &policy).unwrap());
@@ -170,12 +175,18 @@ fn record_json_refuses_what_could_widen_a_key() {
     // A missing restriction must not read as "unrestricted".
     json.as_object_mut().unwrap().remove("restriction");
     let err = serde_json::from_value::<AccessKey>(json.clone()).unwrap_err();
-    assert!(err.to_string().contains("missing field `restriction`"), "{err}");
+    assert!(
+        err.to_string().contains("missing field `restriction`"),
+        "{err}"
+    );
     // Nor may a misspelt one.
     json["restricton"] = "abc".into();
     json["restriction"] = serde_json::Value::Null;
     let err = serde_json::from_value::<AccessKey>(json).unwrap_err();
-    assert!(err.to_string().contains("unknown field `restricton`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown field `restricton`"),
+        "{err}"
+    );
 }
 
 #[test]

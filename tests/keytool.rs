@@ -6,7 +6,15 @@ use std::process::{Command, Output, Stdio};
 
 fn keytool(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO"))
-        .args(["run", "-q", "--example", "keytool", "--features", "serde", "--"])
+        .args([
+            "run",
+            "-q",
+            "--example",
+            "keytool",
+            "--features",
+            "serde",
+            "--",
+        ])
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::piped())
@@ -14,7 +22,12 @@ fn keytool(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -25,21 +38,38 @@ fn stdout(out: &Output) -> String {
 #[test]
 fn keytool_subcommands_print_what_they_promise() {
     let out = keytool(&["parse", " b , a ,vehicle= "], "");
-    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "a,b,vehicle=*"));
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "a,b,vehicle=*")
+    );
 
     let out = keytool(&["parse", "vehicle=truck,="], "");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("byte 14"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("byte 14"),
+        "{out:?}"
+    );
 
     let out = keytool(
-        &["can-see", "--restrict", "=truck", "--device", "d1", "--tag", "vehicle=truck"],
+        &[
+            "can-see",
+            "--restrict",
+            "=truck",
+            "--device",
+            "d1",
+            "--tag",
+            "vehicle=truck",
+        ],
         "",
     );
     assert_eq!(stdout(&out), "yes");
     let out = keytool(&["can-see", "--restrict", "=truck", "--device", "d1"], "");
     assert_eq!(stdout(&out), "no");
 
-    let out = keytool(&["generate", "--restrict", "d1", "--description", "test"], "");
+    let out = keytool(
+        &["generate", "--restrict", "d1", "--description", "test"],
+        "",
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let generated: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let secret = generated["secret"].as_str().unwrap().to_owned();
@@ -53,12 +83,19 @@ fn keytool_subcommands_print_what_they_promise() {
     std::fs::write(&record, generated["record"].to_string()).unwrap();
     let path = record.to_str().unwrap();
     let out = keytool(&["verify", "--record", path], &format!("{secret}\n"));
-    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "ok"), "{out:?}");
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "ok"),
+        "{out:?}"
+    );
 
     let wrong = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA\n";
     let out = keytool(&["verify", "--record", path], wrong);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong secret"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong secret"),
+        "{out:?}"
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("AAAAAAAA"));
 
     let mut inactive = generated["record"].clone();
@@ -66,7 +103,10 @@ fn keytool_subcommands_print_what_they_promise() {
     std::fs::write(&record, inactive.to_string()).unwrap();
     let out = keytool(&["verify", "--record", path], &format!("{secret}\n"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("inactive"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inactive"),
+        "{out:?}"
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(&secret[4..20]));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -32,8 +32,14 @@ fn child(rounds: usize) {
     let fresh = std::env::var("RSS_FRESH").is_ok();
     for round in 0..rounds {
         if fresh {
-            let _ = new.record.verifier().verify(&new.secret, &HashPolicy::default());
-            let _ = new.record.verifier().verify(&new.secret, &HashPolicy::default());
+            let _ = new
+                .record
+                .verifier()
+                .verify(&new.secret, &HashPolicy::default());
+            let _ = new
+                .record
+                .verifier()
+                .verify(&new.secret, &HashPolicy::default());
             continue;
         }
         let secret = if round % 2 == 0 { &new.secret } else { &wrong };
@@ -49,7 +55,12 @@ fn run(rounds: usize, fresh: bool) -> u64 {
         command.env("RSS_FRESH", "1");
     }
     let out = command
-        .args(["--exact", "peak_rss_is_flat", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "peak_rss_is_flat",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, rounds.to_string())
         .output()
         .unwrap();
