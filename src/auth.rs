@@ -128,7 +128,7 @@ impl Principal {
 ///   the device's membership in the key's scope checked.
 /// - Argon2's block memory comes from a bounded pool and is reused: peak memory is
 ///   about `pool size × m`, however many verifications run.
-/// - With the `std` feature, a [`VerificationCache`](crate::VerificationCache) can
+/// - With the `std` feature, a `VerificationCache` can
 ///   make repeat authentications of the same (verifier, secret) skip Argon2.
 ///
 /// ```
