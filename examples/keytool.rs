@@ -174,16 +174,8 @@ fn topic(
     action: Action,
     text: &str,
 ) -> Result<String, Failure> {
-    let file = std::fs::read_to_string(path)
-        .map_err(|e| Failure::failed(format_args!("cannot read `{}`: {e}", path.display())))?;
-    let record: AccessKey = serde_json::from_str(&file)
-        .map_err(|e| Failure::failed(format_args!("`{}`: {e}", path.display())))?;
-    let id = device
-        .parse()
-        .map_err(|e| Failure::invalid(format_args!("--device: {e}")))?;
-    let device = tags
-        .iter()
-        .fold(DeviceRecord::new(id), |d, (k, v)| d.with_tag(k, v));
+    let record = read_record(path)?;
+    let device = device_arg(device, tags)?;
     if record.status() == KeyStatus::Inactive {
         return Err(Failure::failed(format_args!(
             "access key `{}` is inactive: it authenticates no device",
@@ -192,7 +184,8 @@ fn topic(
     }
     if !record.scope().can_see(&device) {
         return Err(Failure::failed(format_args!(
-            "device `{id}` is outside the scope of access key `{}`: it cannot connect",
+            "device `{}` is outside the scope of access key `{}`: it cannot connect",
+            device.device_id(),
             record.key()
         )));
     }
@@ -220,10 +213,7 @@ fn topic(
 }
 
 fn verify(path: &std::path::Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::failed(format_args!("cannot read `{}`: {e}", path.display())))?;
-    let record: AccessKey = serde_json::from_str(&text)
-        .map_err(|e| Failure::failed(format_args!("`{}`: {e}", path.display())))?;
+    let record = read_record(path)?;
     let mut line = String::new();
     std::io::stdin()
         .read_line(&mut line)
@@ -247,12 +237,7 @@ fn verify(path: &std::path::Path) -> Result<String, Failure> {
 
 fn can_see(restrict: &str, device: &str, tags: &[(String, String)]) -> Result<String, Failure> {
     let restriction = restriction(restrict)?;
-    let id = device
-        .parse()
-        .map_err(|e| Failure::invalid(format_args!("--device: {e}")))?;
-    let device = tags
-        .iter()
-        .fold(DeviceRecord::new(id), |d, (k, v)| d.with_tag(k, v));
+    let device = device_arg(device, tags)?;
     Ok(if restriction.can_see(&device) {
         "yes"
     } else {
@@ -285,6 +270,24 @@ struct Generated<'a> {
     key: &'a KeyId,
     secret: &'a str,
     record: &'a AccessKey,
+}
+
+/// A key record read from a JSON file.
+fn read_record(path: &std::path::Path) -> Result<AccessKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::failed(format_args!("cannot read `{}`: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::failed(format_args!("`{}`: {e}", path.display())))
+}
+
+/// The device of `--device ID [--tag K=V]...`.
+fn device_arg(device: &str, tags: &[(String, String)]) -> Result<DeviceRecord, Failure> {
+    let id = device
+        .parse()
+        .map_err(|e| Failure::invalid(format_args!("--device: {e}")))?;
+    Ok(tags
+        .iter()
+        .fold(DeviceRecord::new(id), |d, (k, v)| d.with_tag(k, v)))
 }
 
 /// Parses a restriction; a failure quotes the text and points at the error.

@@ -2,9 +2,9 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::fmt;
-use core::hash::{Hash, Hasher};
 use core::str::FromStr;
+
+use crate::inline::{InlineStr, text_id_impls};
 
 /// Longest device ID accepted.
 pub const MAX_DEVICE_ID_LEN: usize = 128;
@@ -29,11 +29,8 @@ pub(crate) const fn is_device_id_byte(b: u8) -> bool {
 /// assert!("no spaces".parse::<DeviceId>().is_err());
 /// # Ok::<(), structure_access::DeviceIdError>(())
 /// ```
-#[derive(Clone, Copy)]
-pub struct DeviceId {
-    len: u8,
-    bytes: [u8; MAX_DEVICE_ID_LEN],
-}
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeviceId(InlineStr<MAX_DEVICE_ID_LEN>);
 
 /// Why a text is not a [`DeviceId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,8 +66,7 @@ pub enum DeviceIdError {
 impl DeviceId {
     /// The ID as text.
     pub fn as_str(&self) -> &str {
-        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
-        core::str::from_utf8(bytes).unwrap_or_default()
+        self.0.as_str()
     }
 }
 
@@ -97,73 +93,13 @@ impl FromStr for DeviceId {
                 offset,
             });
         }
-        let mut bytes = [0u8; MAX_DEVICE_ID_LEN];
-        bytes
-            .get_mut(..s.len())
-            .unwrap_or_default()
-            .copy_from_slice(s.as_bytes());
-        Ok(Self {
-            len: u8::try_from(s.len()).unwrap_or(0),
-            bytes,
-        })
+        InlineStr::new(s)
+            .map(Self)
+            .ok_or(DeviceIdError::TooLong { len: s.len() })
     }
 }
 
-impl PartialEq for DeviceId {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-impl Eq for DeviceId {}
-impl PartialOrd for DeviceId {
-    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for DeviceId {
-    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
-impl Hash for DeviceId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-impl core::borrow::Borrow<str> for DeviceId {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-impl AsRef<str> for DeviceId {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl fmt::Debug for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DeviceId").field(&self.as_str()).finish()
-    }
-}
-
-#[cfg(feature = "serde")]
-impl serde::Serialize for DeviceId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for DeviceId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new("a device ID"))
-    }
-}
+text_id_impls!(DeviceId, "a device ID");
 
 /// A device as the scope rules see it: an ID and its tags.
 ///

@@ -1,10 +1,9 @@
 //! [`KeyId`]: the public half of an access key, and its format.
 
-use core::fmt;
-use core::hash::{Hash, Hasher};
 use core::str::FromStr;
 
 use crate::encoding::{fill_base62, is_base62};
+use crate::inline::{InlineStr, text_id_impls};
 
 /// The prefix of every generated key id.
 pub const KEY_PREFIX: &str = "stk_";
@@ -38,11 +37,8 @@ pub const MAX_KEY_LEN: usize = 64;
 /// assert!("stk_tooshort".parse::<KeyId>().is_err());
 /// # Ok::<(), structure_access::KeyError>(())
 /// ```
-#[derive(Clone, Copy)]
-pub struct KeyId {
-    len: u8,
-    bytes: [u8; MAX_KEY_LEN],
-}
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(InlineStr<MAX_KEY_LEN>);
 
 /// Why a text is not a [`KeyId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,22 +103,17 @@ impl KeyId {
     pub(crate) fn try_generate<R: rand_core::TryCryptoRng + ?Sized>(
         rng: &mut R,
     ) -> Result<Self, R::Error> {
-        let mut bytes = [0u8; MAX_KEY_LEN];
-        let (prefix, rest) = bytes.split_at_mut(KEY_PREFIX.len());
+        let mut text = [0u8; GENERATED_KEY_LEN];
+        let (prefix, random) = text.split_at_mut(KEY_PREFIX.len());
         prefix.copy_from_slice(KEY_PREFIX.as_bytes());
-        let random = rest.get_mut(..KEY_RANDOM_LEN).unwrap_or_default();
         fill_base62(rng, random)?;
-        Ok(Self {
-            len: u8::try_from(GENERATED_KEY_LEN).unwrap_or(0),
-            bytes,
-        })
+        let text = core::str::from_utf8(&text).unwrap_or_default();
+        Ok(Self(InlineStr::new(text).unwrap_or(InlineStr::EMPTY)))
     }
 
     /// The key as text.
     pub fn as_str(&self) -> &str {
-        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
-        // Only ASCII is ever stored, so this cannot fail.
-        core::str::from_utf8(bytes).unwrap_or_default()
+        self.0.as_str()
     }
 
     /// Whether this key has the generated `stk_` shape (as opposed to imported).
@@ -165,70 +156,11 @@ impl FromStr for KeyId {
                 offset,
             });
         }
-        let mut bytes = [0u8; MAX_KEY_LEN];
-        bytes
-            .get_mut(..s.len())
-            .unwrap_or_default()
-            .copy_from_slice(s.as_bytes());
-        Ok(Self {
-            len: u8::try_from(s.len()).unwrap_or(0),
-            bytes,
+        InlineStr::new(s).map(Self).ok_or(KeyError::TooLong {
+            len: s.len(),
+            max: MAX_KEY_LEN,
         })
     }
 }
 
-impl PartialEq for KeyId {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-impl Eq for KeyId {}
-impl PartialOrd for KeyId {
-    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for KeyId {
-    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
-impl Hash for KeyId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-impl core::borrow::Borrow<str> for KeyId {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-impl AsRef<str> for KeyId {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("KeyId").field(&self.as_str()).finish()
-    }
-}
-
-#[cfg(feature = "serde")]
-impl serde::Serialize for KeyId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for KeyId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new("an access key"))
-    }
-}
+text_id_impls!(KeyId, "an access key");

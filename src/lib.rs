@@ -27,6 +27,7 @@ mod auth;
 mod cache;
 mod device;
 mod encoding;
+mod inline;
 mod key;
 pub mod mqtt;
 #[cfg(feature = "std")]
@@ -36,6 +37,7 @@ pub mod restriction;
 mod secret;
 #[cfg(feature = "serde")]
 mod serde_util;
+mod text;
 mod verifier;
 
 pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};

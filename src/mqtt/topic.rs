@@ -157,24 +157,10 @@ impl TopicError {
     }
 }
 
-/// A character as it appears in a message: control characters escaped.
-struct Printable(char);
-
-impl fmt::Display for Printable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_control() {
-            write!(f, "{}", self.0.escape_default())
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
-}
-
 /// `text` as quoted in a message: whole if short, else a window starting a few
 /// characters before byte `offset`; `…` marks a cut, control characters are
 /// escaped. `offset` is a character boundary (every offset reported is).
 fn snippet(text: &str, offset: usize) -> String {
-    use core::fmt::Write as _;
     let start = if text.chars().nth(SNIPPET_CHARS).is_none() {
         0
     } else {
@@ -186,19 +172,7 @@ fn snippet(text: &str, offset: usize) -> String {
             .last()
             .map_or(offset, |(i, _)| i)
     };
-    let mut out = String::new();
-    if start > 0 {
-        out.push('…');
-    }
-    let mut chars = text.get(start..).unwrap_or_default().chars();
-    for c in chars.by_ref().take(SNIPPET_CHARS) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{}", Printable(c));
-    }
-    if chars.next().is_some() {
-        out.push('…');
-    }
-    out
+    crate::text::excerpt(text, start, SNIPPET_CHARS)
 }
 
 /// Checks emptiness and length, before anything else.

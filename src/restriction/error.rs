@@ -3,6 +3,8 @@
 use alloc::string::String;
 use core::fmt;
 
+use crate::text::Printable;
+
 /// Longest piece of offending input quoted in an error message, in characters.
 const SNIPPET_CHARS: usize = 24;
 
@@ -218,34 +220,10 @@ impl fmt::Display for Found<'_> {
     }
 }
 
-/// A character as it appears in a message: control characters escaped, so that
-/// a message is always one printable line.
-struct Printable(char);
-
-impl fmt::Display for Printable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_control() {
-            write!(f, "{}", self.0.escape_default())
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
-}
-
 /// `text` shortened to a few characters, control characters escaped, `…` marking
 /// a cut.
 pub(super) fn snippet(text: &str) -> String {
-    use core::fmt::Write as _;
-    let mut out = String::new();
-    let mut chars = text.chars();
-    for c in chars.by_ref().take(SNIPPET_CHARS) {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{}", Printable(c));
-    }
-    if chars.next().is_some() {
-        out.push('…');
-    }
-    out
+    crate::text::excerpt(text, 0, SNIPPET_CHARS)
 }
 
 /// The offending input at the start of `rest`: its first character and what
