@@ -25,6 +25,7 @@ const MOSQ_ACL_UNSUBSCRIBE: c_int = 0x08;
 const MOSQ_LOG_INFO: c_int = 1 << 0;
 const MOSQ_LOG_NOTICE: c_int = 1 << 1;
 const MOSQ_LOG_ERR: c_int = 1 << 3;
+const MOSQ_LOG_DEBUG: c_int = 1 << 4;
 
 /// `struct mosquitto` (opaque).
 #[repr(C)]
@@ -103,7 +104,8 @@ fn log(level: c_int, message: &str) {
 fn log_outcome(outcome: &Outcome) {
     if let Some(line) = &outcome.log {
         let level = match outcome.verdict {
-            Verdict::Allow => MOSQ_LOG_INFO,
+            // Mosquitto logs every accepted client itself; ours is detail.
+            Verdict::Allow => MOSQ_LOG_DEBUG,
             Verdict::Deny => MOSQ_LOG_NOTICE,
         };
         log(level, line);
