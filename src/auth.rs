@@ -9,7 +9,7 @@ use crate::record::{AccessKey, KeyStatus, Scope};
 use crate::secret::{Secret, SecretError};
 #[cfg(not(feature = "std"))]
 use crate::verifier::Argon2Memory;
-use crate::verifier::{HashPolicy, SALT_LEN, Variant, Verifier, VerifierError};
+use crate::verifier::{HashPolicy, Verifier, VerifierError};
 
 /// The one answer a client gets for any refusal, whatever its cause.
 pub const PUBLIC_REFUSAL: &str = "bad credentials";
@@ -284,18 +284,5 @@ impl Authenticator {
         #[cfg(not(feature = "std"))]
         let result = verifier.matches(secret.as_bytes(), &mut Argon2Memory::new());
         Ok(result?.into())
-    }
-}
-
-impl Verifier {
-    /// A verifier with the policy's parameters that no secret matches in
-    /// practice, for the dummy verification of unknown keys.
-    pub(crate) fn dummy(policy: &HashPolicy) -> Self {
-        Self::from_raw(
-            Variant::Argon2id,
-            policy.params(),
-            &[0x5a; SALT_LEN],
-            &[0; crate::verifier::OUTPUT_LEN],
-        )
     }
 }

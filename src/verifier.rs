@@ -551,8 +551,19 @@ impl Verifier {
         Ok(Self::from_raw(Variant::Argon2id, cost, salt, out))
     }
 
+    /// A verifier with the policy's parameters that no secret matches in
+    /// practice, for the dummy verification of unknown keys.
+    pub(crate) fn dummy(policy: &HashPolicy) -> Self {
+        Self::from_raw(
+            Variant::Argon2id,
+            policy.params,
+            &[0x5a; SALT_LEN],
+            &[0; OUTPUT_LEN],
+        )
+    }
+
     /// A verifier from its parts; `salt` and `output` must be within bounds.
-    pub(crate) fn from_raw(variant: Variant, cost: Cost, salt: &[u8], output: &[u8]) -> Self {
+    fn from_raw(variant: Variant, cost: Cost, salt: &[u8], output: &[u8]) -> Self {
         let mut salt_b64 = [0u8; 2 * MAX_SALT_LEN];
         let mut out_b64 = [0u8; 2 * MAX_OUTPUT_LEN];
         let salt_text = Base64Unpadded::encode(salt, &mut salt_b64).unwrap_or_default();

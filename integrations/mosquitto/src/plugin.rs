@@ -150,9 +150,13 @@ impl Plugin {
                 shown(client_id)
             ));
         };
-        let key: KeyId = match username.parse() {
-            Ok(key) => key,
-            Err(e) => return Outcome::deny(format!("refused client `{}`: {e}", shown(client_id))),
+        // The error would quote the username, which may be a secret typed in
+        // the wrong field: say only that it is not a key.
+        let Ok(key) = username.parse::<KeyId>() else {
+            return Outcome::deny(format!(
+                "refused client `{}`: the username is not an access key",
+                shown(client_id)
+            ));
         };
         let device_id: DeviceId = match client_id.parse() {
             Ok(id) => id,
@@ -244,5 +248,10 @@ fn shown(text: &str) -> String {
 }
 
 fn refusal(device: &DeviceId, key: &KeyId, error: &AuthError) -> String {
-    format!("refused device `{device}` with access key `{key}`: {error}")
+    match error {
+        // A username that names no key may be anything the client typed, a
+        // legacy hex secret in the wrong field included: do not repeat it.
+        AuthError::UnknownKey => format!("refused device `{device}`: {error}"),
+        _ => format!("refused device `{device}` with access key `{key}`: {error}"),
+    }
 }
