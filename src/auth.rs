@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::application::ApplicationId;
 use crate::device::{Device, DeviceId, DeviceIdError};
 use crate::key::KeyId;
 use crate::mqtt::{AdditionalTopics, SharedTopics};
@@ -44,6 +45,13 @@ pub enum AuthError {
         /// The inactive key.
         key: KeyId,
     },
+    /// The secret is right but the device belongs to another application than
+    /// the key.
+    #[error("device belongs to another application than access key `{key}`")]
+    WrongApplication {
+        /// The key used.
+        key: KeyId,
+    },
     /// The secret is right but the device is outside the key's restriction.
     /// (The device ID is the caller's own input, so it is not repeated here:
     /// that keeps the error small and free of allocation.)
@@ -76,12 +84,14 @@ impl AuthError {
     }
 }
 
-/// An authenticated device: its ID, the key it used, and that key's scope.
+/// An authenticated device: its application and ID, the key it used, and that
+/// key's scope.
 ///
 /// Building one allocates nothing: the IDs are held inline and the scope's
 /// restriction is shared with the key record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    application: ApplicationId,
     device: DeviceId,
     key: KeyId,
     scope: Scope,
@@ -89,6 +99,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The application of the device and of the key.
+    pub fn application(&self) -> &ApplicationId {
+        &self.application
+    }
+
     /// The authenticated device's ID.
     pub fn device_id(&self) -> &DeviceId {
         &self.device
@@ -110,11 +125,77 @@ impl Principal {
         self.topics.get()
     }
 
-    /// Whether this device may see `other`: always for an unrestricted key,
+    /// The principal of a connection that **has already authenticated** with
+    /// `record`'s key as `device`, derived again from the current record and
+    /// device, without the secret and without hashing.
+    ///
+    /// The key's status, the device's application and its membership in the
+    /// key's scope are checked again, and the principal takes the record's
+    /// current scope and additional topics. A broker calls it for ACL checks
+    /// after a connection's DISCONNECT (wills, queued messages of offline
+    /// sessions), to re-evaluate every live session after reloading its key
+    /// records (revocation), and a stateless webhook broker for every request.
+    ///
+    /// **Only** call it for a connection that the broker authenticated with
+    /// this key, as this device: it proves nothing about the client. A rotated
+    /// secret is not noticed here either: compare the record's
+    /// [`verifier`](AccessKey::verifier) with the one that authenticated the
+    /// connection, and disconnect the client when it changed.
+    ///
+    /// ```
+    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyStatus, Principal, Scope};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    ///
+    /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
+    /// let app = "app1".parse()?;
+    /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, Scope::Unrestricted, &policy)?;
+    /// let device = DeviceRecord::new(app, "d1".parse()?);
+    /// // At CONNECT, with the secret.
+    /// let principal = Authenticator::new(policy).authenticate(Some(&new.record), &new.secret, &device)?;
+    /// // Later, after the record changed: no secret needed.
+    /// let record = new.record.with_status(KeyStatus::Inactive);
+    /// assert!(matches!(Principal::reauthorize(&record, &device), Err(AuthError::InactiveKey { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reauthorize<D: Device + ?Sized>(
+        record: &AccessKey,
+        device: &D,
+    ) -> Result<Self, AuthError> {
+        let device_id: DeviceId = device.id().parse()?;
+        Self::admit(record, device_id, device)
+    }
+
+    /// The checks that follow a proven secret: status, application, scope.
+    fn admit<D: Device + ?Sized>(
+        record: &AccessKey,
+        device_id: DeviceId,
+        device: &D,
+    ) -> Result<Self, AuthError> {
+        let key = *record.key();
+        if record.status() == KeyStatus::Inactive {
+            return Err(AuthError::InactiveKey { key });
+        }
+        if device.application() != record.application().as_str() {
+            return Err(AuthError::WrongApplication { key });
+        }
+        if !record.scope().contains(device) {
+            return Err(AuthError::OutOfScope { key });
+        }
+        Ok(Self {
+            application: *record.application(),
+            device: device_id,
+            key,
+            scope: record.scope().clone(),
+            topics: record.shared_topics().clone(),
+        })
+    }
+
+    /// Whether this device may see `other`: never a device of another
+    /// application; within the application, always for an unrestricted key,
     /// otherwise when `other` is in the key's restriction. Allocates nothing.
     #[inline]
     pub fn can_see<D: Device + ?Sized>(&self, other: &D) -> bool {
-        self.scope.can_see(other)
+        other.application() == self.application.as_str() && self.scope.contains(other)
     }
 }
 
@@ -124,8 +205,8 @@ impl Principal {
 /// - The secret's shape and checksum are checked first (the format is public).
 /// - An unknown key (`None`) runs a dummy Argon2id verification with the
 ///   policy's parameters, so it costs what a wrong secret costs.
-/// - The secret is verified in constant time; only then are the key's status and
-///   the device's membership in the key's scope checked.
+/// - The secret is verified in constant time; only then are the key's status,
+///   the device's application and its membership in the key's scope checked.
 /// - Argon2's block memory comes from a bounded pool and is reused: peak memory is
 ///   about `pool size × m`, however many verifications run.
 /// - With the `std` feature, a `VerificationCache` can
@@ -136,9 +217,9 @@ impl Principal {
 /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 ///
 /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
-/// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), Scope::Unrestricted, &policy)?;
+/// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
 /// let auth = Authenticator::new(policy);
-/// let device = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?);
+/// let device = DeviceRecord::new("app1".parse()?, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?);
 /// let principal = auth.authenticate(Some(&new.record), &new.secret, &device)?;
 /// assert_eq!(principal.device_id().as_str(), "5f2b8c1e9a4d3b7c6e1f0a2b");
 /// assert!(auth.authenticate(None, &new.secret, &device).is_err());
@@ -242,18 +323,7 @@ impl Authenticator {
             return Err(AuthError::WrongSecret { key });
         }
         // Only a caller holding the secret gets this far.
-        if record.status() == KeyStatus::Inactive {
-            return Err(AuthError::InactiveKey { key });
-        }
-        if !record.scope().can_see(device) {
-            return Err(AuthError::OutOfScope { key });
-        }
-        Ok(Principal {
-            device: device_id,
-            key,
-            scope: record.scope().clone(),
-            topics: record.shared_topics().clone(),
-        })
+        Principal::admit(record, device_id, device)
     }
 
     fn verify(&self, key: &KeyId, verifier: &Verifier, secret: &Secret) -> Result<bool, AuthError> {

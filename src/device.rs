@@ -4,6 +4,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::str::FromStr;
 
+use crate::application::ApplicationId;
 use crate::inline::{InlineStr, text_id_impls};
 
 /// Longest device ID accepted.
@@ -101,18 +102,21 @@ impl FromStr for DeviceId {
 
 text_id_impls!(DeviceId, "a device ID");
 
-/// A device as the scope rules see it: an ID and its tags.
+/// A device as the scope rules see it: its application, ID and tags.
 ///
-/// Implement it over your own device rows; nothing is copied. The ID is taken
-/// as text, not as a [`DeviceId`], so any row can be asked about; an ID that is
-/// not a valid [`DeviceId`] simply matches no listed ID.
+/// Implement it over your own device rows; nothing is copied. The ID and the
+/// application are taken as text, not as [`DeviceId`] and
+/// [`ApplicationId`], so any row can be asked about; an ID that is not a valid
+/// [`DeviceId`] simply matches no listed ID, and an application that is not a
+/// valid [`ApplicationId`] is no principal's application.
 ///
 /// ```
 /// use structure_access::Device;
 ///
-/// struct Row { id: String, tags: Vec<(String, String)> }
+/// struct Row { application: String, id: String, tags: Vec<(String, String)> }
 ///
 /// impl Device for Row {
+///     fn application(&self) -> &str { &self.application }
 ///     fn id(&self) -> &str { &self.id }
 ///     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
 ///         self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -120,6 +124,8 @@ text_id_impls!(DeviceId, "a device ID");
 /// }
 /// ```
 pub trait Device {
+    /// The application the device belongs to.
+    fn application(&self) -> &str;
     /// The device's ID.
     fn id(&self) -> &str;
     /// The device's tags as `(key, value)` pairs. A device has at most 100 tags
@@ -128,6 +134,9 @@ pub trait Device {
 }
 
 impl<D: Device + ?Sized> Device for &D {
+    fn application(&self) -> &str {
+        (**self).application()
+    }
     fn id(&self) -> &str {
         (**self).id()
     }
@@ -136,36 +145,43 @@ impl<D: Device + ?Sized> Device for &D {
     }
 }
 
-/// A device without tags, known only by its ID.
-impl Device for DeviceId {
-    fn id(&self) -> &str {
-        self.as_str()
-    }
-    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        core::iter::empty()
-    }
-}
+/// Most tags a [`DeviceRecord`] read with serde may carry (the platform's limit).
+pub const MAX_DEVICE_TAGS: usize = 100;
 
-/// A small owned device, for convenience and tests.
+/// A small owned device: application, ID and tags.
+///
+/// With the `serde` feature it reads and writes the JSON shape of the
+/// platform's API (and of the Mosquitto plugin's devices file); unknown fields
+/// are refused, `application` is required, and at most [`MAX_DEVICE_TAGS`] tags
+/// are read:
+///
+/// ```json
+/// {"id": "5f2b…", "application": "64b1…", "tags": [{"key": "vehicle", "value": "truck"}]}
+/// ```
 ///
 /// ```
 /// use structure_access::DeviceRecord;
 ///
-/// let truck = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?)
+/// let truck = DeviceRecord::new("64b1f0c2a7e3d95b8c4f2a10".parse()?, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?)
 ///     .with_tag("vehicle", "truck")
 ///     .with_tag("color", "red");
-/// # Ok::<(), structure_access::DeviceIdError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
+    application: ApplicationId,
     id: DeviceId,
-    tags: Vec<(Box<str>, Box<str>)>,
+    tags: Tags,
 }
 
+/// A device's tags, in order, keys possibly repeated.
+type Tags = Vec<(Box<str>, Box<str>)>;
+
 impl DeviceRecord {
-    /// A device with no tags.
-    pub fn new(id: DeviceId) -> Self {
+    /// A device of `application` with no tags.
+    pub fn new(application: ApplicationId, id: DeviceId) -> Self {
         Self {
+            application,
             id,
             tags: Vec::new(),
         }
@@ -182,13 +198,111 @@ impl DeviceRecord {
     pub fn device_id(&self) -> &DeviceId {
         &self.id
     }
+
+    /// The device's application.
+    pub fn application_id(&self) -> &ApplicationId {
+        &self.application
+    }
 }
 
 impl Device for DeviceRecord {
+    fn application(&self) -> &str {
+        self.application.as_str()
+    }
     fn id(&self) -> &str {
         self.id.as_str()
     }
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         self.tags.iter().map(|(k, v)| (&**k, &**v))
+    }
+}
+
+#[cfg(feature = "serde")]
+mod wire {
+    use super::*;
+    use alloc::string::String;
+    use serde::de::{Error as _, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct TagOut<'a> {
+        key: &'a str,
+        value: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TagIn {
+        key: String,
+        value: String,
+    }
+
+    #[derive(Serialize)]
+    struct WireOut<'a> {
+        id: &'a DeviceId,
+        application: &'a ApplicationId,
+        tags: Vec<TagOut<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WireIn {
+        id: DeviceId,
+        application: ApplicationId,
+        #[serde(default, deserialize_with = "bounded_tags")]
+        tags: Tags,
+    }
+
+    /// Reads at most [`MAX_DEVICE_TAGS`] tags: a longer list is refused as soon
+    /// as the limit is passed, so memory stays bounded.
+    fn bounded_tags<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Tags, D::Error> {
+        struct BoundedTags;
+        impl<'de> Visitor<'de> for BoundedTags {
+            type Value = Tags;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                write!(f, "a list of at most {MAX_DEVICE_TAGS} tags")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut tags = Vec::new();
+                while let Some(tag) = seq.next_element::<TagIn>()? {
+                    if tags.len() == MAX_DEVICE_TAGS {
+                        return Err(A::Error::custom(alloc::format!(
+                            "more than {MAX_DEVICE_TAGS} tags, expected at most {MAX_DEVICE_TAGS}"
+                        )));
+                    }
+                    tags.push((tag.key.into(), tag.value.into()));
+                }
+                Ok(tags)
+            }
+        }
+        deserializer.deserialize_seq(BoundedTags)
+    }
+
+    impl Serialize for DeviceRecord {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            WireOut {
+                id: &self.id,
+                application: &self.application,
+                tags: self
+                    .tags
+                    .iter()
+                    .map(|(key, value)| TagOut { key, value })
+                    .collect(),
+            }
+            .serialize(serializer)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for DeviceRecord {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let wire = WireIn::deserialize(deserializer)?;
+            Ok(Self {
+                application: wire.application,
+                id: wire.id,
+                tags: wire.tags,
+            })
+        }
     }
 }

@@ -22,6 +22,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod application;
 mod auth;
 #[cfg(feature = "std")]
 mod cache;
@@ -40,10 +41,13 @@ mod serde_util;
 mod text;
 mod verifier;
 
+pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN};
 pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
-pub use device::{Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN};
+pub use device::{
+    Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN, MAX_DEVICE_TAGS,
+};
 pub use key::{GENERATED_KEY_LEN, KEY_PREFIX, KeyError, KeyId, MAX_KEY_LEN};
 pub use mqtt::{
     AdditionalTopics, Decision, DeviceDirectory, FilterList, Topic, TopicError, TopicFilter,

@@ -4,6 +4,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::fmt;
 
+use crate::application::ApplicationId;
 use crate::device::Device;
 use crate::key::KeyId;
 use crate::mqtt::{AdditionalTopics, SharedTopics};
@@ -14,7 +15,10 @@ use crate::verifier::{Argon2Memory, HashPolicy, SALT_LEN, Verifier, VerifierErro
 /// Longest description accepted, in characters (the platform's limit).
 pub const MAX_DESCRIPTION_CHARS: usize = 32767;
 
-/// Which devices a key may authenticate and see.
+/// Which devices of its application a key may authenticate and see.
+///
+/// A scope is application-free: the key record and the principal hold the
+/// application and check it before the scope.
 ///
 /// The restriction is shared, not copied: every [`Principal`](crate::Principal)
 /// authenticated with a key holds the same `Arc`.
@@ -27,9 +31,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// Whether `device` is in scope. An unrestricted scope sees every device.
+    /// Whether `device` is in scope, ignoring applications: an unrestricted
+    /// scope sees every device. Callers go through [`AccessKey::can_see`] or
+    /// [`Principal::can_see`](crate::Principal::can_see), which check the
+    /// application first.
     #[inline]
-    pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
+    pub(crate) fn contains<D: Device + ?Sized>(&self, device: &D) -> bool {
         match self {
             Self::Unrestricted => true,
             Self::Restricted(restriction) => restriction.can_see(device),
@@ -94,16 +101,18 @@ pub enum GenerateError {
     Randomness(#[from] crate::RandomnessError),
 }
 
-/// The stored record of an access key: its id, verifier, scope, status and
-/// description. It holds no secret and is what a service keeps in its database.
+/// The stored record of an access key: its id, application, verifier, scope,
+/// status and description. It holds no secret and is what a service keeps in
+/// its database.
 ///
 /// With the `serde` feature it reads and writes this JSON shape (the restriction
 /// in its canonical text form, `null` when unrestricted; unknown fields are
-/// refused, so a misspelt `restriction` cannot silently widen a key):
+/// refused, so a misspelt `restriction` cannot silently widen a key, and
+/// `application` is required, so a missing one cannot make a key global):
 ///
 /// ```json
-/// {"key": "stk_…", "verifier": "$argon2id$v=19$…", "restriction": null,
-///  "status": "active", "description": "…"}
+/// {"key": "stk_…", "application": "64b1…", "verifier": "$argon2id$v=19$…",
+///  "restriction": null, "status": "active", "description": "…"}
 /// ```
 ///
 /// plus, when the key has an [`AdditionalTopics`] policy other than
@@ -112,6 +121,7 @@ pub enum GenerateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
     key: KeyId,
+    application: ApplicationId,
     verifier: Verifier,
     scope: Scope,
     status: KeyStatus,
@@ -140,16 +150,17 @@ impl AccessKey {
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     ///
     /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
-    /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), Scope::Unrestricted, &policy)?;
+    /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
     /// assert!(new.record.verifier().verify(&new.secret, &policy)?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(
         rng: &mut R,
+        application: ApplicationId,
         scope: Scope,
         policy: &HashPolicy,
     ) -> Result<NewAccessKey, VerifierError> {
-        match Self::try_generate(rng, scope, policy) {
+        match Self::try_generate(rng, application, scope, policy) {
             Ok(new) => Ok(new),
             Err(Ok(e)) => Err(e),
         }
@@ -157,15 +168,22 @@ impl AccessKey {
 
     /// Like [`AccessKey::generate`], with the operating system's generator.
     #[cfg(feature = "std")]
-    pub fn generate_os(scope: Scope, policy: &HashPolicy) -> Result<NewAccessKey, GenerateError> {
-        Self::try_generate(&mut getrandom::SysRng, scope, policy).map_err(|e| match e {
-            Ok(e) => GenerateError::Verifier(e),
-            Err(e) => GenerateError::Randomness(crate::RandomnessError(e)),
-        })
+    pub fn generate_os(
+        application: ApplicationId,
+        scope: Scope,
+        policy: &HashPolicy,
+    ) -> Result<NewAccessKey, GenerateError> {
+        Self::try_generate(&mut getrandom::SysRng, application, scope, policy).map_err(
+            |e| match e {
+                Ok(e) => GenerateError::Verifier(e),
+                Err(e) => GenerateError::Randomness(crate::RandomnessError(e)),
+            },
+        )
     }
 
     fn try_generate<R: rand_core::TryCryptoRng + ?Sized>(
         rng: &mut R,
+        application: ApplicationId,
         scope: Scope,
         policy: &HashPolicy,
     ) -> Result<NewAccessKey, Result<VerifierError, R::Error>> {
@@ -176,16 +194,17 @@ impl AccessKey {
         let verifier = Verifier::create_with_salt(&secret, policy, &salt, &mut Argon2Memory::new())
             .map_err(Ok)?;
         Ok(NewAccessKey {
-            record: Self::new(key, verifier, scope),
+            record: Self::new(key, application, verifier, scope),
             secret,
         })
     }
 
     /// A record from its parts, for keys made elsewhere (imported keys).
     /// The status is [`KeyStatus::Active`] and there is no description.
-    pub fn new(key: KeyId, verifier: Verifier, scope: Scope) -> Self {
+    pub fn new(key: KeyId, application: ApplicationId, verifier: Verifier, scope: Scope) -> Self {
         Self {
             key,
+            application,
             verifier,
             scope,
             status: KeyStatus::Active,
@@ -209,7 +228,7 @@ impl AccessKey {
     /// # use structure_access::{AccessKey, HashPolicy, Scope};
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     /// # let policy = HashPolicy::default().with_params(64, 1, 1)?;
-    /// # let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), Scope::Unrestricted, &policy)?;
+    /// # let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
     ///
     /// let topics = AdditionalTopics::AllowList {
     ///     publish: FilterList::new(["alerts/#"])?,
@@ -240,6 +259,18 @@ impl AccessKey {
     /// The public key id.
     pub fn key(&self) -> &KeyId {
         &self.key
+    }
+
+    /// The application the key belongs to.
+    pub fn application(&self) -> &ApplicationId {
+        &self.application
+    }
+
+    /// Whether the key covers `device`: the device belongs to the key's
+    /// application and is in its scope. Status is not checked here.
+    #[inline]
+    pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
+        device.application() == self.application.as_str() && self.scope.contains(device)
     }
 
     /// The secret's verifier.
@@ -302,6 +333,7 @@ mod wire {
     #[derive(Serialize)]
     struct WireOut<'a> {
         key: &'a KeyId,
+        application: &'a ApplicationId,
         verifier: &'a Verifier,
         restriction: Option<&'a Restriction>,
         status: KeyStatus,
@@ -315,6 +347,8 @@ mod wire {
     #[serde(deny_unknown_fields)]
     struct WireIn {
         key: KeyId,
+        // Required: a missing application must never make a key global.
+        application: ApplicationId,
         verifier: Verifier,
         // Required even though nullable: a missing field must not mean "unrestricted".
         #[serde(deserialize_with = "Option::deserialize")]
@@ -331,6 +365,7 @@ mod wire {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             WireOut {
                 key: &self.key,
+                application: &self.application,
                 verifier: &self.verifier,
                 restriction: self.scope.restriction(),
                 status: self.status,
@@ -352,6 +387,7 @@ mod wire {
                 .map_err(serde::de::Error::custom)?;
             Ok(Self {
                 key: wire.key,
+                application: wire.application,
                 verifier: wire.verifier,
                 scope: wire.restriction.into(),
                 status: wire.status,

@@ -32,10 +32,14 @@
 //!
 //! # Decisions
 //!
-//! "Sees" below means: the device is the principal's own, or the key is
-//! unrestricted, or the key's restriction lists the ID, or the directory knows the
-//! device and one of its tags matches the restriction. The directory is asked only
-//! in the last case; a device it does not know is not seen.
+//! "Sees" below means: the device is the principal's own, or it belongs to the
+//! principal's application and the key is unrestricted, or the key's restriction
+//! lists the ID, or one of its tags matches the restriction. A device of another
+//! application is never seen, whatever the key. Only the caller's directory
+//! knows a device's application, so it is asked for every other device, and a
+//! device it does not know is not seen; a broker whose devices all belong to one
+//! application says so with [`TopicRules::with_single_application`], and the
+//! directory is then asked only when the answer depends on the device's tags.
 //!
 //! | request | device topic (`state` / `command`) | reserved | custom |
 //! |---|---|---|---|
@@ -54,10 +58,12 @@
 //!   start with the prefix);
 //! - **topics under the prefix** (its first level is the prefix, or a wildcard
 //!   and the prefix does not start with `$`): allowed outright for an
-//!   unrestricted key; for a restricted key the answer is [`Decision::Filter`]:
+//!   unrestricted key of the application declared with
+//!   [`TopicRules::with_single_application`]; otherwise (a restricted key, or
+//!   several applications on the broker) the answer is [`Decision::Filter`]:
 //!   the broker delivers each message only if
-//!   [`may_receive`](Principal::may_receive) allows it, so out-of-scope devices
-//!   never leak through a wildcard.
+//!   [`may_receive`](Principal::may_receive) allows it, so neither out-of-scope
+//!   devices nor other applications' devices ever leak through a wildcard.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -67,21 +73,25 @@
 //!
 //! let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
 //! let scope: Restriction = "site=north".parse()?;
-//! let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), scope.into(), &policy)?;
-//! let gateway = DeviceRecord::new("gw1".parse()?).with_tag("site", "north");
+//! let app = "acme".parse()?;
+//! let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, scope.into(), &policy)?;
+//! let gateway = DeviceRecord::new(app, "gw1".parse()?).with_tag("site", "north");
 //! let auth = Authenticator::new(policy);
 //! let principal = auth.authenticate(Some(&new.record), &new.secret, &gateway)?;
 //!
 //! // The broker's own device store.
 //! let mut devices = HashMap::new();
-//! devices.insert("s1", DeviceRecord::new("s1".parse()?).with_tag("site", "north"));
-//! devices.insert("s2", DeviceRecord::new("s2".parse()?).with_tag("site", "south"));
+//! devices.insert("s1", DeviceRecord::new(app, "s1".parse()?).with_tag("site", "north"));
+//! devices.insert("s2", DeviceRecord::new(app, "s2".parse()?).with_tag("site", "south"));
+//! devices.insert("x1", DeviceRecord::new("other".parse()?, "x1".parse()?).with_tag("site", "north"));
 //! let directory = |id: &str| devices.get(id);
 //! let rules = TopicRules::default();
 //!
 //! assert_eq!(principal.may_publish(&rules, "structure/gw1/state", &directory)?, Decision::Allow);
 //! assert_eq!(principal.may_publish(&rules, "structure/s1/state", &directory)?, Decision::Allow);
 //! assert_eq!(principal.may_publish(&rules, "structure/s2/state", &directory)?, Decision::Deny);
+//! // Another application's device, even with a matching tag.
+//! assert_eq!(principal.may_publish(&rules, "structure/x1/state", &directory)?, Decision::Deny);
 //! assert_eq!(principal.may_publish(&rules, "structure/gw1/command", &directory)?, Decision::Deny);
 //! assert_eq!(principal.may_subscribe(&rules, "structure/s1/command", &directory)?, Decision::Allow);
 //! assert_eq!(principal.may_subscribe(&rules, "structure/+/state", &directory)?, Decision::Filter);

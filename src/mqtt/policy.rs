@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::topic::{Topic, TopicError, TopicFilter, TopicFilterBuf, check_prefix};
+use crate::application::ApplicationId;
 use crate::auth::Principal;
 use crate::device::{Device, MAX_DEVICE_ID_LEN, is_device_id_byte};
 
@@ -46,12 +47,14 @@ pub const MAX_FILTER_LEN: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TopicRules {
     prefix: Cow<'static, str>,
+    single_application: Option<ApplicationId>,
 }
 
 impl TopicRules {
     /// The platform's layout, prefix `structure`; also [`TopicRules::default`].
     pub const STRUCTURE: Self = Self {
         prefix: Cow::Borrowed("structure"),
+        single_application: None,
     };
 
     /// Rules with another prefix: one non-empty topic level, without `/`, `+`,
@@ -61,7 +64,39 @@ impl TopicRules {
         check_prefix(prefix)?;
         Ok(Self {
             prefix: Cow::Owned(prefix.into()),
+            single_application: None,
         })
+    }
+
+    /// Declares that every device the broker's directory holds, and every
+    /// device topic a client can name, belongs to `application`.
+    ///
+    /// Without this declaration, the decisions assume several applications
+    /// share the broker: a device topic is allowed only after the directory
+    /// shows that the device belongs to the principal's application, and a
+    /// wildcard subscription over device topics is answered
+    /// [`Decision::Filter`] even for an unrestricted key. With it, an
+    /// unrestricted key of `application` sees every device topic without asking
+    /// the directory and its wildcard subscriptions are
+    /// [`Allow`](Decision::Allow)ed (no per-message cost), while a key of any
+    /// other application sees no device topic but its own.
+    ///
+    /// ```
+    /// use structure_access::mqtt::TopicRules;
+    ///
+    /// let rules = TopicRules::default().with_single_application("64b1f0c2a7e3d95b8c4f2a10".parse()?);
+    /// assert_eq!(rules.single_application().map(|a| a.as_str()), Some("64b1f0c2a7e3d95b8c4f2a10"));
+    /// # Ok::<(), structure_access::ApplicationIdError>(())
+    /// ```
+    #[must_use]
+    pub fn with_single_application(mut self, application: ApplicationId) -> Self {
+        self.single_application = Some(application);
+        self
+    }
+
+    /// The application declared by [`with_single_application`](Self::with_single_application).
+    pub fn single_application(&self) -> Option<&ApplicationId> {
+        self.single_application.as_ref()
     }
 
     /// The prefix.
@@ -227,10 +262,10 @@ impl fmt::Display for Decision {
 /// use structure_access::{DeviceRecord, mqtt::DeviceDirectory};
 ///
 /// let mut devices = HashMap::new();
-/// devices.insert("d2".to_string(), DeviceRecord::new("d2".parse()?).with_tag("site", "north"));
+/// devices.insert("d2".to_string(), DeviceRecord::new("app1".parse()?, "d2".parse()?).with_tag("site", "north"));
 /// let directory = |id: &str| devices.get(id);
 /// assert!(directory.find("d2").is_some());
-/// # Ok::<(), structure_access::DeviceIdError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait DeviceDirectory {
     /// The device type handed out.
@@ -642,7 +677,8 @@ impl Principal {
     ///
     /// - its own `state` topic: [`Allow`](Decision::Allow);
     /// - the `state` topic of another device: `Allow` if it can see that device
-    ///   (a gateway reporting for its devices), else [`Deny`](Decision::Deny);
+    ///   (a gateway reporting for its devices; never a device of another
+    ///   application), else [`Deny`](Decision::Deny);
     /// - any `command` topic, its own included: `Deny`;
     /// - a reserved topic: `Deny`;
     /// - a custom topic: [`AdditionalTopics::allows_publish`].
@@ -656,7 +692,7 @@ impl Principal {
     ) -> Result<Decision, TopicError> {
         let topic = Topic::new(topic)?;
         Ok(match rules.classify(topic) {
-            TopicClass::State(id) => Decision::allow_if(self.sees_device(id, devices)),
+            TopicClass::State(id) => Decision::allow_if(self.sees_device(rules, id, devices)),
             TopicClass::Command(_) | TopicClass::Reserved => Decision::Deny,
             TopicClass::Custom => {
                 Decision::allow_if(self.additional_topics().allows_publish(topic))
@@ -682,8 +718,10 @@ impl Principal {
     ///    match must be matched by a listed filter; with a deny-list, none may
     ///    be matched by a listed filter);
     /// 2. if it can match topics under the prefix: `Allow` for an unrestricted
-    ///    key, [`Filter`](Decision::Filter) for a restricted key (deliver each
-    ///    message only if [`may_receive`](Self::may_receive) says so);
+    ///    key of the application declared with
+    ///    [`TopicRules::with_single_application`], else
+    ///    [`Filter`](Decision::Filter) (deliver each message only if
+    ///    [`may_receive`](Self::may_receive) says so);
     /// 3. otherwise `Allow`.
     ///
     /// Errors only for an invalid topic filter. MQTT 5 shared subscriptions
@@ -699,7 +737,7 @@ impl Principal {
         if let Some(topic) = filter.as_topic() {
             return Ok(match rules.classify(topic) {
                 TopicClass::State(id) | TopicClass::Command(id) => {
-                    Decision::allow_if(self.sees_device(id, devices))
+                    Decision::allow_if(self.sees_device(rules, id, devices))
                 }
                 TopicClass::Reserved => Decision::Deny,
                 TopicClass::Custom => Decision::allow_if(topics.allows_subscribe(filter)),
@@ -710,7 +748,7 @@ impl Principal {
             return Ok(Decision::Deny);
         }
         Ok(
-            if !rules.reaches_prefix(first) || self.scope().restriction().is_none() {
+            if !rules.reaches_prefix(first) || self.sees_every_device(rules) {
                 Decision::Allow
             } else {
                 Decision::Filter
@@ -735,17 +773,42 @@ impl Principal {
     ) -> Result<bool, TopicError> {
         let topic = Topic::new(topic)?;
         Ok(match rules.classify(topic) {
-            TopicClass::State(id) | TopicClass::Command(id) => self.sees_device(id, devices),
+            TopicClass::State(id) | TopicClass::Command(id) => self.sees_device(rules, id, devices),
             TopicClass::Reserved => false,
             TopicClass::Custom => self.additional_topics().allows_receive(topic),
         })
     }
 
-    /// Whether the device with ID `id` is this one or in scope. Asks `devices`
-    /// only for a restricted key and an ID the restriction does not list.
-    fn sees_device<L: DeviceDirectory + ?Sized>(&self, id: &str, devices: &L) -> bool {
+    /// Whether every device topic is this principal's to see: an unrestricted
+    /// key of the one application the rules declare.
+    fn sees_every_device(&self, rules: &TopicRules) -> bool {
+        self.scope().restriction().is_none()
+            && rules.single_application() == Some(self.application())
+    }
+
+    /// Whether the device with ID `id` is this one, or of the same application
+    /// and in scope.
+    ///
+    /// Without a declared single application, `devices` is asked for every
+    /// other device: only the directory knows its application. With one, it
+    /// is asked only for a restricted key and an ID the restriction does not
+    /// list (its tags can still bring it in).
+    fn sees_device<L: DeviceDirectory + ?Sized>(
+        &self,
+        rules: &TopicRules,
+        id: &str,
+        devices: &L,
+    ) -> bool {
         if id == self.device_id().as_str() {
             return true;
+        }
+        let Some(application) = rules.single_application() else {
+            return devices
+                .find(id)
+                .is_some_and(|device| device.id() == id && self.can_see(&device));
+        };
+        if application != self.application() {
+            return false;
         }
         let Some(restriction) = self.scope().restriction() else {
             return true;
@@ -756,6 +819,7 @@ impl Principal {
         // The listed IDs are ruled out: only the device's tags can bring it in.
         devices.find(id).is_some_and(|device| {
             device.id() == id
+                && device.application() == application.as_str()
                 && device
                     .tags()
                     .any(|(key, value)| restriction.matches_tag(key, value))

@@ -52,7 +52,7 @@
 //! let r: Restriction = " vehicle = truck , color=, 5f2b8c1e9a4d3b7c6e1f0a2b".parse()?;
 //! assert_eq!(r.to_string(), "5f2b8c1e9a4d3b7c6e1f0a2b,color=*,vehicle=truck");
 //!
-//! let red_car = DeviceRecord::new("000000000000000000000001".parse()?)
+//! let red_car = DeviceRecord::new("app1".parse()?, "000000000000000000000001".parse()?)
 //!     .with_tag("vehicle", "car")
 //!     .with_tag("color", "red");
 //! assert!(r.can_see(&red_car)); // any color
@@ -219,9 +219,9 @@ impl<'a> TagFilter<'a> {
 /// use structure_access::{DeviceRecord, Restriction};
 ///
 /// let r: Restriction = "color=red,1a2b3c4d5e6f7g8h9i0j1k2l".parse()?;
-/// let listed = DeviceRecord::new("1a2b3c4d5e6f7g8h9i0j1k2l".parse()?);
-/// let red = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("color", "red");
-/// let blue = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("color", "blue");
+/// let listed = DeviceRecord::new("app1".parse()?, "1a2b3c4d5e6f7g8h9i0j1k2l".parse()?);
+/// let red = DeviceRecord::new("app1".parse()?, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("color", "red");
+/// let blue = DeviceRecord::new("app1".parse()?, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("color", "blue");
 /// assert!(r.can_see(&listed));
 /// assert!(r.can_see(&red));
 /// assert!(!r.can_see(&blue));
