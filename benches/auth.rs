@@ -15,6 +15,9 @@ use structure_access::{
     VerificationCache,
 };
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 struct Fixture {
     record: AccessKey,
     secret: Secret,
@@ -25,14 +28,18 @@ struct Fixture {
 fn fixture(policy: &HashPolicy) -> Fixture {
     let mut rng = ChaCha20Rng::seed_from_u64(42);
     let restriction: Restriction = "5f2b8c1e9a4d3b7c6e1f0a2b,fleet=north".parse().unwrap();
-    let new = AccessKey::generate(&mut rng, restriction.into(), policy).unwrap();
+    let new =
+        AccessKey::generate(&mut rng, APP.parse().unwrap(), restriction.into(), policy).unwrap();
     let wrong = Secret::generate(&mut rng);
-    let device = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse().unwrap())
-        .with_tag("fleet", "north")
-        .with_tag("vehicle", "truck")
-        .with_tag("color", "red")
-        .with_tag("floor", "4")
-        .with_tag("zone", "a");
+    let device = DeviceRecord::new(
+        APP.parse().unwrap(),
+        "5f2b8c1e9a4d3b7c6e1f0a2b".parse().unwrap(),
+    )
+    .with_tag("fleet", "north")
+    .with_tag("vehicle", "truck")
+    .with_tag("color", "red")
+    .with_tag("floor", "4")
+    .with_tag("zone", "a");
     Fixture {
         record: new.record,
         secret: new.secret,

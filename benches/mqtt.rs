@@ -16,6 +16,9 @@ use structure_access::{
     AccessKey, Authenticator, DeviceRecord, HashPolicy, Principal, Restriction,
 };
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 /// 1000 device IDs and 100 tag patterns: the platform's maximum. The gateway's
 /// tag `site=north` is the last pattern.
 fn large_restriction() -> Restriction {
@@ -38,16 +41,17 @@ fn allow_filters() -> FilterList {
 }
 
 fn device(id: &str, tags: &[(&str, &str)]) -> DeviceRecord {
-    tags.iter()
-        .fold(DeviceRecord::new(id.parse().unwrap()), |d, (k, v)| {
-            d.with_tag(k, v)
-        })
+    tags.iter().fold(
+        DeviceRecord::new(APP.parse().unwrap(), id.parse().unwrap()),
+        |d, (k, v)| d.with_tag(k, v),
+    )
 }
 
 fn principal(topics: AdditionalTopics) -> Principal {
     let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
     let new = AccessKey::generate(
         &mut ChaCha20Rng::seed_from_u64(1),
+        APP.parse().unwrap(),
         large_restriction().into(),
         &policy,
     )
@@ -60,7 +64,21 @@ fn principal(topics: AdditionalTopics) -> Principal {
 }
 
 fn decisions(c: &mut Criterion) {
-    let rules = TopicRules::default();
+    // The figures of a broker that declares its one application (no directory
+    // look-up for listed devices or unrestricted keys), then of one shared by
+    // several applications (every other device's application is looked up).
+    for (group, rules) in [
+        (
+            "mqtt",
+            TopicRules::default().with_single_application(APP.parse().unwrap()),
+        ),
+        ("mqtt/several-applications", TopicRules::default()),
+    ] {
+        decisions_under(c, group, &rules);
+    }
+}
+
+fn decisions_under(c: &mut Criterion, group: &str, rules: &TopicRules) {
     let p = principal(AdditionalTopics::AllowList {
         publish: allow_filters(),
         subscribe: allow_filters(),
@@ -87,10 +105,10 @@ fn decisions(c: &mut Criterion) {
     );
     let directory = |id: &str| store.get(id);
 
-    let mut group = c.benchmark_group("mqtt");
+    let mut group = c.benchmark_group(group);
     let mut bench_publish = |name: &str, topic: &str| {
         group.bench_function(name, |b| {
-            b.iter(|| p.may_publish(&rules, black_box(topic), &directory))
+            b.iter(|| p.may_publish(rules, black_box(topic), &directory))
         });
     };
     bench_publish(
@@ -120,17 +138,17 @@ fn decisions(c: &mut Criterion) {
     group.bench_function("receive other device state, miss", |b| {
         b.iter(|| {
             p.may_receive(
-                &rules,
+                rules,
                 black_box("structure/bbbbbbbbbbbbbbbbbbbbbbbb/state"),
                 &directory,
             )
         })
     });
     group.bench_function("subscribe structure/+/state", |b| {
-        b.iter(|| p.may_subscribe(&rules, black_box("structure/+/state"), &directory))
+        b.iter(|| p.may_subscribe(rules, black_box("structure/+/state"), &directory))
     });
     group.bench_function("subscribe custom wildcard, 100 allow filters", |b| {
-        b.iter(|| p.may_subscribe(&rules, black_box("alerts/+/#"), &directory))
+        b.iter(|| p.may_subscribe(rules, black_box("alerts/+/#"), &directory))
     });
     group.finish();
 }

@@ -6,7 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use structure_access::{DeviceRecord, Restriction};
+use structure_access::{AccessKey, Device, DeviceRecord, Principal, Restriction, Scope, Verifier};
+
+/// The application of every key and device here.
+const APP: &str = "app1";
 
 /// A restriction text of `n` entries: one in ten a tag pattern (at most 100,
 /// the platform's limit), the rest 24-hex-character device IDs.
@@ -37,7 +40,10 @@ fn large() -> String {
 
 fn device(tags: &[(&str, &str)]) -> DeviceRecord {
     tags.iter().fold(
-        DeviceRecord::new("ffffffffffffffffffffffff".parse().unwrap()),
+        DeviceRecord::new(
+            APP.parse().unwrap(),
+            "ffffffffffffffffffffffff".parse().unwrap(),
+        ),
         |d, (k, v)| d.with_tag(k, v),
     )
 }
@@ -84,7 +90,6 @@ impl Naive {
     }
 
     fn can_see(&self, device: &DeviceRecord) -> bool {
-        use structure_access::Device;
         self.ids.iter().any(|id| id == device.id())
             || device.tags().any(|(tk, tv)| {
                 self.patterns.iter().any(|(k, v)| {
@@ -140,6 +145,50 @@ fn can_see(c: &mut Criterion) {
             device,
             |b, d| b.iter(|| black_box(&naive).can_see(black_box(d))),
         );
+    }
+    group.finish();
+
+    // Through a principal, which checks the application first.
+    let mut group = c.benchmark_group("principal/can_see");
+    let verifier: Verifier = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA"
+        .parse()
+        .unwrap();
+    let record = |scope: Scope| {
+        AccessKey::new(
+            "stk_0000000000000000000000".parse().unwrap(),
+            APP.parse().unwrap(),
+            verifier.clone(),
+            scope,
+        )
+    };
+    let (small_key, large_key) = (record(small.into()), record(large.into()));
+    let me = DeviceRecord::new(
+        APP.parse().unwrap(),
+        "ffffffffffffffffffffffff".parse().unwrap(),
+    )
+    .with_tag("vehicle", "truck")
+    .with_tag("key7", "value7");
+    let small_p = Principal::reauthorize(&small_key, &me).unwrap();
+    let large_p = Principal::reauthorize(&large_key, &me).unwrap();
+    // The hit device, with the same ID and tags, in another application.
+    let foreign = hit.tags().fold(
+        DeviceRecord::new("app2".parse().unwrap(), *hit.device_id()),
+        |d, (k, v)| d.with_tag(k, v),
+    );
+    for p in [&small_p, &large_p] {
+        assert!(p.can_see(&hit) && !p.can_see(&miss) && !p.can_see(&foreign));
+    }
+    for (name, device) in [
+        ("hit", &hit),
+        ("miss", &miss),
+        ("other application", &foreign),
+    ] {
+        group.bench_with_input(BenchmarkId::new("1 entry", name), device, |b, d| {
+            b.iter(|| black_box(&small_p).can_see(black_box(d)))
+        });
+        group.bench_with_input(BenchmarkId::new("1100 entries", name), device, |b, d| {
+            b.iter(|| black_box(&large_p).can_see(black_box(d)))
+        });
     }
     group.finish();
 }

@@ -3,9 +3,11 @@
 //! ```text
 //! keytool parse EXPR                                          canonical form of a restriction
 //! keytool can-see --restrict EXPR --device ID [--tag K=V]...  `yes` or `no`
-//! keytool generate [--restrict EXPR] [--description TEXT]     a new key, as one line of JSON
+//! keytool can-see --record FILE --application ID --device ID [--tag K=V]...
+//! keytool generate --application ID [--restrict EXPR] [--description TEXT]
+//!                                                             a new key, as one line of JSON
 //! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
-//! keytool topic --record FILE --device ID [--tag K=V]... (publish|subscribe) TOPIC
+//! keytool topic --record FILE --application ID --device ID [--tag K=V]... (publish|subscribe) TOPIC
 //!                                                             `allow`, `deny` or `filter`
 //! ```
 //!
@@ -22,8 +24,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use structure_access::mqtt::TopicRules;
 use structure_access::{
-    AccessKey, Authenticator, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction, Scope,
-    Secret,
+    AccessKey, ApplicationId, DeviceRecord, HashPolicy, KeyId, KeyStatus, Principal, Restriction,
+    Scope, Secret,
 };
 
 #[derive(Debug, Parser)]
@@ -44,11 +46,19 @@ enum Command {
         /// The restriction, e.g. `vehicle=truck,color=` or `5f2b8c1e9a4d3b7c6e1f0a2b`
         expr: String,
     },
-    /// Prints `yes` when a device is in a restriction's scope, `no` otherwise
+    /// Prints `yes` when a device is in a restriction's scope, or covered by a
+    /// key (same application and in scope), `no` otherwise
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["restrict", "record"])))]
     CanSee {
-        /// The restriction
+        /// The restriction (applications aside)
         #[arg(long, value_name = "EXPR")]
-        restrict: String,
+        restrict: Option<String>,
+        /// A key record, as JSON: its application and scope
+        #[arg(long, value_name = "FILE", requires = "application")]
+        record: Option<std::path::PathBuf>,
+        /// The device's application (with `--record`)
+        #[arg(long, value_name = "ID")]
+        application: Option<String>,
         /// The device's ID
         #[arg(long, value_name = "ID")]
         device: String,
@@ -61,6 +71,9 @@ enum Command {
     /// Prints `{"key": …, "secret": …, "record": {…}}`. The secret is shown this
     /// once and cannot be recovered: store only the record.
     Generate {
+        /// The application the key belongs to
+        #[arg(long, value_name = "ID")]
+        application: String,
         /// Restricts the key to these devices (default: unrestricted)
         #[arg(long, value_name = "EXPR")]
         restrict: Option<String>,
@@ -78,12 +91,16 @@ enum Command {
     /// Prints `allow`, `deny` or `filter`: may a device authenticated with the key
     /// publish to, or subscribe to, an MQTT topic
     ///
-    /// Other devices are known by their ID only: one in the key's scope through
-    /// its tags alone reads as out of scope.
+    /// Other devices are known by their ID only, as devices of the key's
+    /// application: one in the key's scope through its tags alone reads as out
+    /// of scope.
     Topic {
         /// The key record, as JSON (what `generate` prints as `record`)
         #[arg(long, value_name = "FILE")]
         record: std::path::PathBuf,
+        /// The connecting device's application
+        #[arg(long, value_name = "ID")]
+        application: String,
         /// The connecting device's ID (its MQTT client id)
         #[arg(long, value_name = "ID")]
         device: String,
@@ -149,61 +166,58 @@ fn run(command: Command) -> Result<String, Failure> {
         Command::Parse { expr } => Ok(restriction(&expr)?.to_string()),
         Command::CanSee {
             restrict,
+            record,
+            application,
             device,
             tags,
-        } => can_see(&restrict, &device, &tags),
+        } => match (restrict, record, application) {
+            (Some(restrict), None, _) => can_see(&restrict, &device, &tags),
+            (None, Some(record), Some(application)) => {
+                key_can_see(&record, &application, &device, &tags)
+            }
+            // clap's group and `requires` leave no other case.
+            _ => Err(Failure::invalid(
+                "expected either --restrict, or --record with --application",
+            )),
+        },
         Command::Generate {
+            application,
             restrict,
             description,
-        } => generate(restrict.as_deref(), description.as_deref()),
+        } => generate(&application, restrict.as_deref(), description.as_deref()),
         Command::Verify { record } => verify(&record),
         Command::Topic {
             record,
+            application,
             device,
             tags,
             action,
             topic: text,
-        } => topic(&record, &device, &tags, action, &text),
+        } => topic(&record, &application, &device, &tags, action, &text),
     }
 }
 
 fn topic(
     path: &std::path::Path,
+    application: &str,
     device: &str,
     tags: &[(String, String)],
     action: Action,
     text: &str,
 ) -> Result<String, Failure> {
     let record = read_record(path)?;
-    let device = device_arg(device, tags)?;
-    if record.status() == KeyStatus::Inactive {
-        return Err(Failure::failed(format_args!(
-            "access key `{}` is inactive: it authenticates no device",
-            record.key()
-        )));
-    }
-    if !record.scope().can_see(&device) {
-        return Err(Failure::failed(format_args!(
-            "device `{}` is outside the scope of access key `{}`: it cannot connect",
-            device.device_id(),
-            record.key()
-        )));
-    }
-    // Decisions are made on a `Principal`, which only authentication makes, and
-    // keytool has no secret: authenticate against an in-memory twin of the record
-    // (same scope and additional topics; a fresh secret, cheaply hashed).
-    let policy = HashPolicy::default()
-        .with_params(64, 1, 1)
-        .map_err(Failure::failed)?;
-    let twin = AccessKey::generate_os(record.scope().clone(), &policy).map_err(Failure::failed)?;
-    let twin_record = twin
-        .record
-        .with_additional_topics(record.additional_topics().clone());
-    let principal = Authenticator::new(policy)
-        .authenticate(Some(&twin_record), &twin.secret, &device)
-        .map_err(Failure::failed)?;
+    let device = device_arg(application, device, tags)?;
+    // keytool has no secret: it asks what the device could do once connected.
+    let principal = Principal::reauthorize(&record, &device).map_err(|e| {
+        Failure::failed(format_args!(
+            "device `{}` cannot connect: {e}",
+            device.device_id()
+        ))
+    })?;
     let known = |other: &str| (other == device.device_id().as_str()).then_some(&device);
-    let rules = TopicRules::default();
+    // Other devices are known by their ID only: take them as the key's
+    // application's (the record is the only application keytool knows).
+    let rules = TopicRules::default().with_single_application(*record.application());
     let decision = match action {
         Action::Publish => principal.may_publish(&rules, text, &known),
         Action::Subscribe => principal.may_subscribe(&rules, text, &known),
@@ -237,18 +251,35 @@ fn verify(path: &std::path::Path) -> Result<String, Failure> {
 
 fn can_see(restrict: &str, device: &str, tags: &[(String, String)]) -> Result<String, Failure> {
     let restriction = restriction(restrict)?;
-    let device = device_arg(device, tags)?;
-    Ok(if restriction.can_see(&device) {
-        "yes"
-    } else {
-        "no"
-    }
-    .to_owned())
+    // A restriction is application-free: any application will do.
+    let device = device_arg("any", device, tags)?;
+    Ok(yes_no(restriction.can_see(&device)))
 }
 
-fn generate(restrict: Option<&str>, description: Option<&str>) -> Result<String, Failure> {
+fn key_can_see(
+    path: &std::path::Path,
+    application: &str,
+    device: &str,
+    tags: &[(String, String)],
+) -> Result<String, Failure> {
+    let record = read_record(path)?;
+    let device = device_arg(application, device, tags)?;
+    Ok(yes_no(record.can_see(&device)))
+}
+
+fn yes_no(yes: bool) -> String {
+    if yes { "yes" } else { "no" }.to_owned()
+}
+
+fn generate(
+    application: &str,
+    restrict: Option<&str>,
+    description: Option<&str>,
+) -> Result<String, Failure> {
+    let application = application_arg(application)?;
     let scope = Scope::from(restrict.map(restriction).transpose()?);
-    let new = AccessKey::generate_os(scope, &HashPolicy::default()).map_err(Failure::failed)?;
+    let new = AccessKey::generate_os(application, scope, &HashPolicy::default())
+        .map_err(Failure::failed)?;
     let record = match description {
         Some(text) => new
             .record
@@ -280,14 +311,28 @@ fn read_record(path: &std::path::Path) -> Result<AccessKey, Failure> {
         .map_err(|e| Failure::failed(format_args!("`{}`: {e}", path.display())))
 }
 
-/// The device of `--device ID [--tag K=V]...`.
-fn device_arg(device: &str, tags: &[(String, String)]) -> Result<DeviceRecord, Failure> {
+/// The application of `--application ID`.
+fn application_arg(application: &str) -> Result<ApplicationId, Failure> {
+    application
+        .parse()
+        .map_err(|e| Failure::invalid(format_args!("--application: {e}")))
+}
+
+/// The device of `--application ID --device ID [--tag K=V]...`.
+fn device_arg(
+    application: &str,
+    device: &str,
+    tags: &[(String, String)],
+) -> Result<DeviceRecord, Failure> {
+    let application = application_arg(application)?;
     let id = device
         .parse()
         .map_err(|e| Failure::invalid(format_args!("--device: {e}")))?;
     Ok(tags
         .iter()
-        .fold(DeviceRecord::new(id), |d, (k, v)| d.with_tag(k, v)))
+        .fold(DeviceRecord::new(application, id), |d, (k, v)| {
+            d.with_tag(k, v)
+        }))
 }
 
 /// Parses a restriction; a failure quotes the text and points at the error.

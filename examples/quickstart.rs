@@ -5,15 +5,18 @@
 use std::error::Error;
 
 use structure_access::{
-    AccessKey, Authenticator, DeviceRecord, HashPolicy, Restriction, VerificationCache,
+    AccessKey, ApplicationId, Authenticator, DeviceRecord, HashPolicy, Restriction,
+    VerificationCache,
 };
 
 fn main() -> Result<(), Box<dyn Error>> {
-    // 1. Provision a key restricted to trucks, plus one gateway by ID.
+    // 1. Provision a key of one application, restricted to trucks, plus one
+    //    gateway by ID.
+    let app: ApplicationId = "64b1f0c2a7e3d95b8c4f2a10".parse()?;
     let restriction: Restriction = "vehicle=truck, gw-01".parse()?;
     println!("restriction (canonical): {restriction}");
     let policy = HashPolicy::default();
-    let new = AccessKey::generate_os(restriction.into(), &policy)?;
+    let new = AccessKey::generate_os(app, restriction.into(), &policy)?;
     let record = new.record.with_description("north fleet")?;
 
     // The record goes to the database; it holds a verifier, never the secret.
@@ -27,8 +30,10 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 2. Devices connect: username = key, password = secret, client id = device ID.
     let auth = Authenticator::new(policy).with_cache(VerificationCache::new(1_000)?);
-    let truck = DeviceRecord::new("5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("vehicle", "truck");
-    let car = DeviceRecord::new("6a3c9d2f0b5e4c8d7f2a1b3c".parse()?).with_tag("vehicle", "car");
+    let truck =
+        DeviceRecord::new(app, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?).with_tag("vehicle", "truck");
+    let car =
+        DeviceRecord::new(app, "6a3c9d2f0b5e4c8d7f2a1b3c".parse()?).with_tag("vehicle", "car");
     let password = new.secret.expose_secret();
 
     let principal = auth.authenticate_password(Some(&record), password, &truck)?;
@@ -49,11 +54,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("cache: {} hit(s), {} miss(es)", stats.hits, stats.misses);
 
     // 3. At runtime: what may the truck see?
-    let gateway = DeviceRecord::new("gw-01".parse()?);
+    let gateway = DeviceRecord::new(app, "gw-01".parse()?);
+    // Another application's truck: never seen, whatever the key.
+    let other_app = "64b1f0c2a7e3d95b8c4f2a11".parse()?;
+    let foreign = DeviceRecord::new(other_app, "7b4d0e3a1c6f5d9e8a3b2c4d".parse()?)
+        .with_tag("vehicle", "truck");
     for (name, device) in [
         ("another truck", &truck),
         ("the car", &car),
         ("the gateway", &gateway),
+        ("another application's truck", &foreign),
     ] {
         let verdict = if principal.can_see(device) {
             "sees"

@@ -12,6 +12,9 @@ use structure_access::{
     VerificationCache,
 };
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 struct Counting;
 
 thread_local! {
@@ -63,12 +66,14 @@ fn setup(cache: bool) -> (Authenticator, AccessKey, Secret, DeviceRecord) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let policy = HashPolicy::default().with_params(256, 1, 1).unwrap();
     let restriction: Restriction = "dev-1,dev-2".parse().unwrap();
-    let new = AccessKey::generate(&mut rng, restriction.into(), &policy).unwrap();
+    let new =
+        AccessKey::generate(&mut rng, APP.parse().unwrap(), restriction.into(), &policy).unwrap();
     let mut auth = Authenticator::new(policy).with_pool_size(1);
     if cache {
         auth = auth.with_cache(VerificationCache::with_rng(64, &mut rng));
     }
-    let device = DeviceRecord::new("dev-1".parse().unwrap()).with_tag("site", "north");
+    let device =
+        DeviceRecord::new(APP.parse().unwrap(), "dev-1".parse().unwrap()).with_tag("site", "north");
     (auth, new.record, new.secret, device)
 }
 
@@ -117,7 +122,12 @@ fn a_verifier_claiming_4_gib_is_refused_without_allocating_it() {
     );
     let (_, parse_bytes, verifier) = measure(|| hostile.parse().unwrap());
     assert!(parse_bytes < 1024, "{parse_bytes}");
-    let record = AccessKey::new(*record.key(), verifier, Scope::Unrestricted);
+    let record = AccessKey::new(
+        *record.key(),
+        *record.application(),
+        verifier,
+        Scope::Unrestricted,
+    );
     let (_, bytes, err) = measure(|| auth.authenticate(Some(&record), &secret, &device));
     assert!(matches!(err, Err(AuthError::BadVerifier { .. })));
     assert!(bytes < 1024, "{bytes} bytes allocated");

@@ -5,7 +5,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use structure_access::{Device, DeviceRecord, Restriction, Scope};
+use structure_access::{AccessKey, Device, DeviceRecord, Restriction, Scope};
+
+/// The application of every key and device here.
+const APP: &str = "app1";
 
 struct Counting;
 
@@ -62,7 +65,7 @@ fn large_restriction() -> Restriction {
 
 fn device(id: &str, tags: &[(&str, &str)]) -> DeviceRecord {
     tags.iter().fold(
-        DeviceRecord::new(id.parse().expect("valid device ID")),
+        DeviceRecord::new(APP.parse().unwrap(), id.parse().expect("valid device ID")),
         |d, (k, v)| d.with_tag(k, v),
     )
 }
@@ -85,6 +88,8 @@ fn can_see_allocates_nothing() {
     let five = [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4"), ("e", "5")];
     let miss = device("ffffffffffffffffffffffff", &five);
     let by_id = device(&format!("{:024x}", 999), &five);
+    // Listed by ID, but of another application.
+    let foreign = DeviceRecord::new("app2".parse().unwrap(), by_id.device_id().to_owned());
     let by_exact = device(
         "ffffffffffffffffffffffff",
         &[
@@ -114,10 +119,20 @@ fn can_see_allocates_nothing() {
         let see = |d: &DeviceRecord| restriction.can_see(d);
         let (n, seen) = see_many(&see, &miss);
         assert_eq!((n, seen), (0, false), "{name}: miss");
-        let scope = Scope::from(restriction.clone());
-        let see = |d: &DeviceRecord| scope.can_see(d);
+        let verifier = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA"
+            .parse()
+            .unwrap();
+        let record = AccessKey::new(
+            "stk_0000000000000000000000".parse().unwrap(),
+            APP.parse().unwrap(),
+            verifier,
+            Scope::from(restriction.clone()),
+        );
+        let see = |d: &DeviceRecord| record.can_see(d);
         let (n, _) = see_many(&see, &miss);
-        assert_eq!(n, 0, "{name}: miss through Scope");
+        assert_eq!(n, 0, "{name}: miss through the record");
+        let (n, seen) = see_many(&see, &foreign);
+        assert_eq!((n, seen), (0, false), "{name}: another application");
     }
     for (name, hit) in [
         ("id", &by_id),

@@ -10,6 +10,9 @@ use structure_access::{
     Scope, Secret, VerificationCache, Verifier, VerifierError,
 };
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 const SECRET: &str = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA";
 
 fn rng(seed: u64) -> ChaCha20Rng {
@@ -21,11 +24,12 @@ fn cheap_policy() -> HashPolicy {
 }
 
 fn device(id: &str) -> DeviceRecord {
-    DeviceRecord::new(id.parse().unwrap())
+    DeviceRecord::new(APP.parse().unwrap(), id.parse().unwrap())
 }
 
 fn key_with(scope: Scope, seed: u64) -> (AccessKey, Secret) {
-    let new = AccessKey::generate(&mut rng(seed), scope, &cheap_policy()).unwrap();
+    let new =
+        AccessKey::generate(&mut rng(seed), APP.parse().unwrap(), scope, &cheap_policy()).unwrap();
     (new.record, new.secret)
 }
 
@@ -157,6 +161,9 @@ fn every_refusal_has_its_cause_and_one_public_answer() {
 
 struct Row(&'static str);
 impl structure_access::Device for Row {
+    fn application(&self) -> &str {
+        APP
+    }
     fn id(&self) -> &str {
         self.0
     }
@@ -186,6 +193,7 @@ fn record_with_verifier(phc: &str) -> Result<AccessKey, VerifierError> {
     let (record, _) = key_with(Scope::Unrestricted, 6);
     Ok(AccessKey::new(
         *record.key(),
+        *record.application(),
         phc.parse()?,
         Scope::Unrestricted,
     ))
@@ -363,6 +371,7 @@ fn a_changed_verifier_misses_the_cache() {
     let new_secret = Secret::generate(&mut rng(10));
     let rotated = AccessKey::new(
         *record.key(),
+        *record.application(),
         Verifier::create(&new_secret, &cheap_policy(), &mut rng(11)).unwrap(),
         Scope::Unrestricted,
     );

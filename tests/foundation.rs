@@ -8,6 +8,9 @@ use structure_access::{
     Secret, SecretError,
 };
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
@@ -58,11 +61,29 @@ fn checksum_is_crc32_of_the_preceding_text() {
 
 #[test]
 fn seeded_generation_is_reproducible() {
-    let a = AccessKey::generate(&mut rng(7), Scope::Unrestricted, &cheap_policy()).unwrap();
-    let b = AccessKey::generate(&mut rng(7), Scope::Unrestricted, &cheap_policy()).unwrap();
+    let a = AccessKey::generate(
+        &mut rng(7),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &cheap_policy(),
+    )
+    .unwrap();
+    let b = AccessKey::generate(
+        &mut rng(7),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &cheap_policy(),
+    )
+    .unwrap();
     assert_eq!(a.record, b.record);
     assert_eq!(a.secret, b.secret);
-    let c = AccessKey::generate(&mut rng(8), Scope::Unrestricted, &cheap_policy()).unwrap();
+    let c = AccessKey::generate(
+        &mut rng(8),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &cheap_policy(),
+    )
+    .unwrap();
     assert_ne!(a.record.key(), c.record.key());
     assert_ne!(a.secret, c.secret);
 }
@@ -70,7 +91,13 @@ fn seeded_generation_is_reproducible() {
 #[test]
 fn generated_verifier_verifies_only_its_secret() {
     let policy = cheap_policy();
-    let new = AccessKey::generate(&mut rng(1), Scope::Unrestricted, &policy).unwrap();
+    let new = AccessKey::generate(
+        &mut rng(1),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &policy,
+    )
+    .unwrap();
     assert!(
         new.record
             .verifier()
@@ -143,7 +170,13 @@ fn imported_secrets_are_explicit() {
 #[test]
 fn record_json_round_trips_with_the_documented_shape() {
     let restriction: Restriction = "abc123".parse().unwrap();
-    let new = AccessKey::generate(&mut rng(3), restriction.into(), &cheap_policy()).unwrap();
+    let new = AccessKey::generate(
+        &mut rng(3),
+        APP.parse().unwrap(),
+        restriction.into(),
+        &cheap_policy(),
+    )
+    .unwrap();
     let record = new
         .record
         .with_description("gateway \"north\"")
@@ -151,16 +184,22 @@ fn record_json_round_trips_with_the_documented_shape() {
         .with_status(KeyStatus::Inactive);
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["key"], record.key().as_str());
+    assert_eq!(json["application"], APP);
     assert_eq!(json["verifier"], record.verifier().as_str());
     assert_eq!(json["restriction"], "abc123");
     assert_eq!(json["status"], "inactive");
     assert_eq!(json["description"], "gateway \"north\"");
-    assert_eq!(json.as_object().unwrap().len(), 5);
+    assert_eq!(json.as_object().unwrap().len(), 6);
     let back: AccessKey = serde_json::from_value(json).unwrap();
     assert_eq!(back, record);
 
-    let unrestricted =
-        AccessKey::generate(&mut rng(4), Scope::Unrestricted, &cheap_policy()).unwrap();
+    let unrestricted = AccessKey::generate(
+        &mut rng(4),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &cheap_policy(),
+    )
+    .unwrap();
     let json = serde_json::to_string(&unrestricted.record).unwrap();
     assert!(json.contains("\"restriction\":null"), "{json}");
     assert!(!json.contains("description"), "{json}");
@@ -170,7 +209,13 @@ fn record_json_round_trips_with_the_documented_shape() {
 
 #[test]
 fn record_json_refuses_what_could_widen_a_key() {
-    let new = AccessKey::generate(&mut rng(5), Scope::Unrestricted, &cheap_policy()).unwrap();
+    let new = AccessKey::generate(
+        &mut rng(5),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &cheap_policy(),
+    )
+    .unwrap();
     let mut json = serde_json::to_value(&new.record).unwrap();
     // A missing restriction must not read as "unrestricted".
     json.as_object_mut().unwrap().remove("restriction");
@@ -191,7 +236,13 @@ fn record_json_refuses_what_could_widen_a_key() {
 
 #[test]
 fn record_json_checks_every_field() {
-    let new = AccessKey::generate(&mut rng(6), Scope::Unrestricted, &cheap_policy()).unwrap();
+    let new = AccessKey::generate(
+        &mut rng(6),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &cheap_policy(),
+    )
+    .unwrap();
     let good = serde_json::to_value(&new.record).unwrap();
     for (field, value, message) in [
         ("key", "stk_x", "malformed generated access key"),
@@ -250,7 +301,7 @@ proptest! {
     /// Debug of a secret, a new key and every parse error never shows the secret.
     #[test]
     fn debug_never_shows_the_secret(seed in any::<u64>(), cut in 9usize..53) {
-        let new = AccessKey::generate(&mut rng(seed), Scope::Unrestricted, &cheap_policy()).unwrap();
+        let new = AccessKey::generate(&mut rng(seed), APP.parse().unwrap(), Scope::Unrestricted, &cheap_policy()).unwrap();
         let text = new.secret.expose_secret().to_owned();
         let random = &text[4..47];
         for shown in [format!("{:?}", new.secret), format!("{new:?}"), format!("{:?}", new.record)] {

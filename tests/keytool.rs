@@ -71,7 +71,15 @@ fn keytool_subcommands_print_what_they_promise() {
     assert_eq!(stdout(&out), "no");
 
     let out = keytool(
-        &["generate", "--restrict", "d1", "--description", "test"],
+        &[
+            "generate",
+            "--application",
+            "app1",
+            "--restrict",
+            "d1",
+            "--description",
+            "test",
+        ],
         "",
     );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -79,6 +87,7 @@ fn keytool_subcommands_print_what_they_promise() {
     let secret = generated["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("sts_"));
     assert_eq!(generated["record"]["restriction"], "d1");
+    assert_eq!(generated["record"]["application"], "app1");
     assert_eq!(generated["record"]["key"], generated["key"]);
 
     let dir = std::env::temp_dir().join(format!("keytool-test-{}", std::process::id()));
@@ -86,6 +95,31 @@ fn keytool_subcommands_print_what_they_promise() {
     let record = dir.join("record.json");
     std::fs::write(&record, generated["record"].to_string()).unwrap();
     let path = record.to_str().unwrap();
+    // can-see with a key record: the device's application counts.
+    for (application, expected) in [("app1", "yes"), ("app2", "no")] {
+        let out = keytool_args(&[
+            "can-see",
+            "--record",
+            path,
+            "--application",
+            application,
+            "--device",
+            "d1",
+        ]);
+        assert_eq!(
+            (out.status.code(), stdout(&out).as_str()),
+            (Some(0), expected),
+            "{out:?}"
+        );
+    }
+    let out = keytool_args(&["can-see", "--record", path, "--device", "d1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = keytool_args(&["generate", "--application", "bad app"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--application"),
+        "{out:?}"
+    );
     let out = keytool(&["verify", "--record", path], &format!("{secret}\n"));
     assert_eq!(
         (out.status.code(), stdout(&out).as_str()),
@@ -117,7 +151,13 @@ fn keytool_subcommands_print_what_they_promise() {
 
 #[test]
 fn keytool_topic_prints_the_decision() {
-    let out = keytool_args(&["generate", "--restrict", "site=north,listed"]);
+    let out = keytool_args(&[
+        "generate",
+        "--application",
+        "app1",
+        "--restrict",
+        "site=north,listed",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut record = generated["record"].clone();
@@ -136,6 +176,8 @@ fn keytool_topic_prints_the_decision() {
         "topic",
         "--record",
         path,
+        "--application",
+        "app1",
         "--device",
         "gw",
         "--tag",
@@ -170,10 +212,34 @@ fn keytool_topic_prints_the_decision() {
         "{out:?}"
     );
     // A device the key cannot authenticate gets no decision at all.
-    let out = keytool_args(&["topic", "--record", path, "--device", "gw", "publish", "x"]);
+    let out = keytool_args(&[
+        "topic",
+        "--record",
+        path,
+        "--application",
+        "app1",
+        "--device",
+        "gw",
+        "publish",
+        "x",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("outside the scope"),
+        "{out:?}"
+    );
+    // Nor does a device of another application.
+    let out = keytool_args(
+        &[
+            &["topic", "--record", path, "--application", "app2"],
+            &gateway[5..],
+            &["publish", "structure/gw/state"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another application"),
         "{out:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

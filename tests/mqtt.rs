@@ -22,13 +22,24 @@ use structure_access::{
 
 // ---------------------------------------------------------------- fixtures
 
+/// The broker of these tests holds one application: the per-key rules are
+/// tested here; `tests/applications.rs` tests several applications.
+fn rules() -> TopicRules {
+    TopicRules::default().with_single_application(APP.parse().unwrap())
+}
+
 fn cheap_policy() -> HashPolicy {
     HashPolicy::default().with_params(64, 1, 1).unwrap()
 }
 
 fn record(scope: Scope, topics: AdditionalTopics) -> (AccessKey, structure_access::Secret) {
-    let new =
-        AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(7), scope, &cheap_policy()).unwrap();
+    let new = AccessKey::generate(
+        &mut ChaCha20Rng::seed_from_u64(7),
+        APP.parse().unwrap(),
+        scope,
+        &cheap_policy(),
+    )
+    .unwrap();
     (new.record.with_additional_topics(topics), new.secret)
 }
 
@@ -40,10 +51,10 @@ fn principal_for(scope: Scope, topics: AdditionalTopics, device: &DeviceRecord) 
 }
 
 fn dev(id: &str, tags: &[(&str, &str)]) -> DeviceRecord {
-    tags.iter()
-        .fold(DeviceRecord::new(id.parse().unwrap()), |d, (k, v)| {
-            d.with_tag(k, v)
-        })
+    tags.iter().fold(
+        DeviceRecord::new(APP.parse().unwrap(), id.parse().unwrap()),
+        |d, (k, v)| d.with_tag(k, v),
+    )
 }
 
 /// The gateway `gw` (site=north), authenticated with a key restricted to
@@ -120,16 +131,15 @@ fn deny_list(publish: &[&str], subscribe: &[&str]) -> AdditionalTopics {
 }
 
 fn publish(p: &Principal, topic: &str, dir: &Directory) -> Decision {
-    p.may_publish(&TopicRules::default(), topic, dir).unwrap()
+    p.may_publish(&rules(), topic, dir).unwrap()
 }
 
 fn subscribe(p: &Principal, filter: &str, dir: &Directory) -> Decision {
-    p.may_subscribe(&TopicRules::default(), filter, dir)
-        .unwrap()
+    p.may_subscribe(&rules(), filter, dir).unwrap()
 }
 
 fn receive(p: &Principal, topic: &str, dir: &Directory) -> bool {
-    p.may_receive(&TopicRules::default(), topic, dir).unwrap()
+    p.may_receive(&rules(), topic, dir).unwrap()
 }
 
 fn topic(text: &str) -> Topic<'_> {
@@ -141,6 +151,9 @@ fn filter(text: &str) -> TopicFilter<'_> {
 }
 
 use Decision::{Allow, Deny, Filter};
+
+/// The application of every key and device here.
+const APP: &str = "app1";
 
 // ---------------------------------------------------------------- validation
 
@@ -610,7 +623,7 @@ fn closures_are_directories() {
     let devices: HashMap<&str, DeviceRecord> = [("north1", dev("north1", &[("site", "north")]))]
         .into_iter()
         .collect();
-    let rules = TopicRules::default();
+    let rules = rules();
     let by_ref = |id: &str| devices.get(id);
     assert_eq!(
         p.may_publish(&rules, "structure/north1/state", &by_ref),
@@ -636,7 +649,7 @@ fn closures_are_directories() {
 fn invalid_topics_and_filters_are_errors() {
     let p = restricted(AdditionalTopics::All);
     let dir = Directory::new();
-    let rules = TopicRules::default();
+    let rules = rules();
     let err = p
         .may_publish(&rules, "structure/+/state", &dir)
         .unwrap_err();
@@ -963,6 +976,7 @@ fn principals_share_the_records_policy() {
 fn record_without_topics() -> (AccessKey, structure_access::Secret) {
     let new = AccessKey::generate(
         &mut ChaCha20Rng::seed_from_u64(8),
+        APP.parse().unwrap(),
         Scope::Unrestricted,
         &cheap_policy(),
     )
@@ -1158,7 +1172,7 @@ fn allocations<T>(f: impl FnOnce() -> T) -> usize {
 #[test]
 fn decisions_allocate_nothing() {
     let dir = Directory::new();
-    let rules = TopicRules::default();
+    let rules = rules();
     let p = restricted(allow_list(&["alerts/#"], &["config", "config/+/#"]));
     let d = deny_list(&["alerts/#"], &["config/+", "x/#"]);
     let q = restricted(d);

@@ -15,6 +15,9 @@ use structure_access::mqtt::{
 };
 use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Restriction};
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 // ---------------------------------------------------------------- reference
 
 /// MQTT matching, written the plain way: recursion over level slices.
@@ -226,10 +229,10 @@ fn pattern_matches(pattern: &str, (key, value): (&str, &str)) -> bool {
 impl World {
     fn device(&self, i: usize) -> Option<DeviceRecord> {
         self.devices[i].as_ref().map(|tags| {
-            tags.iter()
-                .fold(DeviceRecord::new(IDS[i].parse().unwrap()), |d, (k, v)| {
-                    d.with_tag(k, v)
-                })
+            tags.iter().fold(
+                DeviceRecord::new(APP.parse().unwrap(), IDS[i].parse().unwrap()),
+                |d, (k, v)| d.with_tag(k, v),
+            )
         })
     }
 
@@ -250,6 +253,7 @@ proptest! {
     fn out_of_scope_devices_never_leak(
         world in world(),
         subscriptions in vec(policy_filter(), 1..6),
+        single_application in any::<bool>(),
     ) {
         let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
         let restriction: Restriction = world
@@ -261,12 +265,12 @@ proptest! {
             .join(",")
             .parse()
             .unwrap();
-        let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), restriction.into(), &policy)
+        let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), APP.parse().unwrap(), restriction.into(), &policy)
             .unwrap();
         let record = new.record.with_additional_topics(world.policy.clone());
         // The gateway `gw` must itself be in scope to connect.
         prop_assume!(world.in_scope(0));
-        let gateway = world.device(0).unwrap_or_else(|| DeviceRecord::new("gw".parse().unwrap()));
+        let gateway = world.device(0).unwrap_or_else(|| DeviceRecord::new(APP.parse().unwrap(), "gw".parse().unwrap()));
         let principal = Authenticator::new(policy)
             .authenticate(Some(&record), &new.secret, &gateway)
             .unwrap();
@@ -275,10 +279,17 @@ proptest! {
             .filter_map(|i| world.device(i).map(|d| (IDS[i], d)))
             .collect();
         let directory = |id: &str| store.get(id);
-        let rules = TopicRules::default();
+        // Several applications on the broker (the default): a device the
+        // directory does not know is of no known application, so not seen,
+        // even when the key lists its ID.
+        let rules = if single_application {
+            TopicRules::default().with_single_application(APP.parse().unwrap())
+        } else {
+            TopicRules::default()
+        };
 
         for (i, id) in IDS.iter().enumerate().skip(1) {
-            let seen = world.in_scope(i);
+            let seen = world.in_scope(i) && (single_application || world.devices[i].is_some());
             for kind in ["state", "command"] {
                 let topic = format!("structure/{id}/{kind}");
                 let publish = principal.may_publish(&rules, &topic, &directory).unwrap();

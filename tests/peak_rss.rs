@@ -13,6 +13,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scope, Secret};
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 const CHILD: &str = "STRUCTURE_ACCESS_RSS_CHILD";
 
 fn peak_rss_kib() -> u64 {
@@ -24,10 +27,11 @@ fn peak_rss_kib() -> u64 {
 fn child(rounds: usize) {
     let policy = HashPolicy::default();
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let new = AccessKey::generate(&mut rng, Scope::Unrestricted, &policy).unwrap();
+    let new =
+        AccessKey::generate(&mut rng, APP.parse().unwrap(), Scope::Unrestricted, &policy).unwrap();
     let wrong = Secret::generate(&mut rng);
     let auth = Authenticator::new(policy).with_pool_size(1);
-    let device = DeviceRecord::new("dev-1".parse().unwrap());
+    let device = DeviceRecord::new(APP.parse().unwrap(), "dev-1".parse().unwrap());
     // Contrast mode: the per-call allocating API instead of the pool.
     let fresh = std::env::var("RSS_FRESH").is_ok();
     for round in 0..rounds {

@@ -6,9 +6,10 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use structure_access::restriction::{Item, Location};
-use structure_access::{
-    Device, DeviceRecord, Limits, Restriction, RestrictionError, Scope, TagFilter,
-};
+use structure_access::{Device, DeviceRecord, Limits, Restriction, RestrictionError, TagFilter};
+
+/// The application of every key and device here.
+const APP: &str = "app1";
 
 const PLATFORM_ID: &str = "5f2b8c1e9a4d3b7c6e1f0a2b";
 
@@ -25,7 +26,7 @@ fn device(tags: &[(&str, &str)]) -> DeviceRecord {
 
 fn device_with_id(id: &str, tags: &[(&str, &str)]) -> DeviceRecord {
     tags.iter().fold(
-        DeviceRecord::new(id.parse().expect("valid device ID")),
+        DeviceRecord::new(APP.parse().unwrap(), id.parse().expect("valid device ID")),
         |d, (k, v)| d.with_tag(k, v),
     )
 }
@@ -126,18 +127,12 @@ fn tags_and_device_ids_mix() {
 }
 
 #[test]
-fn scope_and_device_ids_work_through_can_see() {
-    let id: structure_access::DeviceId = PLATFORM_ID.parse().unwrap();
-    let scope = Scope::from(restriction(PLATFORM_ID));
-    assert!(scope.can_see(&id));
-    assert!(
-        !scope.can_see(
-            &"000000000000000000000000"
-                .parse::<structure_access::DeviceId>()
-                .unwrap()
-        )
-    );
-    assert!(Scope::Unrestricted.can_see(&id));
+fn a_restriction_alone_is_application_free() {
+    let r = restriction(PLATFORM_ID);
+    for application in ["app1", "app2"] {
+        let device = DeviceRecord::new(application.parse().unwrap(), PLATFORM_ID.parse().unwrap());
+        assert!(r.can_see(&device), "{application}");
+    }
 }
 
 /// A caller's own device row, borrowed: no copying.
@@ -147,6 +142,9 @@ struct Row<'a> {
 }
 
 impl Device for Row<'_> {
+    fn application(&self) -> &str {
+        APP
+    }
     fn id(&self) -> &str {
         self.id
     }

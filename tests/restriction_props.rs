@@ -9,6 +9,9 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use structure_access::{DeviceRecord, Limits, Restriction, TagFilter};
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 /// An entry as the test understands it; `None` is a wildcard (never both).
 #[derive(Debug, Clone)]
 enum Entry {
@@ -242,7 +245,7 @@ proptest! {
         let expected = sets(&entries);
         for (id, tags) in devices {
             let record = tags.iter().fold(
-                DeviceRecord::new(id.parse().unwrap()),
+                DeviceRecord::new(APP.parse().unwrap(), id.parse().unwrap()),
                 |d, (k, v)| d.with_tag(k, v),
             );
             prop_assert_eq!(r.can_see(&record), naive_can_see(&expected, &id, &tags), "{} vs {:?}", r, record);
@@ -255,8 +258,8 @@ proptest! {
         let r: Restriction = render(&entries).parse().unwrap();
         for (entry, _) in &entries {
             let record = match entry {
-                Entry::Id(id) => DeviceRecord::new(id.parse().unwrap()),
-                Entry::Tag(k, v) => DeviceRecord::new("zz-no-such-id".parse().unwrap())
+                Entry::Id(id) => DeviceRecord::new(APP.parse().unwrap(), id.parse().unwrap()),
+                Entry::Tag(k, v) => DeviceRecord::new(APP.parse().unwrap(), "zz-no-such-id".parse().unwrap())
                     .with_tag(k.as_deref().unwrap_or("any"), v.as_deref().unwrap_or("any")),
             };
             prop_assert!(r.can_see(&record), "{} vs {:?}", r, record);

@@ -7,6 +7,9 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use structure_access::{Device, Restriction};
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
     text: &'a str,
@@ -17,6 +20,9 @@ struct Input<'a> {
 struct FuzzDevice<'a>(&'a str, &'a [(&'a str, &'a str)]);
 
 impl Device for FuzzDevice<'_> {
+    fn application(&self) -> &str {
+        APP
+    }
     fn id(&self) -> &str {
         self.0
     }

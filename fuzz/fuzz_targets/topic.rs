@@ -1,16 +1,19 @@
 //! MQTT topics: topic and filter parsing never panics and accepts exactly the MQTT
 //! grammar; matching agrees with a plain reference matcher; intersection and
 //! containment never contradict matching; and for a restricted principal no topic
-//! of an out-of-scope device is ever allowed by publish, subscribe or
-//! `may_receive`.
+//! of an out-of-scope device, or of a device of another application, is ever
+//! allowed by publish, subscribe or `may_receive`.
 //!
 //! The input is text, one item a line, so the seeds are readable:
 //!
 //! ```text
 //! structure/d1/state      a topic
 //! structure/+/state       a filter
-//! whitelist acme          the policy (none, all, whitelist, blacklist) and an optional prefix
+//! whitelist acme single   the policy (none, all, whitelist, blacklist), an optional
+//!                         prefix (`-` for the default) and `single` when the broker
+//!                         declares a single application
 //! d d1 +                  a device of the store (`+`: tagged into scope)
+//! x d2 +                  a device of another application (ignored with `single`)
 //! alerts/#                any other line: a filter of the policy's lists
 //! ```
 #![no_main]
@@ -30,6 +33,11 @@ use structure_access::{
     VerificationCache,
 };
 
+/// The application of the key and of the devices of `d` lines.
+const APP: &str = "app1";
+/// The application of the devices of `x` lines.
+const OTHER_APP: &str = "app2";
+
 /// The gateway `gw` (tag `site=n`) and a key restricted to `site=n` and `listed`.
 struct Fixture {
     auth: Authenticator,
@@ -44,14 +52,14 @@ fn fixture() -> &'static Fixture {
         let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let scope: Restriction = "site=n,listed".parse().unwrap();
-        let new = AccessKey::generate(&mut rng, scope.into(), &policy).unwrap();
+        let new = AccessKey::generate(&mut rng, APP.parse().unwrap(), scope.into(), &policy).unwrap();
         // Repeat authentications of the same secret hit the cache: no Argon2 per run.
         let auth = Authenticator::new(policy).with_cache(VerificationCache::with_rng(4, &mut rng));
         Fixture {
             auth,
             record: new.record,
             secret: new.secret,
-            gateway: DeviceRecord::new("gw".parse().unwrap()).with_tag("site", "n"),
+            gateway: DeviceRecord::new(APP.parse().unwrap(), "gw".parse().unwrap()).with_tag("site", "n"),
         }
     })
 }
@@ -129,20 +137,30 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let topic_text = lines.next().unwrap_or_default();
     let filter_text = lines.next().unwrap_or_default();
-    let mut header = lines.next().unwrap_or_default().splitn(2, ' ');
+    let mut header = lines.next().unwrap_or_default().split(' ');
     let kind = header.next().unwrap_or_default();
-    let prefix = header.next();
+    let prefix = header.next().filter(|p| *p != "-");
+    let single = header.next() == Some("single");
     let mut store: HashMap<String, DeviceRecord> = HashMap::new();
     let mut listed = Vec::new();
     for line in lines {
-        if let Some(device) = line.strip_prefix("d ") {
+        let device = match (line.strip_prefix("d "), line.strip_prefix("x ")) {
+            (Some(device), _) => Some((APP, device)),
+            (None, Some(device)) if !single => Some((OTHER_APP, device)),
+            (None, Some(_)) => continue,
+            (None, None) => None,
+        };
+        if let Some((app, device)) = device {
             let (id, tagged) = match device.strip_suffix(" +") {
                 Some(id) => (id, true),
                 None => (device, false),
             };
             if let Ok(id) = id.parse() {
                 let site = if tagged { "n" } else { "s" };
-                store.insert(device_key(id), DeviceRecord::new(id).with_tag("site", site));
+                store.insert(
+                    device_key(id),
+                    DeviceRecord::new(app.parse().unwrap(), id).with_tag("site", site),
+                );
             }
         } else {
             listed.push(line);
@@ -205,6 +223,11 @@ fuzz_target!(|data: &[u8]| {
     let rules = prefix
         .and_then(|p| TopicRules::new(p).ok())
         .unwrap_or_default();
+    let rules = if single {
+        rules.with_single_application(APP.parse().unwrap())
+    } else {
+        rules
+    };
     let f = fixture();
     let record = f.record.clone().with_additional_topics(policy.clone());
     let principal = f
@@ -212,12 +235,13 @@ fuzz_target!(|data: &[u8]| {
         .authenticate(Some(&record), &f.secret, &f.gateway)
         .unwrap();
     let directory = |id: &str| store.get(id);
+    // With several applications, only a device the store places in the
+    // gateway's application can be seen, listed or not.
     let in_scope = |id: &str| {
+        let known = store.get(id).filter(|d| d.application() == APP);
         id == "gw"
-            || id == "listed"
-            || store
-                .get(id)
-                .is_some_and(|d| d.tags().any(|(k, v)| (k, v) == ("site", "n")))
+            || (id == "listed" && (single || known.is_some()))
+            || known.is_some_and(|d| d.tags().any(|(k, v)| (k, v) == ("site", "n")))
     };
 
     // The fuzzed topic, and the device topics of every device named.
