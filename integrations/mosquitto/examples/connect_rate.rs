@@ -18,6 +18,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{AccessKey, HashPolicy, Scope};
 
+/// The application of every key and device here.
+const APP: &str = "app1";
+
 fn string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -120,10 +123,13 @@ fn main() {
     let mut devices = String::new();
     let mut credentials = Vec::new();
     for i in 0..firsts {
-        let new = AccessKey::generate(&mut rng, Scope::Unrestricted, &policy).unwrap();
+        let new = AccessKey::generate(&mut rng, APP.parse().unwrap(), Scope::Unrestricted, &policy)
+            .unwrap();
         keys.push_str(&serde_json::to_string(&new.record).unwrap());
         keys.push('\n');
-        devices.push_str(&format!("{{\"id\": \"dev-{i}\"}}\n"));
+        devices.push_str(&format!(
+            "{{\"id\": \"dev-{i}\", \"application\": \"{APP}\"}}\n"
+        ));
         credentials.push((
             new.record.key().to_string(),
             new.secret.expose_secret().to_owned(),

@@ -188,42 +188,15 @@ pub fn read_keys(path: &Path) -> Result<HashMap<KeyId, AccessKey>, ConfigError> 
     Ok(keys)
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceLine {
-    id: DeviceId,
-    #[serde(default)]
-    tags: Vec<TagLine>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TagLine {
-    key: String,
-    value: String,
-}
-
-/// One device per line: `{"id": "...", "tags": [{"key": "...", "value": "..."}]}`,
-/// the tag shape of the platform's API.
+/// One device per line, in the core's [`DeviceRecord`] JSON (the platform's
+/// shape): `{"id": "...", "application": "...", "tags": [{"key": "...", "value": "..."}]}`.
 pub fn read_devices(path: &Path) -> Result<HashMap<DeviceId, DeviceRecord>, ConfigError> {
     let mut devices = HashMap::new();
     for_each_line(path, |_, line| {
-        let parsed: DeviceLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        if parsed.tags.len() > 100 {
-            return Err(format!(
-                "device `{}` has {} tags, expected at most 100",
-                parsed.id,
-                parsed.tags.len()
-            ));
-        }
-        let record = parsed
-            .tags
-            .iter()
-            .fold(DeviceRecord::new(parsed.id), |d, t| {
-                d.with_tag(&t.key, &t.value)
-            });
-        if devices.insert(parsed.id, record).is_some() {
-            return Err(format!("device `{}` appears twice", parsed.id));
+        let record: DeviceRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let id = *record.device_id();
+        if devices.insert(id, record).is_some() {
+            return Err(format!("device `{id}` appears twice"));
         }
         Ok(())
     })?;

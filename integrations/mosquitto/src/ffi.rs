@@ -396,6 +396,7 @@ mod tests {
         let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
         let new = AccessKey::generate(
             &mut ChaCha20Rng::seed_from_u64(1),
+            "app1".parse().unwrap(),
             Scope::Unrestricted,
             &policy,
         )
@@ -405,7 +406,11 @@ mod tests {
             serde_json::to_string(&new.record).unwrap(),
         )
         .unwrap();
-        std::fs::write(dir.join("devices"), "{\"id\": \"dev-1\"}\n").unwrap();
+        std::fs::write(
+            dir.join("devices"),
+            "{\"id\": \"dev-1\", \"application\": \"app1\"}\n",
+        )
+        .unwrap();
         Files {
             secret: new.secret.expose_secret().to_owned(),
             key: new.record.key().to_string(),
@@ -504,7 +509,7 @@ mod tests {
         let f = files("bad");
         std::fs::write(
             f.dir.join("broken"),
-            "{\"id\": \"dev-1\"}\n\n# comment\nnot json\n",
+            "{\"id\": \"dev-1\", \"application\": \"app1\"}\n\n# comment\nnot json\n",
         )
         .unwrap();
         let cases = [

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use structure_access::{
-    AccessKey, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal,
+    AccessKey, ApplicationId, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal,
     VerificationCache,
 };
 
@@ -98,6 +98,12 @@ impl Plugin {
                 reason: e.to_string(),
             }
         })?;
+        // Every key and device of one application: say so, and unrestricted
+        // wildcard subscriptions need no per-message check.
+        let rules = match single_application(&config.keys, &config.devices) {
+            Some(application) => rules.with_single_application(application),
+            None => rules,
+        };
         Ok(Self {
             keys: config.keys,
             devices: config.devices,
@@ -165,9 +171,11 @@ impl Plugin {
         let Some(device) = self.devices.get(&device_id) else {
             // Run the same verification as for a known device, so that the
             // devices file cannot be probed by timing.
-            let _ = self
-                .auth
-                .authenticate_password(self.keys.get(&key), password, &device_id);
+            let _ = self.auth.authenticate_password(
+                self.keys.get(&key),
+                password,
+                &Unlisted(&device_id),
+            );
             return Outcome::deny(format!("refused device `{device_id}`: unknown device"));
         };
         match self
@@ -236,6 +244,35 @@ impl Plugin {
     pub fn disconnect(&self, connection: ConnectionId) {
         self.sessions().remove(&connection);
     }
+}
+
+/// A device the devices file does not list: of no application, so no key
+/// covers it, but authenticating it costs what a listed device costs.
+struct Unlisted<'a>(&'a DeviceId);
+
+impl structure_access::Device for Unlisted<'_> {
+    fn application(&self) -> &str {
+        ""
+    }
+    fn id(&self) -> &str {
+        self.0.as_str()
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+}
+
+/// The one application of every key and device, if there is exactly one.
+fn single_application(
+    keys: &HashMap<KeyId, AccessKey>,
+    devices: &HashMap<DeviceId, DeviceRecord>,
+) -> Option<ApplicationId> {
+    let mut applications = keys
+        .values()
+        .map(AccessKey::application)
+        .chain(devices.values().map(DeviceRecord::application_id));
+    let first = *applications.next()?;
+    applications.all(|a| *a == first).then_some(first)
 }
 
 /// At most 64 characters of client-supplied text, for a log line.

@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use structure_access::{AccessKey, HashPolicy, KeyStatus, Restriction, Scope};
+use structure_access::{AccessKey, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
+
+/// Two applications share the broker.
+const APP_A: &str = "64b1f0c2a7e3d95b8c4f2a10";
+const APP_B: &str = "64b1f0c2a7e3d95b8c4f2a11";
 
 struct Key {
     id: String,
@@ -191,8 +195,8 @@ fn a_real_broker_enforces_access_keys_and_topics() {
 
     let policy = HashPolicy::default().with_params(256, 1, 1).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(2026);
-    let mut generate = |scope: Scope, status: KeyStatus| {
-        let new = AccessKey::generate(&mut rng, scope, &policy).unwrap();
+    let mut generate = |app: &str, scope: Scope, status: KeyStatus| {
+        let new = AccessKey::generate(&mut rng, app.parse().unwrap(), scope, &policy).unwrap();
         let record = new.record.with_status(status);
         let key = Key {
             id: record.key().to_string(),
@@ -201,9 +205,11 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         (serde_json::to_string(&record).unwrap(), key)
     };
     let trucks: Restriction = "vehicle=truck,gw-1".parse().unwrap();
-    let (restricted_json, restricted) = generate(trucks.into(), KeyStatus::Active);
-    let (open_json, open) = generate(Scope::Unrestricted, KeyStatus::Active);
-    let (inactive_json, inactive) = generate(Scope::Unrestricted, KeyStatus::Inactive);
+    let (restricted_json, restricted) = generate(APP_A, trucks.into(), KeyStatus::Active);
+    let (open_json, open) = generate(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (inactive_json, inactive) = generate(APP_A, Scope::Unrestricted, KeyStatus::Inactive);
+    // An unrestricted key of a second application on the same broker.
+    let (b_json, b_open) = generate(APP_B, Scope::Unrestricted, KeyStatus::Active);
     let unknown = Key {
         id: "stk_000000000000000000000u".into(),
         secret: restricted.secret.clone(),
@@ -212,14 +218,25 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         id: restricted.id.clone(),
         secret: open.secret.clone(),
     };
-    let keys = format!("{restricted_json}\n{open_json}\n{inactive_json}\n");
-    let devices = "\
-{\"id\": \"gw-1\"}
-{\"id\": \"truck-1\", \"tags\": [{\"key\": \"vehicle\", \"value\": \"truck\"}]}
-{\"id\": \"truck-2\", \"tags\": [{\"key\": \"vehicle\", \"value\": \"truck\"}]}
-{\"id\": \"car-1\", \"tags\": [{\"key\": \"vehicle\", \"value\": \"car\"}]}
-{\"id\": \"monitor\"}
-";
+    let keys = format!("{restricted_json}\n{open_json}\n{inactive_json}\n{b_json}\n");
+    let device = |app: &str, id: &str, tags: &[(&str, &str)]| {
+        let record = tags.iter().fold(
+            DeviceRecord::new(app.parse().unwrap(), id.parse().unwrap()),
+            |d, (k, v)| d.with_tag(k, v),
+        );
+        serde_json::to_string(&record).unwrap() + "\n"
+    };
+    let devices = [
+        device(APP_A, "gw-1", &[]),
+        device(APP_A, "truck-1", &[("vehicle", "truck")]),
+        device(APP_A, "truck-2", &[("vehicle", "truck")]),
+        device(APP_A, "car-1", &[("vehicle", "car")]),
+        device(APP_A, "monitor", &[]),
+        device(APP_B, "b-truck", &[("vehicle", "truck")]),
+        device(APP_B, "b-monitor", &[]),
+    ]
+    .concat();
+    let devices = devices.as_str();
     let dir = std::env::temp_dir().join(format!("structure-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let broker = start_broker(&dir, &keys, devices);
@@ -234,6 +251,9 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         ("truck-1", &inactive, "inactive"),
         ("car-1", &restricted, "outside the scope"),
         ("nobody", &open, "unknown device"),
+        // Unrestricted, but of application A: not a device of application B.
+        ("b-truck", &open, "another application"),
+        ("monitor", &b_open, "another application"),
     ] {
         let out = broker.publish(device, key, &format!("structure/{device}/state"), "x");
         assert!(refused(&out), "{why}: {out:?}");
@@ -260,6 +280,8 @@ fn a_real_broker_enforces_access_keys_and_topics() {
     // would take the place of a later one.
     let restricted_sub = broker.subscribe("gw-1", &restricted, "structure/+/state", 2);
     let open_sub = broker.subscribe("monitor", &open, "structure/+/state", 3);
+    // Application B's unrestricted wildcard subscriber: its own device only.
+    let b_sub = broker.subscribe("b-monitor", &b_open, "structure/+/state", 1);
     std::thread::sleep(Duration::from_millis(800));
     // A restricted device may not publish another device's state outside its scope.
     let out = broker.publish("truck-1", &restricted, "structure/car-1/state", "forged");
@@ -270,6 +292,7 @@ fn a_real_broker_enforces_access_keys_and_topics() {
     for (device, key) in [
         ("truck-2", &restricted),
         ("car-1", &open),
+        ("b-truck", &b_open),
         ("truck-1", &restricted),
     ] {
         let out = broker.publish(device, key, &format!("structure/{device}/state"), device);
@@ -279,6 +302,23 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         String::from_utf8_lossy(&restricted_sub.wait_with_output().unwrap().stdout).into_owned();
     let open_seen =
         String::from_utf8_lossy(&open_sub.wait_with_output().unwrap().stdout).into_owned();
+    let b_seen = String::from_utf8_lossy(&b_sub.wait_with_output().unwrap().stdout).into_owned();
+    assert_eq!(
+        b_seen.trim_end(),
+        "structure/b-truck/state b-truck",
+        "application B's subscriber\n{}",
+        log()
+    );
+    for seen in [&restricted_seen, &open_seen] {
+        assert!(
+            !seen.contains("b-truck"),
+            "application B's state reached application A: {seen}"
+        );
+    }
+    assert!(
+        open_seen.contains("structure/truck-1/state truck-1"),
+        "{open_seen}"
+    );
     assert!(
         restricted_seen.contains("structure/truck-2/state truck-2"),
         "{restricted_seen}\n{}",
