@@ -8,9 +8,7 @@ use crate::key::KeyId;
 use crate::mqtt::{AdditionalTopics, SharedTopics};
 use crate::record::{AccessKey, KeyStatus, Scope};
 use crate::secret::{Secret, SecretError};
-#[cfg(not(feature = "std"))]
-use crate::verifier::Argon2Memory;
-use crate::verifier::{HashPolicy, Verifier, VerifierError};
+use crate::verifier::{Argon2Memory, HashPolicy, Verifier, VerifierError};
 
 /// The one answer a client gets for any refusal, whatever its cause.
 pub const PUBLIC_REFUSAL: &str = "bad credentials";
@@ -39,6 +37,21 @@ pub enum AuthError {
         /// The key that was tried.
         key: KeyId,
     },
+    /// An imported secret was presented for a key whose verifier is the fast
+    /// scheme, which the hash policy lets prove generated secrets only. (The
+    /// Argon2 dummy ran all the same.)
+    #[error(
+        "an imported secret was presented for access key `{key}`, whose fast verifier proves generated secrets only"
+    )]
+    ImportedSecretForFastVerifier {
+        /// The key that was tried.
+        key: KeyId,
+    },
+    /// Refused before any verification: proving this secret would run Argon2,
+    /// and the caller's budget of slow verifications is spent (see
+    /// [`Authenticator::authenticate_with`]).
+    #[error("refused without verifying: the budget of slow (argon2) verifications is spent")]
+    Throttled,
     /// The secret is right but the key is inactive.
     #[error("access key `{key}` is inactive")]
     InactiveKey {
@@ -203,8 +216,18 @@ impl Principal {
 /// the platform without leaking anything to a caller who lacks the secret.
 ///
 /// - The secret's shape and checksum are checked first (the format is public).
-/// - An unknown key (`None`) runs a dummy Argon2id verification with the
-///   policy's parameters, so it costs what a wrong secret costs.
+/// - The stored verifier is checked against the [`HashPolicy`] (bounds, allowed
+///   algorithms, and that it may prove this kind of secret) before any hashing.
+/// - A generated secret is proven by a fast `hmac-sha256` verifier in about a
+///   microsecond, without the cache and without allocating; an imported secret
+///   (or a stored Argon2 verifier) costs an Argon2 run, unless the cache knows it.
+/// - An unknown key (`None`), or a stored verifier the policy refuses, runs a
+///   dummy verification of the scheme the presented secret would use (fast for
+///   a generated secret, Argon2id with the policy's parameters for an imported
+///   one), so it costs what a wrong secret costs. (A stored Argon2 verifier of a
+///   generated secret, from before the fast scheme, still costs more than an
+///   unknown key: [`authenticate_and_upgrade`](Self::authenticate_and_upgrade)
+///   replaces it.)
 /// - The secret is verified in constant time; only then are the key's status,
 ///   the device's application and its membership in the key's scope checked.
 /// - Argon2's block memory comes from a bounded pool and is reused: peak memory is
@@ -228,6 +251,7 @@ impl Principal {
 pub struct Authenticator {
     policy: HashPolicy,
     dummy: Verifier,
+    fast_dummy: Verifier,
     #[cfg(feature = "std")]
     pool: crate::pool::MemoryPool,
     #[cfg(feature = "std")]
@@ -250,8 +274,12 @@ impl Authenticator {
     pub fn new(policy: HashPolicy) -> Self {
         Self {
             dummy: Verifier::dummy(&policy),
+            fast_dummy: Verifier::fast_dummy(),
             #[cfg(feature = "std")]
-            pool: crate::pool::MemoryPool::new(crate::pool::default_pool_size()),
+            pool: crate::pool::MemoryPool::new(
+                crate::pool::default_pool_size(),
+                pool_keep_kib(&policy),
+            ),
             #[cfg(feature = "std")]
             cache: None,
             policy,
@@ -260,11 +288,12 @@ impl Authenticator {
 
     /// Sets how many Argon2 buffers may exist at once (at least 1). Verifications
     /// beyond that wait for a free buffer, so peak memory stays at about
-    /// `size × m` KiB.
+    /// `size × m` KiB. A buffer that a stored verifier with a larger `m` than the
+    /// policy's made grow is released after use.
     #[cfg(feature = "std")]
     #[must_use]
     pub fn with_pool_size(mut self, size: usize) -> Self {
-        self.pool = crate::pool::MemoryPool::new(size);
+        self.pool = crate::pool::MemoryPool::new(size, pool_keep_kib(&self.policy));
         self
     }
 
@@ -308,51 +337,209 @@ impl Authenticator {
         secret: &Secret,
         device: &D,
     ) -> Result<Principal, AuthError> {
+        self.authenticate_with(record, secret, device, || true)
+    }
+
+    /// [`authenticate`](Self::authenticate), asking `permit_slow` right before
+    /// an Argon2 computation would run (a cold Argon2 verification, or the
+    /// Argon2 dummy of an unknown key presented an imported secret): when it
+    /// answers `false`, nothing is computed and the answer is
+    /// [`AuthError::Throttled`]. It is never asked for the fast scheme or a
+    /// cache hit, so a server can bound its Argon2 work (per second, per client
+    /// address) while devices with generated secrets keep connecting whatever
+    /// the flood.
+    ///
+    /// ```
+    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, Scope, Secret};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    ///
+    /// let policy = HashPolicy::default();
+    /// let app = "app1".parse()?;
+    /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, Scope::Unrestricted, &policy)?;
+    /// let auth = Authenticator::new(policy);
+    /// let device = DeviceRecord::new(app, "d1".parse()?);
+    /// // A generated secret needs no Argon2: the budget is not even asked.
+    /// auth.authenticate_with(Some(&new.record), &new.secret, &device, || false)?;
+    /// // An imported-shaped password for an unknown key would cost an Argon2 dummy.
+    /// let guess = Secret::imported("0123456789abcdef")?;
+    /// assert_eq!(auth.authenticate_with(None, &guess, &device, || false), Err(AuthError::Throttled));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authenticate_with<D, P>(
+        &self,
+        record: Option<&AccessKey>,
+        secret: &Secret,
+        device: &D,
+        permit_slow: P,
+    ) -> Result<Principal, AuthError>
+    where
+        D: Device + ?Sized,
+        P: FnOnce() -> bool,
+    {
         let device_id: DeviceId = device.id().parse()?;
         let Some(record) = record else {
-            // Same work as a wrong secret; the outcome is ignored.
-            let _ = self.verify_uncached(&self.dummy, secret);
+            self.run_dummy(secret, permit_slow)?;
             return Err(AuthError::UnknownKey);
         };
         let key = *record.key();
         let verifier = record.verifier();
-        self.policy
-            .check(verifier)
-            .map_err(|source| AuthError::BadVerifier { key, source })?;
-        if !self.verify(&key, verifier, secret)? {
+        if let Err(source) = self.policy.check_for(verifier, secret) {
+            // Refusing at once would tell that the key exists: cost the same.
+            self.run_dummy(secret, permit_slow)?;
+            return Err(match source {
+                VerifierError::FastForImported => AuthError::ImportedSecretForFastVerifier { key },
+                source => AuthError::BadVerifier { key, source },
+            });
+        }
+        if !self.verify(&key, verifier, secret, permit_slow)? {
             return Err(AuthError::WrongSecret { key });
         }
         // Only a caller holding the secret gets this far.
         Principal::admit(record, device_id, device)
     }
 
-    fn verify(&self, key: &KeyId, verifier: &Verifier, secret: &Secret) -> Result<bool, AuthError> {
+    /// [`authenticate`](Self::authenticate), and, when the stored verifier
+    /// should be replaced ([`HashPolicy::needs_upgrade`]: another scheme than
+    /// the policy writes for this kind of secret, or Argon2 parameters below
+    /// the policy's), its replacement, computed while the proven secret is at
+    /// hand. Store it in place of the record's verifier
+    /// ([`AccessKey::with_verifier`]).
+    ///
+    /// ```
+    /// use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scheme, Scope};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    ///
+    /// // A record from before the fast scheme: Argon2id for a generated secret.
+    /// let old = HashPolicy::default().argon2id_for_generated(true).with_params(64, 1, 1)?;
+    /// let app = "app1".parse()?;
+    /// let mut rng = ChaCha20Rng::seed_from_u64(1);
+    /// let new = AccessKey::generate(&mut rng, app, Scope::Unrestricted, &old)?;
+    /// let auth = Authenticator::new(HashPolicy::default().with_params(64, 1, 1)?);
+    /// let device = DeviceRecord::new(app, "d1".parse()?);
+    /// let done = auth.authenticate_and_upgrade(Some(&new.record), &new.secret, &device, &mut rng)?;
+    /// let upgraded = done.upgrade.expect("another scheme than the policy's");
+    /// assert_eq!(upgraded.scheme(), Scheme::HmacSha256);
+    /// let record = new.record.with_verifier(upgraded);
+    /// assert!(auth.authenticate_and_upgrade(Some(&record), &new.secret, &device, &mut rng)?.upgrade.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authenticate_and_upgrade<D, R>(
+        &self,
+        record: Option<&AccessKey>,
+        secret: &Secret,
+        device: &D,
+        rng: &mut R,
+    ) -> Result<Authenticated, AuthError>
+    where
+        D: Device + ?Sized,
+        R: rand_core::CryptoRng + ?Sized,
+    {
+        let principal = self.authenticate(record, secret, device)?;
+        let upgrade = record
+            .filter(|record| self.policy.needs_upgrade(record.verifier(), secret))
+            .and_then(|_| {
+                let mut salt = [0u8; crate::verifier::SALT_LEN];
+                rng.fill_bytes(&mut salt);
+                self.with_memory(|memory| {
+                    Verifier::create_with_salt(secret, &self.policy, &salt, memory)
+                })
+                .ok()
+            });
+        Ok(Authenticated { principal, upgrade })
+    }
+
+    /// The dummy verification for a refusal that must cost what a wrong secret
+    /// costs: of the scheme the presented secret would use.
+    fn run_dummy(
+        &self,
+        secret: &Secret,
+        permit_slow: impl FnOnce() -> bool,
+    ) -> Result<(), AuthError> {
+        let dummy = if self.policy.scheme_for(secret).is_slow() {
+            if !permit_slow() {
+                return Err(AuthError::Throttled);
+            }
+            &self.dummy
+        } else {
+            &self.fast_dummy
+        };
+        // The outcome is ignored: only the work counts.
+        let _ = self.verify_uncached(dummy, secret);
+        Ok(())
+    }
+
+    fn verify(
+        &self,
+        key: &KeyId,
+        verifier: &Verifier,
+        secret: &Secret,
+        permit_slow: impl FnOnce() -> bool,
+    ) -> Result<bool, AuthError> {
+        let bad = |source| AuthError::BadVerifier { key: *key, source };
+        if !verifier.is_slow() {
+            // Cheaper than the cache itself.
+            return self.verify_uncached(verifier, secret).map_err(bad);
+        }
         #[cfg(feature = "std")]
-        if let Some(cache) = &self.cache {
-            let tag = cache.tag(verifier, secret);
-            if cache.contains(key, &tag) {
+        let cached = self
+            .cache
+            .as_ref()
+            .map(|cache| (cache, cache.tag(verifier, secret)));
+        #[cfg(feature = "std")]
+        if let Some((cache, tag)) = &cached {
+            if cache.contains(key, tag) {
                 return Ok(true);
             }
-            let ok = self
-                .verify_uncached(verifier, secret)
-                .map_err(|source| AuthError::BadVerifier { key: *key, source })?;
-            if ok {
-                cache.insert(*key, tag);
-            }
-            return Ok(ok);
         }
-        self.verify_uncached(verifier, secret)
-            .map_err(|source| AuthError::BadVerifier { key: *key, source })
+        if !permit_slow() {
+            return Err(AuthError::Throttled);
+        }
+        let ok = self.verify_uncached(verifier, secret).map_err(bad)?;
+        #[cfg(feature = "std")]
+        if let (true, Some((cache, tag))) = (ok, cached) {
+            cache.insert(*key, tag);
+        }
+        Ok(ok)
+    }
+
+    /// Runs `f` with Argon2 memory: from the pool under `std`, fresh otherwise.
+    fn with_memory<T>(&self, f: impl FnOnce(&mut Argon2Memory) -> T) -> T {
+        #[cfg(feature = "std")]
+        {
+            f(&mut self.pool.acquire())
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            f(&mut Argon2Memory::new())
+        }
     }
 
     fn verify_uncached(&self, verifier: &Verifier, secret: &Secret) -> Result<bool, VerifierError> {
-        #[cfg(feature = "std")]
-        let result = {
-            let mut memory = self.pool.acquire();
-            verifier.matches(secret.as_bytes(), &mut memory)
+        let result = if verifier.is_slow() {
+            self.with_memory(|memory| verifier.matches(secret.as_bytes(), memory))
+        } else {
+            // No Argon2 blocks: an empty buffer, never allocated.
+            verifier.matches(secret.as_bytes(), &mut Argon2Memory::new())
         };
-        #[cfg(not(feature = "std"))]
-        let result = verifier.matches(secret.as_bytes(), &mut Argon2Memory::new());
         Ok(result?.into())
     }
+}
+
+/// Pool buffers up to the policy's `m` are kept; larger ones are released.
+#[cfg(feature = "std")]
+fn pool_keep_kib(policy: &HashPolicy) -> usize {
+    usize::try_from(policy.params().m).unwrap_or(usize::MAX)
+}
+
+/// A successful [`Authenticator::authenticate_and_upgrade`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The authenticated device.
+    pub principal: Principal,
+    /// The verifier to store in place of the record's, when the policy wants
+    /// another one; `None` when the stored one is as the policy writes it (or,
+    /// rarely, when the replacement could not be computed: out of memory; it is
+    /// computed again at the next authentication).
+    pub upgrade: Option<Verifier>,
 }

@@ -42,7 +42,7 @@ mod text;
 mod verifier;
 
 pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN};
-pub use auth::{AuthError, Authenticator, PUBLIC_REFUSAL, Principal};
+pub use auth::{AuthError, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use device::{
@@ -62,8 +62,9 @@ pub use secret::{
     SecretError,
 };
 pub use verifier::{
-    Argon2Memory, Cost, HashPolicy, MAX_OUTPUT_LEN, MAX_PHC_LEN, MAX_SALT_LEN, MIN_OUTPUT_LEN,
-    MIN_SALT_LEN, OUTPUT_LEN, SALT_LEN, Variant, Verifier, VerifierError,
+    Argon2Memory, Cost, FAST_OUTPUT_LEN, FAST_SCHEME_ID, HashPolicy, MAX_OUTPUT_LEN, MAX_PHC_LEN,
+    MAX_SALT_LEN, MIN_OUTPUT_LEN, MIN_SALT_LEN, OUTPUT_LEN, SALT_LEN, Scheme, Variant, Verifier,
+    VerifierError,
 };
 
 /// The operating system's randomness failed (only with the `std` feature).

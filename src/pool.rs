@@ -11,13 +11,16 @@ pub(crate) fn default_pool_size() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// At most `capacity` buffers ever exist; a verification that finds none free
-/// waits for one, so peak memory is about `capacity × m` KiB.
+/// At most `capacity` buffers exist at once; a verification that finds none
+/// free waits for one, so peak memory is about `capacity × m` KiB. A buffer
+/// that grew past `keep_kib` (a stored verifier with a larger `m` than the
+/// policy's) is released after its use instead of being kept.
 #[derive(Debug)]
 pub(crate) struct MemoryPool {
     state: Mutex<PoolState>,
     freed: Condvar,
     capacity: usize,
+    keep_kib: usize,
 }
 
 #[derive(Debug)]
@@ -32,7 +35,7 @@ pub(crate) struct PooledMemory<'a> {
 }
 
 impl MemoryPool {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, keep_kib: usize) -> Self {
         Self {
             state: Mutex::new(PoolState {
                 free: Vec::new(),
@@ -40,6 +43,7 @@ impl MemoryPool {
             }),
             freed: Condvar::new(),
             capacity: capacity.max(1),
+            keep_kib,
         }
     }
 
@@ -85,7 +89,55 @@ impl core::ops::DerefMut for PooledMemory<'_> {
 impl Drop for PooledMemory<'_> {
     fn drop(&mut self) {
         let memory = core::mem::take(&mut self.memory);
-        self.pool.lock().free.push(memory);
+        let mut state = self.pool.lock();
+        if memory.kib() > self.pool.keep_kib {
+            // Too large to keep: free it, and let a new buffer be made in its place.
+            state.created = state.created.saturating_sub(1);
+            drop(state);
+            drop(memory);
+        } else {
+            state.free.push(memory);
+            drop(state);
+        }
         self.pool.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verifier::{HashPolicy, Verifier};
+
+    /// Grows `memory` by verifying against an Argon2id verifier of `m` KiB.
+    fn grow(memory: &mut Argon2Memory, m: u32) {
+        let phc = std::format!("$argon2id$v=19$m={m},t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA");
+        let verifier: Verifier = phc.parse().unwrap();
+        let secret = crate::Secret::imported("0123456789abcdef").unwrap();
+        let policy = HashPolicy::default()
+            .with_params(8, 1, 1)
+            .and_then(|p| p.with_bounds(m, 1, 1))
+            .unwrap();
+        let _ = verifier.verify_with_memory(&secret, &policy, memory);
+    }
+
+    #[test]
+    fn buffers_larger_than_the_policy_are_released() {
+        let pool = MemoryPool::new(1, 64);
+        {
+            let mut memory = pool.acquire();
+            grow(&mut memory, 64);
+            assert_eq!(memory.kib(), 64);
+        }
+        // Kept: the next acquire gets the same buffer back.
+        assert_eq!(pool.acquire().kib(), 64);
+        {
+            let mut memory = pool.acquire();
+            grow(&mut memory, 256);
+            assert_eq!(memory.kib(), 256);
+        }
+        // Released: a fresh, empty buffer takes its place, and the pool's one
+        // slot is free again (this would block forever otherwise).
+        assert_eq!(pool.acquire().kib(), 0);
+        assert_eq!(pool.lock().created, 1);
     }
 }

@@ -151,7 +151,7 @@ impl AccessKey {
     ///
     /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
     /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
-    /// assert!(new.record.verifier().verify(&new.secret, &policy)?);
+    /// new.record.verifier().verify(&new.secret, &policy)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn generate<R: rand_core::CryptoRng + ?Sized>(
@@ -241,6 +241,15 @@ impl AccessKey {
     #[must_use]
     pub fn with_additional_topics(mut self, topics: impl Into<Arc<AdditionalTopics>>) -> Self {
         self.topics = SharedTopics::new(topics.into());
+        self
+    }
+
+    /// Replaces the verifier: after a rotated secret, or with the upgrade
+    /// [`Authenticator::authenticate_and_upgrade`](crate::Authenticator::authenticate_and_upgrade)
+    /// computed.
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = verifier;
         self
     }
 

@@ -1,4 +1,5 @@
-//! Argon2id verifiers: creation, PHC strings, the hashing policy and its bounds.
+//! Verifiers: the fast HMAC-SHA-256 scheme for generated secrets, Argon2id for
+//! imported ones, PHC strings, the hashing policy and its bounds.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -7,6 +8,7 @@ use core::str::FromStr;
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64ct::{Base64Unpadded, Encoding};
+use hmac::{KeyInit, Mac};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -26,6 +28,39 @@ pub const MIN_OUTPUT_LEN: usize = 16;
 pub const MAX_OUTPUT_LEN: usize = 64;
 /// Longest PHC string accepted, in bytes (ample for the bounds above).
 pub const MAX_PHC_LEN: usize = 256;
+/// The identifier of the fast scheme in PHC strings: `$hmac-sha256$v=1$<salt>$<mac>`.
+pub const FAST_SCHEME_ID: &str = "hmac-sha256";
+/// Output length of the fast scheme (HMAC-SHA-256), in bytes.
+pub const FAST_OUTPUT_LEN: usize = 32;
+
+/// How a verifier proves a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// HMAC-SHA-256 keyed by the salt, over the secret's exact bytes:
+    /// `$hmac-sha256$v=1$<salt>$<mac>`. About a microsecond: for generated
+    /// secrets, whose 256 random bits leave nothing to guess offline.
+    HmacSha256,
+    /// Argon2, memory-hard and deliberately slow: for imported secrets, which
+    /// may be human-chosen.
+    Argon2(Variant),
+}
+
+impl Scheme {
+    /// Whether verifying costs a hash designed to be slow (Argon2).
+    pub const fn is_slow(self) -> bool {
+        matches!(self, Self::Argon2(_))
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::HmacSha256 => f.write_str(FAST_SCHEME_ID),
+            Self::Argon2(variant) => variant.fmt(f),
+        }
+    }
+}
 
 /// Argon2 variants, named as in PHC strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,17 +120,21 @@ pub enum VerifierError {
         /// Length of the rejected text in bytes.
         len: usize,
     },
-    /// The variant is not one of `argon2id`, `argon2i`, `argon2d`.
-    #[error("unsupported verifier algorithm `{found}`, expected `argon2id`")]
+    /// The algorithm is not one of `hmac-sha256`, `argon2id`, `argon2i`, `argon2d`.
+    #[error("unsupported verifier algorithm `{found}`, expected `hmac-sha256` or `argon2id`")]
     UnknownAlgorithm {
         /// The identifier found (at most 32 characters of it).
         found: Box<str>,
     },
-    /// The Argon2 version is not 19 (0x13).
-    #[error("unsupported argon2 version `{found}`, expected `19`")]
+    /// The version is not the scheme's (19 for Argon2, 1 for `hmac-sha256`).
+    #[error("unsupported {scheme} version `{found}`, expected `{expected}`")]
     UnsupportedVersion {
+        /// The scheme.
+        scheme: &'static str,
         /// The version found.
         found: u32,
+        /// The version accepted.
+        expected: u32,
     },
     /// A known variant that the policy does not allow.
     #[error("verifier algorithm `{found}` is not allowed by the hash policy, expected `argon2id`")]
@@ -117,6 +156,39 @@ pub enum VerifierError {
         /// Largest accepted value.
         max: u32,
     },
+    /// Argon2 parameters whose total work (`m × t`, in KiB passes) exceeds the
+    /// policy's bound: refused before any hashing.
+    #[error(
+        "verifier parameters `m={m},t={t}` cost {} KiB passes, expected at most {max_work}",
+        u64::from(*.m) * u64::from(*.t)
+    )]
+    TooCostly {
+        /// Memory cost in KiB.
+        m: u32,
+        /// Time cost.
+        t: u32,
+        /// The bound on `m × t`.
+        max_work: u64,
+    },
+    /// A stored Argon2 verifier weaker than the policy's optional minimums.
+    #[error("verifier parameter `{name}={value}` is below the hash policy's minimum {min}")]
+    BelowMinimum {
+        /// `m`, `t` or `p`.
+        name: &'static str,
+        /// The value found.
+        value: u32,
+        /// Smallest accepted value.
+        min: u32,
+    },
+    /// A fast (`hmac-sha256`) verifier asked to prove an imported secret, which
+    /// may be human-chosen: refused unless the policy allows it.
+    #[error(
+        "a fast `hmac-sha256` verifier cannot prove an imported secret unless the hash policy allows it, expected an argon2id verifier"
+    )]
+    FastForImported,
+    /// The secret does not match the verifier.
+    #[error("the secret does not match the verifier")]
+    Mismatch,
     /// Salt or output of a length outside the accepted range.
     #[error("verifier {what} is {len} bytes long, expected {min} to {max}")]
     Length {
@@ -160,43 +232,80 @@ pub struct Cost {
     pub p: u32,
 }
 
-/// The parameters for new verifiers and the bounds accepted for stored ones.
+/// Which verifiers new secrets get, and which stored verifiers are accepted.
 ///
-/// The default follows OWASP: new verifiers use Argon2id with m=19456 KiB, t=2,
-/// p=1; stored verifiers are accepted up to m=262144 KiB (256 MiB), t=16, p=8,
-/// Argon2id only. A stored verifier outside the bounds is refused before any
-/// hashing, so a corrupted or hostile `m=4194304` costs nothing.
+/// **New verifiers** depend on the kind of secret:
+///
+/// - a generated secret (`sts_…`, 256 random bits) gets the fast
+///   [`Scheme::HmacSha256`] verifier: no offline guessing is possible whatever
+///   the hash, so a slow hash would protect nothing and only hand attackers an
+///   amplifier against servers ([`HashPolicy::argon2id_for_generated`] asks
+///   for Argon2id all the same);
+/// - an imported secret (it may be human-chosen) gets Argon2id with m=19456 KiB,
+///   t=2, p=1 (OWASP) by default.
+///
+/// **Stored verifiers** are checked before any hashing:
+///
+/// - Argon2 parameters within bounds, by default at most 4× the cost of new
+///   verifiers (m ≤ 77824 KiB, t ≤ 8, p ≤ 4, and m × t ≤ 4 × 19456 × 2), so a
+///   corrupted or hostile `m=4194304` costs nothing and no stored verifier costs
+///   more than four new ones; optional minimums ([`HashPolicy::with_minimum`])
+///   refuse weaker ones outright;
+/// - Argon2id only, unless `argon2i` or `argon2d` is allowed;
+/// - a fast verifier proves only generated secrets, unless
+///   [`HashPolicy::allow_fast_for_imported`] says the imported secrets are
+///   machine-made (such as the platform's 64-hex secrets).
 ///
 /// ```
-/// use structure_access::HashPolicy;
+/// use structure_access::{HashPolicy, Scheme, Secret, Variant};
 ///
 /// let policy = HashPolicy::default();
 /// assert_eq!(policy.params().m, 19456);
-/// // Cheap parameters, for tests only.
-/// let fast = HashPolicy::default().with_params(64, 1, 1)?;
-/// # Ok::<(), structure_access::VerifierError>(())
+/// let generated: Secret = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA".parse()?;
+/// assert_eq!(policy.scheme_for(&generated), Scheme::HmacSha256);
+/// let imported = Secret::imported("correct-horse-battery-staple")?;
+/// assert_eq!(policy.scheme_for(&imported), Scheme::Argon2(Variant::Argon2id));
+/// // Cheap Argon2 parameters, for tests only.
+/// let cheap = HashPolicy::default().with_params(64, 1, 1)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HashPolicy {
     params: Cost,
     max: Cost,
+    max_work: u64,
+    min: Option<Cost>,
+    argon2id_for_generated: bool,
+    fast_for_imported: bool,
     allow_argon2i: bool,
     allow_argon2d: bool,
+}
+
+/// Argon2 parameters of new verifiers by default (OWASP).
+const DEFAULT_PARAMS: Cost = Cost {
+    m: 19456,
+    t: 2,
+    p: 1,
+};
+
+/// `m × t`, the work of an Argon2 computation in KiB passes.
+fn work(cost: Cost) -> u64 {
+    u64::from(cost.m) * u64::from(cost.t)
 }
 
 impl Default for HashPolicy {
     fn default() -> Self {
         Self {
-            params: Cost {
-                m: 19456,
-                t: 2,
-                p: 1,
-            },
+            params: DEFAULT_PARAMS,
             max: Cost {
-                m: 262_144,
-                t: 16,
-                p: 8,
+                m: 4 * DEFAULT_PARAMS.m,
+                t: 4 * DEFAULT_PARAMS.t,
+                p: 4 * DEFAULT_PARAMS.p,
             },
+            max_work: 4 * work(DEFAULT_PARAMS),
+            min: None,
+            argon2id_for_generated: false,
+            fast_for_imported: false,
             allow_argon2i: false,
             allow_argon2d: false,
         }
@@ -231,8 +340,8 @@ fn argon2_reason(e: argon2::Error) -> &'static str {
 }
 
 impl HashPolicy {
-    /// Sets the parameters of new verifiers (`m` in KiB). They must lie within
-    /// the policy's bounds and be valid Argon2 parameters.
+    /// Sets the Argon2 parameters of new verifiers (`m` in KiB). They must lie
+    /// within the policy's bounds and be valid Argon2 parameters.
     pub fn with_params(mut self, m: u32, t: u32, p: u32) -> Result<Self, VerifierError> {
         self.params = Cost { m, t, p };
         self.check_cost(self.params)?;
@@ -240,8 +349,9 @@ impl HashPolicy {
         Ok(self)
     }
 
-    /// Sets the largest parameters accepted in stored verifiers. The parameters of
-    /// new verifiers must stay within them.
+    /// Sets the largest Argon2 parameters accepted in stored verifiers (the
+    /// bound on `m × t` becomes `max_m × max_t`). The parameters of new
+    /// verifiers must stay within them.
     pub fn with_bounds(
         mut self,
         max_m: u32,
@@ -253,8 +363,45 @@ impl HashPolicy {
             t: max_t,
             p: max_p,
         };
+        self.max_work = work(self.max);
         self.check_cost(self.params)?;
         Ok(self)
+    }
+
+    /// Refuses stored Argon2 verifiers weaker than these parameters outright
+    /// (none by default). The parameters of new verifiers must meet them.
+    pub fn with_minimum(
+        mut self,
+        min_m: u32,
+        min_t: u32,
+        min_p: u32,
+    ) -> Result<Self, VerifierError> {
+        self.min = Some(Cost {
+            m: min_m,
+            t: min_t,
+            p: min_p,
+        });
+        self.check_cost(self.params)?;
+        Ok(self)
+    }
+
+    /// Gives new generated secrets Argon2id verifiers instead of the fast
+    /// scheme (off by default: it costs every verification tens of
+    /// milliseconds and protects nothing a 256-bit secret needs).
+    #[must_use]
+    pub fn argon2id_for_generated(mut self, yes: bool) -> Self {
+        self.argon2id_for_generated = yes;
+        self
+    }
+
+    /// Lets fast (`hmac-sha256`) verifiers prove imported secrets too (off by
+    /// default). Only for imported secrets known to be machine-made with ample
+    /// randomness, such as the platform's 64-hex-character secrets: a
+    /// human-chosen secret behind a fast verifier can be guessed offline.
+    #[must_use]
+    pub fn allow_fast_for_imported(mut self, allow: bool) -> Self {
+        self.fast_for_imported = allow;
+        self
     }
 
     /// Also accepts stored `argon2i` verifiers (off by default).
@@ -272,14 +419,33 @@ impl HashPolicy {
         self
     }
 
-    /// The parameters of new verifiers.
+    /// The Argon2 parameters of new verifiers.
     pub fn params(&self) -> Cost {
         self.params
     }
 
-    /// The largest parameters accepted in stored verifiers.
+    /// The largest Argon2 parameters accepted in stored verifiers.
     pub fn bounds(&self) -> Cost {
         self.max
+    }
+
+    /// The largest `m × t` accepted in stored verifiers.
+    pub fn max_work(&self) -> u64 {
+        self.max_work
+    }
+
+    /// The optional minimum Argon2 parameters of stored verifiers.
+    pub fn minimum(&self) -> Option<Cost> {
+        self.min
+    }
+
+    /// The scheme of new verifiers for `secret`'s kind.
+    pub fn scheme_for(&self, secret: &Secret) -> Scheme {
+        if secret.is_generated() && !self.argon2id_for_generated {
+            Scheme::HmacSha256
+        } else {
+            Scheme::Argon2(Variant::Argon2id)
+        }
     }
 
     fn check_cost(&self, cost: Cost) -> Result<(), VerifierError> {
@@ -298,49 +464,115 @@ impl HashPolicy {
                 });
             }
         }
+        if work(cost) > self.max_work {
+            return Err(VerifierError::TooCostly {
+                m: cost.m,
+                t: cost.t,
+                max_work: self.max_work,
+            });
+        }
+        if let Some(min) = self.min {
+            for (name, value, min) in [
+                ("m", cost.m, min.m),
+                ("t", cost.t, min.t),
+                ("p", cost.p, min.p),
+            ] {
+                if value < min {
+                    return Err(VerifierError::BelowMinimum { name, value, min });
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Checks a stored verifier against the policy, without hashing anything.
+    /// Checks a stored verifier against the policy, without hashing anything:
+    /// its algorithm is allowed and its Argon2 parameters are within bounds.
     pub fn check(&self, verifier: &Verifier) -> Result<(), VerifierError> {
-        let allowed = match verifier.variant {
+        let (variant, cost) = match verifier.kind {
+            Kind::HmacSha256 => return Ok(()),
+            Kind::Argon2 { variant, cost } => (variant, cost),
+        };
+        let allowed = match variant {
             Variant::Argon2id => true,
             Variant::Argon2i => self.allow_argon2i,
             Variant::Argon2d => self.allow_argon2d,
         };
         if !allowed {
-            return Err(VerifierError::AlgorithmNotAllowed {
-                found: verifier.variant,
-            });
+            return Err(VerifierError::AlgorithmNotAllowed { found: variant });
         }
-        self.check_cost(verifier.cost)?;
+        self.check_cost(cost)?;
         // Argon2's own rule (m ≥ 8 KiB per lane) is checked here too, so that a
         // verifier accepted by the policy can always be computed.
-        argon2_params(verifier.cost, usize::from(verifier.output_len))?;
+        argon2_params(cost, usize::from(verifier.output_len))?;
         Ok(())
+    }
+
+    /// [`check`](Self::check), and that the verifier may prove `secret`'s kind:
+    /// a fast verifier proves an imported secret only if the policy allows it.
+    pub fn check_for(&self, verifier: &Verifier, secret: &Secret) -> Result<(), VerifierError> {
+        if verifier.kind == Kind::HmacSha256 && !secret.is_generated() && !self.fast_for_imported {
+            return Err(VerifierError::FastForImported);
+        }
+        self.check(verifier)
+    }
+
+    /// Whether a stored verifier that just proved `secret` should be replaced:
+    /// its scheme is not the one this policy writes for the secret's kind, or
+    /// its Argon2 parameters are below the policy's.
+    pub fn needs_upgrade(&self, verifier: &Verifier, secret: &Secret) -> bool {
+        match (verifier.kind, self.scheme_for(secret)) {
+            (Kind::HmacSha256, Scheme::HmacSha256) => false,
+            (Kind::Argon2 { variant, cost }, Scheme::Argon2(wanted)) => {
+                variant != wanted || cost.m < self.params.m || cost.t < self.params.t
+            }
+            _ => true,
+        }
     }
 }
 
-/// A stored Argon2 verifier: a PHC string such as
-/// `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+/// A stored verifier: a PHC string of one of two schemes.
 ///
-/// Parsing checks the shape only (variant, version 19, decimal `m`, `t`, `p` in
-/// that order, unpadded base64 salt of 8–64 bytes and output of 16–64 bytes,
-/// nothing else); the cost is checked against a [`HashPolicy`] when verifying.
-/// Strings produced by libargon2 and the libraries built on it (argon2-cffi,
-/// node-argon2, PHP's `password_hash`) have this shape.
+/// - **`hmac-sha256`**, for generated secrets:
+///   `$hmac-sha256$v=1$<salt>$<mac>`, where `<mac>` is HMAC-SHA-256 keyed by the
+///   salt (8–64 bytes; 16 in new verifiers) over the secret's exact UTF-8 bytes,
+///   32 bytes. Both fields are standard base64 without padding, as in every PHC
+///   string. Any language checks it with its standard library; in Python:
 ///
-/// The verifier is not secret, but it allows offline guessing of weak secrets:
-/// store it like a password hash.
+///   ```python
+///   import base64, hashlib, hmac
+///   def verify(phc: str, secret: str) -> bool:
+///       _, scheme, version, salt, mac = phc.split("$")
+///       assert scheme == "hmac-sha256" and version == "v=1"
+///       b64 = lambda s: base64.b64decode(s + "=" * (-len(s) % 4))
+///       ours = hmac.new(b64(salt), secret.encode(), hashlib.sha256).digest()
+///       return hmac.compare_digest(ours, b64(mac))
+///   ```
+///
+/// - **Argon2**, for imported secrets: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+///   Parsing checks the shape (variant, version 19, decimal `m`, `t`, `p` in
+///   that order, salt of 8–64 bytes and output of 16–64 bytes, nothing else);
+///   the cost is checked against a [`HashPolicy`] before hashing. Strings
+///   produced by libargon2 and the libraries built on it (argon2-cffi,
+///   node-argon2, PHP's `password_hash`) have this shape.
+///
+/// Outputs are compared in constant time. The verifier is not secret, but an
+/// Argon2 one allows offline guessing of weak secrets: store verifiers like
+/// password hashes.
 #[derive(Clone)]
 pub struct Verifier {
     phc: Box<str>,
-    variant: Variant,
-    cost: Cost,
+    kind: Kind,
     salt_len: u8,
     salt: [u8; MAX_SALT_LEN],
     output_len: u8,
     output: [u8; MAX_OUTPUT_LEN],
+}
+
+/// The scheme of a verifier, with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    HmacSha256,
+    Argon2 { variant: Variant, cost: Cost },
 }
 
 struct Reader<'a> {
@@ -426,11 +658,12 @@ impl FromStr for Verifier {
         r.tag("$", "`$` followed by the algorithm")?;
         let ident = r.until(b'$');
         let variant = match ident {
+            FAST_SCHEME_ID => return read_fast(text, r),
             "argon2id" => Variant::Argon2id,
             "argon2i" => Variant::Argon2i,
             "argon2d" => Variant::Argon2d,
             other => {
-                let shown: alloc::string::String = other.chars().take(32).collect();
+                let shown = crate::text::excerpt(other, 0, 32);
                 return Err(VerifierError::UnknownAlgorithm {
                     found: shown.into(),
                 });
@@ -439,7 +672,11 @@ impl FromStr for Verifier {
         r.tag("$v=", "`$v=19`")?;
         let version = r.decimal("a decimal version")?;
         if version != 19 {
-            return Err(VerifierError::UnsupportedVersion { found: version });
+            return Err(VerifierError::UnsupportedVersion {
+                scheme: "argon2",
+                found: version,
+                expected: 19,
+            });
         }
         r.tag("$m=", "`$m=` and the memory cost")?;
         let m = r.decimal("a decimal memory cost")?;
@@ -458,14 +695,50 @@ impl FromStr for Verifier {
         }
         Ok(Self {
             phc: text.into(),
-            variant,
-            cost: Cost { m, t, p },
+            kind: Kind::Argon2 {
+                variant,
+                cost: Cost { m, t, p },
+            },
             salt_len: u8::try_from(salt_len).unwrap_or(0),
             salt,
             output_len: u8::try_from(output_len).unwrap_or(0),
             output,
         })
     }
+}
+
+/// The rest of `$hmac-sha256$v=1$<salt>$<mac>`, after the identifier.
+fn read_fast(text: &str, mut r: Reader<'_>) -> Result<Verifier, VerifierError> {
+    r.tag("$v=", "`$v=1`")?;
+    let version = r.decimal("a decimal version")?;
+    if version != 1 {
+        return Err(VerifierError::UnsupportedVersion {
+            scheme: FAST_SCHEME_ID,
+            found: version,
+            expected: 1,
+        });
+    }
+    r.tag("$", "`$` and the salt")?;
+    if r.rest().split('$').next().unwrap_or_default().contains('=') {
+        return Err(r.malformed("the salt (the scheme takes no parameters)"));
+    }
+    let mut salt = [0u8; MAX_SALT_LEN];
+    let salt_len = r.base64(b'$', "salt", &mut salt, MIN_SALT_LEN)?.len();
+    r.tag("$", "`$` and the mac")?;
+    let mut output = [0u8; MAX_OUTPUT_LEN];
+    let buf = output.get_mut(..FAST_OUTPUT_LEN).unwrap_or_default();
+    let output_len = r.base64(b'$', "output", buf, FAST_OUTPUT_LEN)?.len();
+    if !r.rest().is_empty() {
+        return Err(r.malformed("the end of the verifier"));
+    }
+    Ok(Verifier {
+        phc: text.into(),
+        kind: Kind::HmacSha256,
+        salt_len: u8::try_from(salt_len).unwrap_or(0),
+        salt,
+        output_len: u8::try_from(output_len).unwrap_or(0),
+        output,
+    })
 }
 
 /// Block memory for Argon2, reusable across verifications.
@@ -509,17 +782,23 @@ impl Argon2Memory {
         Ok(self.blocks.get_mut(..blocks).unwrap_or_default())
     }
 
-    fn wipe(&mut self) {
+    /// Wipes the first `blocks` blocks: those a verification used.
+    fn wipe(&mut self, blocks: usize) {
         // A plain fill is a vectorised memset, several times faster than
         // `zeroize`'s volatile writes over megabytes; `black_box` makes the
         // compiler treat the buffer as read afterwards, so the fill is kept.
-        self.blocks.fill(Block::new());
+        let used = blocks.min(self.blocks.len());
+        if let Some(used) = self.blocks.get_mut(..used) {
+            used.fill(Block::new());
+        }
         core::hint::black_box(&mut self.blocks);
     }
 }
 
 impl Verifier {
-    /// Creates a verifier for `secret` with the policy's parameters and a random
+    /// Creates a verifier for `secret`, of the scheme `policy` writes for its
+    /// kind ([`HashPolicy::scheme_for`]: the fast scheme for a generated secret,
+    /// Argon2id with the policy's parameters for an imported one), with a random
     /// 16-byte salt from `rng`.
     pub fn create<R: rand_core::CryptoRng + ?Sized>(
         secret: &Secret,
@@ -537,43 +816,58 @@ impl Verifier {
         salt: &[u8; SALT_LEN],
         memory: &mut Argon2Memory,
     ) -> Result<Self, VerifierError> {
-        let cost = policy.params;
+        let kind = match policy.scheme_for(secret) {
+            Scheme::HmacSha256 => Kind::HmacSha256,
+            Scheme::Argon2(variant) => Kind::Argon2 {
+                variant,
+                cost: policy.params,
+            },
+        };
         let mut output = [0u8; MAX_OUTPUT_LEN];
-        let out = output.get_mut(..OUTPUT_LEN).unwrap_or_default();
-        compute(
-            Variant::Argon2id,
-            cost,
-            secret.as_bytes(),
-            salt,
-            out,
-            memory,
-        )?;
-        Ok(Self::from_raw(Variant::Argon2id, cost, salt, out))
+        let len = match kind {
+            Kind::HmacSha256 => FAST_OUTPUT_LEN,
+            Kind::Argon2 { .. } => OUTPUT_LEN,
+        };
+        let out = output.get_mut(..len).unwrap_or_default();
+        compute(kind, secret.as_bytes(), salt, out, memory)?;
+        let verifier = Self::from_raw(kind, salt, out);
+        output.zeroize();
+        Ok(verifier)
     }
 
-    /// A verifier with the policy's parameters that no secret matches in
-    /// practice, for the dummy verification of unknown keys.
+    /// An Argon2id verifier with the policy's parameters that no secret
+    /// matches in practice, for the dummy verification of unknown keys.
     pub(crate) fn dummy(policy: &HashPolicy) -> Self {
         Self::from_raw(
-            Variant::Argon2id,
-            policy.params,
+            Kind::Argon2 {
+                variant: Variant::Argon2id,
+                cost: policy.params,
+            },
             &[0x5a; SALT_LEN],
             &[0; OUTPUT_LEN],
         )
     }
 
+    /// The same, of the fast scheme.
+    pub(crate) fn fast_dummy() -> Self {
+        Self::from_raw(Kind::HmacSha256, &[0x5a; SALT_LEN], &[0; FAST_OUTPUT_LEN])
+    }
+
     /// A verifier from its parts; `salt` and `output` must be within bounds.
-    fn from_raw(variant: Variant, cost: Cost, salt: &[u8], output: &[u8]) -> Self {
+    fn from_raw(kind: Kind, salt: &[u8], output: &[u8]) -> Self {
         let mut salt_b64 = [0u8; 2 * MAX_SALT_LEN];
         let mut out_b64 = [0u8; 2 * MAX_OUTPUT_LEN];
         let salt_text = Base64Unpadded::encode(salt, &mut salt_b64).unwrap_or_default();
         let out_text = Base64Unpadded::encode(output, &mut out_b64).unwrap_or_default();
-        let phc = alloc::format!(
-            "${variant}$v=19$m={},t={},p={}${salt_text}${out_text}",
-            cost.m,
-            cost.t,
-            cost.p
-        );
+        let phc = match kind {
+            Kind::HmacSha256 => alloc::format!("${FAST_SCHEME_ID}$v=1${salt_text}${out_text}"),
+            Kind::Argon2 { variant, cost } => alloc::format!(
+                "${variant}$v=19$m={},t={},p={}${salt_text}${out_text}",
+                cost.m,
+                cost.t,
+                cost.p
+            ),
+        };
         let mut stored_salt = [0u8; MAX_SALT_LEN];
         let salt_len = salt.len().min(MAX_SALT_LEN);
         stored_salt
@@ -588,8 +882,7 @@ impl Verifier {
             .copy_from_slice(output.get(..output_len).unwrap_or_default());
         Self {
             phc: phc.into(),
-            variant,
-            cost,
+            kind,
             salt_len: u8::try_from(salt_len).unwrap_or(0),
             salt: stored_salt,
             output_len: u8::try_from(output_len).unwrap_or(0),
@@ -602,14 +895,26 @@ impl Verifier {
         &self.phc
     }
 
-    /// The Argon2 variant.
-    pub fn variant(&self) -> Variant {
-        self.variant
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        match self.kind {
+            Kind::HmacSha256 => Scheme::HmacSha256,
+            Kind::Argon2 { variant, .. } => Scheme::Argon2(variant),
+        }
     }
 
-    /// The cost parameters claimed by the PHC string.
-    pub fn cost(&self) -> Cost {
-        self.cost
+    /// The Argon2 cost parameters the PHC string claims (`None` for the fast
+    /// scheme).
+    pub fn cost(&self) -> Option<Cost> {
+        match self.kind {
+            Kind::HmacSha256 => None,
+            Kind::Argon2 { cost, .. } => Some(cost),
+        }
+    }
+
+    /// Whether checking a secret against this verifier runs Argon2.
+    pub fn is_slow(&self) -> bool {
+        self.scheme().is_slow()
     }
 
     fn salt(&self) -> &[u8] {
@@ -624,13 +929,30 @@ impl Verifier {
             .unwrap_or_default()
     }
 
-    /// Checks the verifier against `policy`, then whether `secret` matches it.
+    /// Checks the verifier against `policy` (for `secret`'s kind), then
+    /// whether `secret` matches it: `Ok(())` only if it does, so that
+    /// `verifier.verify(&secret, &policy)?;` cannot let a wrong secret through.
     /// The final comparison is constant-time.
     ///
-    /// Allocates the Argon2 memory for this call; a server verifying often uses
-    /// [`Verifier::verify_with_memory`] or the
+    /// An Argon2 verifier allocates its memory for this call; a server
+    /// verifying often uses [`Verifier::verify_with_memory`] or the
     /// [`Authenticator`](crate::Authenticator), which reuse it.
-    pub fn verify(&self, secret: &Secret, policy: &HashPolicy) -> Result<bool, VerifierError> {
+    ///
+    /// ```
+    /// use structure_access::{HashPolicy, Secret, Verifier, VerifierError};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    ///
+    /// let mut rng = ChaCha20Rng::seed_from_u64(1);
+    /// let secret = Secret::generate(&mut rng);
+    /// let policy = HashPolicy::default();
+    /// let verifier = Verifier::create(&secret, &policy, &mut rng)?;
+    /// assert!(verifier.as_str().starts_with("$hmac-sha256$v=1$"));
+    /// verifier.verify(&secret, &policy)?;
+    /// let other = Secret::generate(&mut rng);
+    /// assert_eq!(verifier.verify(&other, &policy), Err(VerifierError::Mismatch));
+    /// # Ok::<(), VerifierError>(())
+    /// ```
+    pub fn verify(&self, secret: &Secret, policy: &HashPolicy) -> Result<(), VerifierError> {
         self.verify_with_memory(secret, policy, &mut Argon2Memory::new())
     }
 
@@ -640,13 +962,18 @@ impl Verifier {
         secret: &Secret,
         policy: &HashPolicy,
         memory: &mut Argon2Memory,
-    ) -> Result<bool, VerifierError> {
-        policy.check(self)?;
-        Ok(self.matches(secret.as_bytes(), memory)?.into())
+    ) -> Result<(), VerifierError> {
+        policy.check_for(self, secret)?;
+        if bool::from(self.matches(secret.as_bytes(), memory)?) {
+            Ok(())
+        } else {
+            Err(VerifierError::Mismatch)
+        }
     }
 
-    /// Computes the hash of `secret` with this verifier's parameters and compares
-    /// it with the stored output in constant time. Bounds must have been checked.
+    /// Computes the verifier's output for `secret` with its own parameters and
+    /// compares it with the stored output in constant time. Bounds must have
+    /// been checked.
     pub(crate) fn matches(
         &self,
         secret: &[u8],
@@ -655,27 +982,50 @@ impl Verifier {
         let mut computed = [0u8; MAX_OUTPUT_LEN];
         let len = usize::from(self.output_len);
         let out = computed.get_mut(..len).unwrap_or_default();
-        compute(self.variant, self.cost, secret, self.salt(), out, memory)?;
+        compute(self.kind, secret, self.salt(), out, memory)?;
         let equal = out.ct_eq(self.output());
         computed.zeroize();
         Ok(equal)
     }
 }
 
-/// Runs Argon2 into `out`, in `memory`, and wipes `memory` afterwards.
+/// Computes the output of `kind` for `secret` and `salt` into `out`. Argon2
+/// runs in `memory`, and the blocks it used are wiped afterwards.
 fn compute(
-    variant: Variant,
-    cost: Cost,
+    kind: Kind,
     secret: &[u8],
     salt: &[u8],
     out: &mut [u8],
     memory: &mut Argon2Memory,
 ) -> Result<(), VerifierError> {
+    let (variant, cost) = match kind {
+        Kind::HmacSha256 => {
+            // Any key length is accepted by HMAC: this cannot fail.
+            let mut mac =
+                <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(salt).map_err(|_| {
+                    VerifierError::Length {
+                        what: "salt",
+                        len: salt.len(),
+                        min: MIN_SALT_LEN,
+                        max: MAX_SALT_LEN,
+                    }
+                })?;
+            mac.update(secret);
+            let tag = mac.finalize().into_bytes();
+            let n = out.len().min(tag.len());
+            if let (Some(out), Some(tag)) = (out.get_mut(..n), tag.get(..n)) {
+                out.copy_from_slice(tag);
+            }
+            return Ok(());
+        }
+        Kind::Argon2 { variant, cost } => (variant, cost),
+    };
     let params = argon2_params(cost, out.len())?;
-    let blocks = memory.reserve(params.block_count(), cost.m)?;
+    let count = params.block_count();
+    let blocks = memory.reserve(count, cost.m)?;
     let argon2 = Argon2::new(variant.algorithm(), Version::V0x13, params);
     let result = argon2.hash_password_into_with_memory(secret, salt, out, blocks);
-    memory.wipe();
+    memory.wipe(count);
     result.map_err(|e| VerifierError::InvalidParams {
         m: cost.m,
         t: cost.t,
@@ -699,10 +1049,12 @@ impl fmt::Display for Verifier {
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier")
-            .field("variant", &self.variant)
-            .field("cost", &self.cost)
-            .finish_non_exhaustive()
+        let mut s = f.debug_struct("Verifier");
+        s.field("scheme", &self.scheme());
+        if let Some(cost) = self.cost() {
+            s.field("cost", &cost);
+        }
+        s.finish_non_exhaustive()
     }
 }
 
@@ -717,7 +1069,7 @@ impl serde::Serialize for Verifier {
 impl<'de> serde::Deserialize<'de> for Verifier {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new(
-            "an argon2 PHC string",
+            "a verifier PHC string (hmac-sha256 or argon2)",
         ))
     }
 }

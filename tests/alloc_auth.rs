@@ -62,9 +62,13 @@ fn measure<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
     (a1 - a0, b1 - b0, out)
 }
 
-fn setup(cache: bool) -> (Authenticator, AccessKey, Secret, DeviceRecord) {
+/// A key whose verifier is Argon2id (`argon2`) or the fast scheme.
+fn setup(cache: bool, argon2: bool) -> (Authenticator, AccessKey, Secret, DeviceRecord) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let policy = HashPolicy::default().with_params(256, 1, 1).unwrap();
+    let policy = HashPolicy::default()
+        .with_params(256, 1, 1)
+        .unwrap()
+        .argon2id_for_generated(argon2);
     let restriction: Restriction = "dev-1,dev-2".parse().unwrap();
     let new =
         AccessKey::generate(&mut rng, APP.parse().unwrap(), restriction.into(), &policy).unwrap();
@@ -79,7 +83,7 @@ fn setup(cache: bool) -> (Authenticator, AccessKey, Secret, DeviceRecord) {
 
 #[test]
 fn cached_authentication_allocates_nothing() {
-    let (auth, record, secret, device) = setup(true);
+    let (auth, record, secret, device) = setup(true, true);
     auth.authenticate(Some(&record), &secret, &device).unwrap();
     let (allocations, _, principal) =
         measure(|| auth.authenticate(Some(&record), &secret, &device));
@@ -93,7 +97,7 @@ fn cached_authentication_allocates_nothing() {
 
 #[test]
 fn cold_authentication_reuses_its_memory() {
-    let (auth, record, secret, device) = setup(false);
+    let (auth, record, secret, device) = setup(false, true);
     // The first verification sizes the pooled buffer...
     let (_, first_bytes, _) = measure(|| auth.authenticate(Some(&record), &secret, &device));
     assert!(first_bytes >= 256 * 1024, "{first_bytes}");
@@ -114,21 +118,47 @@ fn cold_authentication_reuses_its_memory() {
 }
 
 #[test]
+fn cold_fast_authentication_allocates_nothing() {
+    let (auth, record, secret, device) = setup(false, false);
+    assert!(!record.verifier().is_slow());
+    let wrong = Secret::generate(&mut ChaCha20Rng::seed_from_u64(2));
+    // No warm-up: the very first one allocates nothing either.
+    for _ in 0..3 {
+        let (allocations, _, ok) = measure(|| auth.authenticate(Some(&record), &secret, &device));
+        assert!(ok.is_ok());
+        assert_eq!(allocations, 0);
+        let (allocations, _, err) = measure(|| auth.authenticate(Some(&record), &wrong, &device));
+        assert!(matches!(err, Err(AuthError::WrongSecret { .. })));
+        assert_eq!(allocations, 0);
+        let (allocations, _, err) = measure(|| auth.authenticate(None, &secret, &device));
+        assert_eq!(err.unwrap_err(), AuthError::UnknownKey);
+        assert_eq!(allocations, 0);
+    }
+}
+
+#[test]
 fn a_verifier_claiming_4_gib_is_refused_without_allocating_it() {
-    let (auth, record, secret, device) = setup(false);
+    let (auth, record, secret, device) = setup(false, true);
     let hostile = format!(
         "$argon2id$v=19$m=4194304,t=2,p=1${}",
         "o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA"
     );
     let (_, parse_bytes, verifier) = measure(|| hostile.parse().unwrap());
     assert!(parse_bytes < 1024, "{parse_bytes}");
-    let record = AccessKey::new(
+    let hostile = AccessKey::new(
         *record.key(),
         *record.application(),
         verifier,
         Scope::Unrestricted,
     );
-    let (_, bytes, err) = measure(|| auth.authenticate(Some(&record), &secret, &device));
+    // The refusal runs the dummy at the policy's parameters (m=256 KiB), so
+    // that it costs what a wrong secret costs: that is all it may allocate.
+    let (_, bytes, err) = measure(|| auth.authenticate(Some(&hostile), &secret, &device));
+    assert!(matches!(err, Err(AuthError::BadVerifier { .. })));
+    assert!(bytes < 256 * 1024 + 1024, "{bytes} bytes allocated");
+    // With the pool's buffer already there, nothing at all.
+    auth.authenticate(Some(&record), &secret, &device).unwrap();
+    let (_, bytes, err) = measure(|| auth.authenticate(Some(&hostile), &secret, &device));
     assert!(matches!(err, Err(AuthError::BadVerifier { .. })));
     assert!(bytes < 1024, "{bytes} bytes allocated");
 }

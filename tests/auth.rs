@@ -19,8 +19,13 @@ fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
+/// Cheap Argon2id, for generated secrets too: these tests exercise the Argon2
+/// path (pool, cache, bounds). `tests/fast.rs` tests the fast scheme.
 fn cheap_policy() -> HashPolicy {
-    HashPolicy::default().with_params(64, 1, 1).unwrap()
+    HashPolicy::default()
+        .with_params(64, 1, 1)
+        .unwrap()
+        .argon2id_for_generated(true)
 }
 
 fn device(id: &str) -> DeviceRecord {
@@ -57,12 +62,23 @@ fn verifiers_from_libargon2_verify() {
     for phc in [LIBARGON2_DEFAULT, LIBARGON2_SMALL] {
         let verifier: Verifier = phc.parse().unwrap();
         assert_eq!(verifier.to_string(), phc);
-        assert!(verifier.verify(&secret, &policy).unwrap(), "{phc}");
-        assert!(!verifier.verify(&wrong, &policy).unwrap(), "{phc}");
+        assert_eq!(verifier.verify(&secret, &policy), Ok(()), "{phc}");
+        assert_eq!(
+            verifier.verify(&wrong, &policy),
+            Err(VerifierError::Mismatch),
+            "{phc}"
+        );
     }
     let legacy: Verifier = LIBARGON2_LEGACY.parse().unwrap();
     let secret = Secret::imported(LEGACY_SECRET).unwrap();
-    assert!(legacy.verify(&secret, &policy).unwrap());
+    // argon2-cffi's defaults cost more than 4× the policy's: refused by the
+    // default bounds, accepted by bounds that admit them.
+    assert!(matches!(
+        legacy.verify(&secret, &policy),
+        Err(VerifierError::TooCostly { m: 65536, t: 3, .. })
+    ));
+    let wide = HashPolicy::default().with_bounds(65536, 3, 4).unwrap();
+    assert_eq!(legacy.verify(&secret, &wide), Ok(()));
 }
 
 #[test]
@@ -71,7 +87,8 @@ fn our_verifiers_are_standard_phc_strings() {
     // `PasswordHasher().verify(phc, SECRET)` returns True for both, and raises
     // VerifyMismatchError for the secret with its last character changed.
     let secret: Secret = SECRET.parse().unwrap();
-    let ours = Verifier::create(&secret, &HashPolicy::default(), &mut rng(99)).unwrap();
+    let argon2 = HashPolicy::default().argon2id_for_generated(true);
+    let ours = Verifier::create(&secret, &argon2, &mut rng(99)).unwrap();
     assert_eq!(
         ours.as_str(),
         "$argon2id$v=19$m=19456,t=2,p=1$oM5KjfJWVYFidH1yVDqyUw$djOWblmGmpYR3DSgjEjfQHseQ1DZs9scqALSjhDZYdU"
@@ -207,15 +224,20 @@ fn hostile_stored_verifiers_are_refused_before_hashing() {
     let cases = [
         (
             format!("$argon2id$v=19$m=4194304,t=2,p=1${salt_hash}"),
-            "verifier parameter `m=4194304` is outside the hash policy, expected 8 to 262144",
+            "verifier parameter `m=4194304` is outside the hash policy, expected 8 to 77824",
         ),
         (
             format!("$argon2id$v=19$m=19456,t=4000000,p=1${salt_hash}"),
-            "verifier parameter `t=4000000` is outside the hash policy, expected 1 to 16",
+            "verifier parameter `t=4000000` is outside the hash policy, expected 1 to 8",
         ),
         (
             format!("$argon2id$v=19$m=19456,t=2,p=255${salt_hash}"),
-            "verifier parameter `p=255` is outside the hash policy, expected 1 to 8",
+            "verifier parameter `p=255` is outside the hash policy, expected 1 to 4",
+        ),
+        (
+            // Each parameter within bounds, but 16× the policy's work.
+            format!("$argon2id$v=19$m=77824,t=8,p=1${salt_hash}"),
+            "verifier parameters `m=77824,t=8` cost 622592 KiB passes, expected at most 155648",
         ),
         (
             format!("$argon2i$v=19$m=19456,t=2,p=1${salt_hash}"),
@@ -252,7 +274,7 @@ fn policy_can_allow_other_variants_and_bounds() {
     // Rewrite the variant of a real verifier: argon2i hashes differently, so it
     // no longer matches, but it is computed rather than refused.
     let as_i: Verifier = i.as_str().replace("argon2id", "argon2i").parse().unwrap();
-    assert_eq!(as_i.verify(&secret, &policy), Ok(false));
+    assert_eq!(as_i.verify(&secret, &policy), Err(VerifierError::Mismatch));
     assert!(matches!(
         as_i.verify(&secret, &cheap_policy()),
         Err(VerifierError::AlgorithmNotAllowed { .. })
@@ -281,7 +303,7 @@ fn malformed_verifiers_are_refused_with_their_position() {
         ),
         (
             "$scrypt$ln=15",
-            "unsupported verifier algorithm `scrypt`, expected `argon2id`",
+            "unsupported verifier algorithm `scrypt`, expected `hmac-sha256` or `argon2id`",
         ),
         (
             "$argon2id$m=19456",

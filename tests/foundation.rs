@@ -5,7 +5,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{
     AccessKey, DeviceId, HashPolicy, KeyError, KeyId, KeyStatus, RecordError, Restriction, Scope,
-    Secret, SecretError,
+    Secret, SecretError, VerifierError,
 };
 
 /// The application of every key and device here.
@@ -90,23 +90,43 @@ fn seeded_generation_is_reproducible() {
 
 #[test]
 fn generated_verifier_verifies_only_its_secret() {
-    let policy = cheap_policy();
+    // The default: the fast scheme for a generated secret.
     let new = AccessKey::generate(
         &mut rng(1),
         APP.parse().unwrap(),
         Scope::Unrestricted,
-        &policy,
+        &cheap_policy(),
     )
     .unwrap();
     assert!(
         new.record
             .verifier()
             .as_str()
+            .starts_with("$hmac-sha256$v=1$")
+    );
+    let other = Secret::generate(&mut rng(2));
+    // And Argon2id when the policy asks for it.
+    let argon2 = cheap_policy().argon2id_for_generated(true);
+    let slow = AccessKey::generate(
+        &mut rng(1),
+        APP.parse().unwrap(),
+        Scope::Unrestricted,
+        &argon2,
+    )
+    .unwrap();
+    assert!(
+        slow.record
+            .verifier()
+            .as_str()
             .starts_with("$argon2id$v=19$m=64,t=1,p=1$")
     );
-    assert!(new.record.verifier().verify(&new.secret, &policy).unwrap());
-    let other = Secret::generate(&mut rng(2));
-    assert!(!new.record.verifier().verify(&other, &policy).unwrap());
+    for (new, policy) in [(&new, &cheap_policy()), (&slow, &argon2)] {
+        assert_eq!(new.record.verifier().verify(&new.secret, policy), Ok(()));
+        assert_eq!(
+            new.record.verifier().verify(&other, policy),
+            Err(VerifierError::Mismatch)
+        );
+    }
 }
 
 #[test]
