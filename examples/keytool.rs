@@ -4,7 +4,7 @@
 //! keytool parse EXPR                                          canonical form of a restriction
 //! keytool can-see --restrict EXPR --device ID [--tag K=V]...  `yes` or `no`
 //! keytool can-see --record FILE --application ID --device ID [--tag K=V]...
-//! keytool generate --application ID [--restrict EXPR] [--description TEXT]
+//! keytool generate --application ID [--restrict EXPR] [--description TEXT] [--verifier hmac-sha256|argon2id]
 //!                                                             a new key, as one line of JSON
 //! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
 //! keytool topic --record FILE --application ID --device ID [--tag K=V]... (publish|subscribe) TOPIC
@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use structure_access::mqtt::TopicRules;
 use structure_access::{
     AccessKey, ApplicationId, DeviceRecord, HashPolicy, KeyId, KeyStatus, Principal, Restriction,
-    Scope, Secret,
+    Scope, Secret, VerifierError,
 };
 
 #[derive(Debug, Parser)]
@@ -80,6 +80,10 @@ enum Command {
         /// A description stored with the key
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        /// The verifier's scheme: the fast one the policy writes for generated
+        /// secrets, or Argon2id (m=19456 KiB, t=2, p=1)
+        #[arg(long, value_enum, default_value_t = VerifierScheme::HmacSha256)]
+        verifier: VerifierScheme,
     },
     /// Prints `ok` when the secret on the first line of stdin is right and the key
     /// active; otherwise prints the error on stderr and exits 1
@@ -112,6 +116,16 @@ enum Command {
         /// The topic; a topic filter for `subscribe`
         topic: String,
     },
+}
+
+/// The scheme `generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum VerifierScheme {
+    /// `$hmac-sha256$v=1$…`: about a microsecond to verify
+    #[value(name = "hmac-sha256")]
+    HmacSha256,
+    /// `$argon2id$v=19$…`: tens of milliseconds to verify
+    Argon2id,
 }
 
 /// The MQTT request `topic` decides.
@@ -184,7 +198,13 @@ fn run(command: Command) -> Result<String, Failure> {
             application,
             restrict,
             description,
-        } => generate(&application, restrict.as_deref(), description.as_deref()),
+            verifier,
+        } => generate(
+            &application,
+            restrict.as_deref(),
+            description.as_deref(),
+            verifier,
+        ),
         Command::Verify { record } => verify(&record),
         Command::Topic {
             record,
@@ -236,12 +256,12 @@ fn verify(path: &std::path::Path) -> Result<String, Failure> {
     let secret = Secret::parse_any(line.trim_end_matches(['\r', '\n'])).map_err(Failure::failed)?;
     let policy = HashPolicy::default();
     match record.verifier().verify(&secret, &policy) {
-        Ok(true) if record.status() == KeyStatus::Active => Ok("ok".to_owned()),
-        Ok(true) => Err(Failure::failed(format_args!(
+        Ok(()) if record.status() == KeyStatus::Active => Ok("ok".to_owned()),
+        Ok(()) => Err(Failure::failed(format_args!(
             "access key `{}` is inactive",
             record.key()
         ))),
-        Ok(false) => Err(Failure::failed(format_args!(
+        Err(VerifierError::Mismatch) => Err(Failure::failed(format_args!(
             "wrong secret for access key `{}`",
             record.key()
         ))),
@@ -275,11 +295,12 @@ fn generate(
     application: &str,
     restrict: Option<&str>,
     description: Option<&str>,
+    verifier: VerifierScheme,
 ) -> Result<String, Failure> {
     let application = application_arg(application)?;
     let scope = Scope::from(restrict.map(restriction).transpose()?);
-    let new = AccessKey::generate_os(application, scope, &HashPolicy::default())
-        .map_err(Failure::failed)?;
+    let policy = HashPolicy::default().argon2id_for_generated(verifier == VerifierScheme::Argon2id);
+    let new = AccessKey::generate_os(application, scope, &policy).map_err(Failure::failed)?;
     let record = match description {
         Some(text) => new
             .record

@@ -1,13 +1,14 @@
-//! Stored verifier strings: arbitrary PHC-like text against a policy with small
-//! bounds is refused or verified, never panics, and never allocates more than the
-//! bounds allow (counted by a global allocator).
+//! Stored verifier strings, Argon2 and `hmac-sha256`: arbitrary PHC-like text
+//! against a policy with small bounds is refused or verified, never panics, and
+//! never allocates more than the bounds allow (counted by a global allocator); a
+//! fast verifier never touches Argon2 memory.
 #![no_main]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
-use structure_access::{Argon2Memory, HashPolicy, Secret, Verifier};
+use structure_access::{Argon2Memory, HashPolicy, Scheme, Secret, Verifier, VerifierError};
 
 struct Peak;
 
@@ -40,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let secret = Secret::imported("fuzzing-secret-0123456789").unwrap();
+    let imported = Secret::imported("fuzzing-secret-0123456789").unwrap();
+    let generated: Secret = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA"
+        .parse()
+        .unwrap();
     let policy = HashPolicy::default()
         .with_params(64, 1, 1)
         .and_then(|p| p.with_bounds(MAX_M, 2, 2))
@@ -55,7 +59,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(verifier) = &parsed {
         assert_eq!(verifier.as_str(), text);
         assert_eq!(verifier.to_string().parse::<Verifier>().as_ref(), Ok(verifier));
-        let _ = verifier.verify_with_memory(&secret, &policy, &mut memory);
+        for secret in [&imported, &generated] {
+            let result = verifier.verify_with_memory(secret, &policy, &mut memory);
+            if verifier.scheme() == Scheme::HmacSha256 {
+                assert_eq!(memory.kib(), 0, "a fast verifier used Argon2 memory");
+                if !secret.is_generated() {
+                    assert_eq!(result, Err(VerifierError::FastForImported));
+                }
+            }
+        }
         assert!(memory.kib() <= MAX_M as usize, "{} KiB kept", memory.kib());
     }
     let grown = PEAK.load(Ordering::Relaxed).saturating_sub(before);
