@@ -90,6 +90,30 @@ fn keytool_subcommands_print_what_they_promise() {
     assert_eq!(generated["record"]["application"], "app1");
     assert_eq!(generated["record"]["key"], generated["key"]);
 
+    assert!(
+        generated["record"]["verifier"]
+            .as_str()
+            .unwrap()
+            .starts_with("$hmac-sha256$v=1$"),
+        "{generated}"
+    );
+    let argon2 = keytool_args(&[
+        "generate",
+        "--application",
+        "app1",
+        "--verifier",
+        "argon2id",
+    ]);
+    assert_eq!(argon2.status.code(), Some(0), "{argon2:?}");
+    let argon2: serde_json::Value = serde_json::from_str(&stdout(&argon2)).unwrap();
+    assert!(
+        argon2["record"]["verifier"]
+            .as_str()
+            .unwrap()
+            .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{argon2}"
+    );
+
     let dir = std::env::temp_dir().join(format!("keytool-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let record = dir.join("record.json");
@@ -121,6 +145,18 @@ fn keytool_subcommands_print_what_they_promise() {
         "{out:?}"
     );
     let out = keytool(&["verify", "--record", path], &format!("{secret}\n"));
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "ok"),
+        "{out:?}"
+    );
+
+    let argon2_record = dir.join("argon2.json");
+    std::fs::write(&argon2_record, argon2["record"].to_string()).unwrap();
+    let out = keytool(
+        &["verify", "--record", argon2_record.to_str().unwrap()],
+        &format!("{}\n", argon2["secret"].as_str().unwrap()),
+    );
     assert_eq!(
         (out.status.code(), stdout(&out).as_str()),
         (Some(0), "ok"),
