@@ -8,11 +8,13 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
 use criterion::{Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, KeyInit, Mac};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use sha2::Sha256;
 use structure_access::{
     AccessKey, Argon2Memory, Authenticator, DeviceRecord, HashPolicy, KeyId, Restriction, Secret,
-    VerificationCache,
+    VerificationCache, Verifier,
 };
 
 /// The application of every key and device here.
@@ -25,12 +27,37 @@ struct Fixture {
     device: DeviceRecord,
 }
 
+/// A key with a generated secret, its verifier of `policy`'s scheme for it.
 fn fixture(policy: &HashPolicy) -> Fixture {
     let mut rng = ChaCha20Rng::seed_from_u64(42);
     let restriction: Restriction = "5f2b8c1e9a4d3b7c6e1f0a2b,fleet=north".parse().unwrap();
     let new =
         AccessKey::generate(&mut rng, APP.parse().unwrap(), restriction.into(), policy).unwrap();
     let wrong = Secret::generate(&mut rng);
+    with_device(new.record, new.secret, wrong)
+}
+
+/// A key with an imported secret (Argon2id at `policy`'s parameters).
+fn imported_fixture(policy: &HashPolicy) -> Fixture {
+    let mut rng = ChaCha20Rng::seed_from_u64(43);
+    let secret =
+        Secret::imported("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+            .unwrap();
+    let wrong =
+        Secret::imported("0f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+            .unwrap();
+    let verifier = Verifier::create(&secret, policy, &mut rng).unwrap();
+    let restriction: Restriction = "5f2b8c1e9a4d3b7c6e1f0a2b,fleet=north".parse().unwrap();
+    let record = AccessKey::new(
+        KeyId::generate(&mut rng),
+        APP.parse().unwrap(),
+        verifier,
+        restriction.into(),
+    );
+    with_device(record, secret, wrong)
+}
+
+fn with_device(record: AccessKey, secret: Secret, wrong: Secret) -> Fixture {
     let device = DeviceRecord::new(
         APP.parse().unwrap(),
         "5f2b8c1e9a4d3b7c6e1f0a2b".parse().unwrap(),
@@ -41,8 +68,8 @@ fn fixture(policy: &HashPolicy) -> Fixture {
     .with_tag("floor", "4")
     .with_tag("zone", "a");
     Fixture {
-        record: new.record,
-        secret: new.secret,
+        record,
+        secret,
         wrong,
         device,
     }
@@ -70,7 +97,7 @@ fn parse_credentials(c: &mut Criterion) {
 }
 
 fn verify(c: &mut Criterion) {
-    let policy = HashPolicy::default();
+    let policy = HashPolicy::default().argon2id_for_generated(true);
     let f = fixture(&policy);
     let phc = f.record.verifier().as_str().to_owned();
     let mut group = c.benchmark_group("verify-m19456");
@@ -96,7 +123,8 @@ fn verify(c: &mut Criterion) {
 
 fn authenticate(c: &mut Criterion) {
     let policy = HashPolicy::default();
-    let f = fixture(&policy);
+    // Argon2id: an imported secret, and the cache's figures.
+    let f = imported_fixture(&policy);
     let cold = Authenticator::new(policy.clone());
     let cached = Authenticator::new(policy.clone()).with_cache(VerificationCache::with_rng(
         1024,
@@ -119,6 +147,39 @@ fn authenticate(c: &mut Criterion) {
     });
     group.finish();
 
+    // The fast scheme: a generated secret, cold (no cache), beside a bare
+    // HMAC-SHA-256 of the same bytes.
+    let g = fixture(&policy);
+    assert!(!g.record.verifier().is_slow());
+    let salt = [0x5a_u8; 16];
+    let mut group = c.benchmark_group("authenticate-hmac-sha256");
+    group.bench_function("bare hmac-sha256 (baseline)", |b| {
+        b.iter(|| {
+            let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(black_box(&salt)).unwrap();
+            mac.update(g.secret.expose_secret().as_bytes());
+            mac.finalize().into_bytes()
+        })
+    });
+    group.bench_function("cold", |b| {
+        b.iter(|| cold.authenticate(Some(&g.record), black_box(&g.secret), &g.device))
+    });
+    group.bench_function("wrong secret", |b| {
+        b.iter(|| cold.authenticate(Some(&g.record), black_box(&g.wrong), &g.device))
+    });
+    group.bench_function("unknown key", |b| {
+        b.iter(|| cold.authenticate(None, black_box(&g.secret), &g.device))
+    });
+    group.bench_function("cold, from the password text", |b| {
+        b.iter(|| {
+            cold.authenticate_password(
+                Some(&g.record),
+                black_box(g.secret.expose_secret()),
+                &g.device,
+            )
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("authenticate-fast");
     group.bench_function("cached", |b| {
         b.iter(|| cached.authenticate(Some(&f.record), black_box(&f.secret), &f.device))
@@ -127,7 +188,7 @@ fn authenticate(c: &mut Criterion) {
     group.bench_function("malformed secret", |b| {
         b.iter(|| cold.authenticate_password(Some(&f.record), black_box(garbage), &f.device))
     });
-    let mut bad_checksum = f.secret.expose_secret().to_owned().into_bytes();
+    let mut bad_checksum = g.secret.expose_secret().to_owned().into_bytes();
     bad_checksum[50] = if bad_checksum[50] == b'A' { b'B' } else { b'A' };
     let bad_checksum = String::from_utf8(bad_checksum).unwrap();
     group.bench_function("bad checksum", |b| {
