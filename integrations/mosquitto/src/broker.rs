@@ -26,6 +26,7 @@ mod real {
             event_data: *const c_void,
         ) -> c_int;
         pub fn mosquitto_client_id(client: *const Client) -> *const c_char;
+        pub fn mosquitto_client_address(client: *const Client) -> *const c_char;
         fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
     }
 
@@ -72,6 +73,11 @@ pub(crate) mod fake {
     /// The fake broker's client *is* its NUL-terminated client id.
     pub unsafe fn mosquitto_client_id(client: *const Client) -> *const c_char {
         client.cast()
+    }
+
+    /// Every fake client connects from the same address.
+    pub unsafe fn mosquitto_client_address(_client: *const Client) -> *const c_char {
+        c"127.0.0.1".as_ptr()
     }
 
     pub fn log_line(_level: c_int, line: &std::ffi::CStr) {

@@ -69,7 +69,16 @@ pub struct Config {
     pub cache_capacity: usize,
     /// Argon2 memory pool size.
     pub pool_size: usize,
+    /// Argon2 verifications allowed per second in the whole broker.
+    pub argon2_per_second: u32,
+    /// Argon2 verifications allowed per second per client address.
+    pub argon2_per_address_per_second: u32,
 }
+
+/// Default of `plugin_opt_argon2_per_second`.
+pub const DEFAULT_ARGON2_PER_SECOND: u32 = 10;
+/// Default of `plugin_opt_argon2_per_address_per_second`.
+pub const DEFAULT_ARGON2_PER_ADDRESS_PER_SECOND: u32 = 2;
 
 /// Longest line accepted in the keys and devices files.
 const MAX_LINE: usize = 1 << 20;
@@ -125,6 +134,17 @@ impl Config {
             usize::try_from(number("cache_capacity", 10_000)?).unwrap_or(usize::MAX);
         let pool_size = usize::try_from(number("pool_size", 1)?).unwrap_or(1).max(1);
         let topic_prefix = get("topic_prefix").unwrap_or("structure").to_owned();
+        let argon2_per_second = as_u32(
+            "argon2_per_second",
+            number("argon2_per_second", DEFAULT_ARGON2_PER_SECOND.into())?,
+        )?;
+        let argon2_per_address_per_second = as_u32(
+            "argon2_per_address_per_second",
+            number(
+                "argon2_per_address_per_second",
+                DEFAULT_ARGON2_PER_ADDRESS_PER_SECOND.into(),
+            )?,
+        )?;
         Ok(Self {
             keys: read_keys(Path::new(keys_file))?,
             devices: read_devices(Path::new(devices_file))?,
@@ -132,6 +152,8 @@ impl Config {
             topic_prefix,
             cache_capacity,
             pool_size,
+            argon2_per_second,
+            argon2_per_address_per_second,
         })
     }
 }
@@ -145,6 +167,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "hash_max_p",
     "cache_capacity",
     "pool_size",
+    "argon2_per_second",
+    "argon2_per_address_per_second",
 ];
 
 /// Calls `each(line_number, line)` for every non-empty, non-comment line.

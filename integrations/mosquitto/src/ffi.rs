@@ -83,7 +83,8 @@ pub struct EvtDisconnect {
 pub(crate) type Callback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
 
 use crate::broker::{
-    self, mosquitto_callback_register, mosquitto_callback_unregister, mosquitto_client_id,
+    self, mosquitto_callback_register, mosquitto_callback_unregister, mosquitto_client_address,
+    mosquitto_client_id,
 };
 
 /// What the plugin keeps between init and cleanup.
@@ -302,16 +303,27 @@ pub unsafe extern "C" fn on_basic_auth(
         let Some((plugin, event)) = (unsafe { parts::<EvtBasicAuth>(event_data, userdata) }) else {
             return MOSQ_ERR_AUTH;
         };
-        let client_id = if event.client.is_null() {
-            None
+        let (client_id, address) = if event.client.is_null() {
+            (None, None)
         } else {
             // SAFETY: the client pointer is Mosquitto's own, valid for the call;
-            // the returned string is NUL-terminated or null.
-            unsafe { bytes(mosquitto_client_id(event.client)) }
+            // the returned strings are NUL-terminated or null.
+            unsafe {
+                (
+                    bytes(mosquitto_client_id(event.client)),
+                    bytes(mosquitto_client_address(event.client)),
+                )
+            }
         };
         // SAFETY: username and password are NUL-terminated strings or null.
         let (username, password) = unsafe { (bytes(event.username), bytes(event.password)) };
-        let outcome = plugin.basic_auth(event.client as usize, client_id, username, password);
+        let outcome = plugin.basic_auth(
+            event.client as usize,
+            address,
+            client_id,
+            username,
+            password,
+        );
         log_outcome(&outcome);
         match outcome.verdict {
             Verdict::Allow => MOSQ_ERR_SUCCESS,
@@ -490,6 +502,44 @@ mod tests {
         };
         // SAFETY: a valid event and the state from init.
         unsafe { on_acl_check(MOSQ_EVT_ACL_CHECK, (&raw mut event).cast(), userdata) }
+    }
+
+    #[test]
+    fn a_spent_argon2_budget_refuses_at_once_but_never_generated_secrets() {
+        let f = files("budget");
+        let mut opts = options(&[
+            ("keys_file", f.dir.join("keys").display().to_string()),
+            ("devices_file", f.dir.join("devices").display().to_string()),
+            ("argon2_per_second", "0".into()),
+        ]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        let client = c"dev-1";
+        let key = CString::new(f.key.clone()).unwrap();
+        let secret = CString::new(f.secret.clone()).unwrap();
+        // The generated secret needs no Argon2: it connects with no budget at all.
+        assert_eq!(
+            basic_auth(userdata, client, key.as_ptr(), secret.as_ptr()),
+            MOSQ_ERR_SUCCESS,
+            "{}",
+            logged()
+        );
+        // An imported-shaped password would cost an Argon2 run: refused at once.
+        LOG.with(|l| l.borrow_mut().clear());
+        let imported = c"an-imported-password-0123";
+        assert_eq!(
+            basic_auth(userdata, client, key.as_ptr(), imported.as_ptr()),
+            MOSQ_ERR_AUTH
+        );
+        assert!(logged().contains("budget"), "{}", logged());
+        assert!(!logged().contains("an-imported-password"), "{}", logged());
+        let unknown = c"stk_000000000000000000000u";
+        assert_eq!(
+            basic_auth(userdata, client, unknown.as_ptr(), imported.as_ptr()),
+            MOSQ_ERR_AUTH
+        );
+        // SAFETY: the state from init, freed once.
+        unsafe { mosquitto_plugin_cleanup(userdata, ptr::null_mut(), 0) };
     }
 
     #[test]

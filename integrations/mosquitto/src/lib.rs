@@ -17,3 +17,4 @@ mod broker;
 pub mod config;
 pub mod ffi;
 pub mod plugin;
+pub mod throttle;

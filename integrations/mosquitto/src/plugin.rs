@@ -5,10 +5,11 @@ use std::sync::{Mutex, PoisonError};
 
 use structure_access::{
     AccessKey, ApplicationId, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal,
-    VerificationCache,
+    Secret, VerificationCache,
 };
 
 use crate::config::{Config, ConfigError};
+use crate::throttle::Throttle;
 
 /// What the broker is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,7 @@ pub struct Plugin {
     auth: Authenticator,
     rules: structure_access::mqtt::TopicRules,
     sessions: Mutex<HashMap<ConnectionId, Principal>>,
+    throttle: Throttle,
 }
 
 /// A decision with the line for the broker's log (never containing a secret).
@@ -110,6 +112,10 @@ impl Plugin {
             auth,
             rules,
             sessions: Mutex::new(HashMap::new()),
+            throttle: Throttle::new(
+                config.argon2_per_second,
+                config.argon2_per_address_per_second,
+            ),
         })
     }
 
@@ -127,16 +133,19 @@ impl Plugin {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// CONNECT: client id = device ID, username = key, password = secret.
+    /// CONNECT: client id = device ID, username = key, password = secret;
+    /// `address` is the client's, for the Argon2 budget per address.
     pub fn basic_auth(
         &self,
         connection: ConnectionId,
+        address: Option<&[u8]>,
         client_id: Option<&[u8]>,
         username: Option<&[u8]>,
         password: Option<&[u8]>,
     ) -> Outcome {
         // A reconnect on the same connection object must not keep an old principal.
         self.sessions().remove(&connection);
+        let address = address.and_then(|a| std::str::from_utf8(a).ok());
         let client_id = match text(client_id) {
             Ok(id) => id,
             Err(why) => return Outcome::deny(format!("refused: client id {why}")),
@@ -171,25 +180,34 @@ impl Plugin {
         let Some(device) = self.devices.get(&device_id) else {
             // Run the same verification as for a known device, so that the
             // devices file cannot be probed by timing.
-            let _ = self.auth.authenticate_password(
-                self.keys.get(&key),
-                password,
-                &Unlisted(&device_id),
-            );
+            let _ = self.authenticate(&key, password, &Unlisted(&device_id), address);
             return Outcome::deny(format!("refused device `{device_id}`: unknown device"));
         };
-        match self
-            .auth
-            .authenticate_password(self.keys.get(&key), password, device)
-        {
+        match self.authenticate(&key, password, device, address) {
             Ok(principal) => {
                 self.sessions().insert(connection, principal);
                 Outcome::allow(format!(
                     "device `{device_id}` authenticated with access key `{key}`"
                 ))
             }
-            Err(e) => Outcome::deny(refusal(&device_id, &key, &e)),
+            Err(e) => Outcome::deny(refusal(&device_id, self.keys.get(&key), &e)),
         }
+    }
+
+    /// Authenticates with the key's record, if any; Argon2 runs only within
+    /// the budget (the fast scheme and cache hits never ask for it).
+    fn authenticate(
+        &self,
+        key: &KeyId,
+        password: &str,
+        device: &impl structure_access::Device,
+        address: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let secret = Secret::parse_any(password)?;
+        self.auth
+            .authenticate_with(self.keys.get(key), &secret, device, || {
+                self.throttle.permit(address)
+            })
     }
 
     /// An ACL check for `topic` (a topic name, or a filter for subscribe).
@@ -284,11 +302,14 @@ fn shown(text: &str) -> String {
     shown
 }
 
-fn refusal(device: &DeviceId, key: &KeyId, error: &AuthError) -> String {
-    match error {
+fn refusal(device: &DeviceId, record: Option<&AccessKey>, error: &AuthError) -> String {
+    match record {
+        Some(record) => format!(
+            "refused device `{device}` with access key `{}`: {error}",
+            record.key()
+        ),
         // A username that names no key may be anything the client typed, a
         // legacy hex secret in the wrong field included: do not repeat it.
-        AuthError::UnknownKey => format!("refused device `{device}`: {error}"),
-        _ => format!("refused device `{device}` with access key `{key}`: {error}"),
+        None => format!("refused device `{device}`: {error}"),
     }
 }
