@@ -124,12 +124,21 @@ impl Config {
         let max_m = as_u32("hash_max_m", number("hash_max_m", defaults.m.into())?)?;
         let max_t = as_u32("hash_max_t", number("hash_max_t", defaults.t.into())?)?;
         let max_p = as_u32("hash_max_p", number("hash_max_p", defaults.p.into())?)?;
-        let policy = HashPolicy::default()
-            .with_bounds(max_m, max_t, max_p)
-            .map_err(|e| ConfigError::BadOption {
-                name: "hash_max_m".into(),
-                reason: e.to_string(),
-            })?;
+        // Explicit bounds replace the default ones (which also bound m × t to
+        // four times the policy's work).
+        let explicit = ["hash_max_m", "hash_max_t", "hash_max_p"]
+            .iter()
+            .any(|name| get(name).is_some());
+        let policy = if explicit {
+            HashPolicy::default()
+                .with_bounds(max_m, max_t, max_p)
+                .map_err(|e| ConfigError::BadOption {
+                    name: "hash_max_m".into(),
+                    reason: e.to_string(),
+                })?
+        } else {
+            HashPolicy::default()
+        };
         let cache_capacity =
             usize::try_from(number("cache_capacity", 10_000)?).unwrap_or(usize::MAX);
         let pool_size = usize::try_from(number("pool_size", 1)?).unwrap_or(1).max(1);
