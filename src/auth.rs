@@ -463,7 +463,9 @@ impl Authenticator {
         } else {
             &self.fast_dummy
         };
-        // The outcome is ignored: only the work counts.
+        // The same steps as for a stored verifier; the outcome is ignored: only
+        // the work counts.
+        let _ = self.policy.check_for(dummy, secret);
         let _ = self.verify_uncached(dummy, secret);
         Ok(())
     }
