@@ -255,9 +255,7 @@ mod wire {
 
     /// Reads at most [`MAX_DEVICE_TAGS`] tags: a longer list is refused as soon
     /// as the limit is passed, so memory stays bounded.
-    fn bounded_tags<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Tags, D::Error> {
+    fn bounded_tags<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Tags, D::Error> {
         struct BoundedTags;
         impl<'de> Visitor<'de> for BoundedTags {
             type Value = Tags;
