@@ -346,7 +346,7 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         "a forged state was delivered: {open_seen}"
     );
     assert!(
-        log().contains("Write `structure/car-1/state` denied"),
+        log().contains("publish `structure/car-1/state`"),
         "{}",
         log()
     );
