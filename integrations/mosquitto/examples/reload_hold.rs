@@ -224,11 +224,7 @@ fn main() {
     for s in &mut sessions[REVOKED..] {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     }
-    let still = sessions[REVOKED..]
-        .iter_mut()
-        .take(50)
-        .map(|s| ping(s))
-        .count();
+    let still = sessions[REVOKED..].iter_mut().take(50).map(ping).count();
     let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
