@@ -668,6 +668,56 @@ fn invalid_topics_and_filters_are_errors() {
 // ---------------------------------------------------------------- subscribe
 
 #[test]
+fn shared_subscriptions_are_decided_on_their_filter() {
+    let dir = Directory::new();
+    let p = restricted(AdditionalTopics::None);
+    for (f, expected) in [
+        ("$share/g/structure/+/state", Filter),
+        ("$share/g/structure/gw/state", Allow),
+        ("$share/group-1/structure/north1/command", Allow),
+        ("$share/g/structure/south1/state", Deny),
+        ("$share/g/structure/unknown/state", Deny),
+        ("$share/g/fleet/gps", Deny),
+        ("$share/g/structure/gw/other", Deny),
+    ] {
+        assert_eq!(subscribe(&p, f, &dir), expected, "`{f}`");
+        let inner = f.splitn(3, '/').nth(2).unwrap();
+        assert_eq!(subscribe(&p, inner, &dir), expected, "`{inner}`");
+    }
+    let p = unrestricted(AdditionalTopics::None);
+    assert_eq!(subscribe(&p, "$share/g/structure/+/state", &dir), Allow);
+    assert_eq!(subscribe(&p, "$share/g/structure/#", &dir), Allow);
+    // Other `$` filters are not shared subscriptions.
+    assert_eq!(subscribe(&p, "$shared/g/structure/+/state", &dir), Deny);
+    assert_eq!(subscribe(&p, "$SYS/#", &dir), Deny);
+    let rules = rules();
+    for malformed in [
+        "$share",
+        "$share/",
+        "$share/g",
+        "$share/g/",
+        "$share//structure/gw/state",
+        "$share/+/structure/gw/state",
+        "$share/#",
+        "$share/a+b/structure/gw/state",
+        "$share/g/structure/#/state",
+        "$share/g/a\0",
+    ] {
+        let err = p.may_subscribe(&rules, malformed, &dir).unwrap_err();
+        assert_eq!(err.kind(), TopicKind::Filter, "`{malformed}`: {err}");
+    }
+    let err = p.may_subscribe(&rules, "$share/g", &dir).unwrap_err();
+    assert!(
+        matches!(err, TopicError::SharedSubscription { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "malformed shared subscription `$share/g`, expected `$share/{group}/{filter}` with a group of at least one character without `/`, `+` or `#`, and a filter"
+    );
+}
+
+#[test]
 fn exact_subscriptions_are_classified_like_topics() {
     let dir = Directory::new();
     let p = restricted(AdditionalTopics::None);

@@ -65,6 +65,11 @@
 //!   [`may_receive`](Principal::may_receive) allows it, so neither out-of-scope
 //!   devices nor other applications' devices ever leak through a wildcard.
 //!
+//! A shared subscription, `$share/{group}/{filter}` (MQTT 5 §4.8.2), is
+//! decided on its `{filter}`: the group grants nothing. A malformed one (no
+//! group, a group holding `+` or `#`, no filter) is an error,
+//! [`TopicError::SharedSubscription`].
+//!
 //! ```
 //! use std::collections::HashMap;
 //! use structure_access::mqtt::{Decision, TopicRules};

@@ -724,15 +724,21 @@ impl Principal {
     ///    [`may_receive`](Self::may_receive) says so);
     /// 3. otherwise `Allow`.
     ///
-    /// Errors only for an invalid topic filter. MQTT 5 shared subscriptions
-    /// (`$share/{group}/{filter}`) should be asked about their `{filter}`.
+    /// A shared subscription, `$share/{group}/{filter}` (MQTT 5 §4.8.2, also
+    /// accepted by brokers from MQTT 3.1.1 clients), is decided on its
+    /// `{filter}`: the group only spreads messages among its members, so it
+    /// grants nothing. A `$share` filter without a group, with a group holding
+    /// `+` or `#`, or without a filter is an error
+    /// ([`TopicError::SharedSubscription`]).
+    ///
+    /// Errors only for an invalid topic filter.
     pub fn may_subscribe<L: DeviceDirectory + ?Sized>(
         &self,
         rules: &TopicRules,
         filter: &str,
         devices: &L,
     ) -> Result<Decision, TopicError> {
-        let filter = TopicFilter::new(filter)?;
+        let filter = TopicFilter::new(shared_subscription_filter(filter)?)?;
         let topics = self.additional_topics();
         if let Some(topic) = filter.as_topic() {
             return Ok(match rules.classify(topic) {
@@ -824,5 +830,31 @@ impl Principal {
                     .tags()
                     .any(|(key, value)| restriction.matches_tag(key, value))
         })
+    }
+}
+
+/// The `{filter}` of a shared subscription `$share/{group}/{filter}`, or the
+/// whole text for any other filter. Per MQTT 5 §4.8.2 the group is at least one
+/// character without `/`, `+` or `#`, and a filter follows it.
+fn shared_subscription_filter(text: &str) -> Result<&str, TopicError> {
+    if !text.starts_with("$share") {
+        return Ok(text);
+    }
+    // The whole text must be a valid filter too (no NUL, no stray wildcard).
+    TopicFilter::new(text)?;
+    let Some(rest) = text.strip_prefix("$share/") else {
+        return if text == "$share" {
+            Err(TopicError::shared_subscription(text))
+        } else {
+            Ok(text)
+        };
+    };
+    match rest.split_once('/') {
+        Some((group, filter))
+            if !group.is_empty() && !group.contains(['+', '#']) && !filter.is_empty() =>
+        {
+            Ok(filter)
+        }
+        _ => Err(TopicError::shared_subscription(text)),
     }
 }

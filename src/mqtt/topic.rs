@@ -119,6 +119,15 @@ pub enum TopicError {
         /// The text around it, shortened.
         text: String,
     },
+    /// A shared subscription (`$share/{group}/{filter}`) without a group, with
+    /// a group holding `+` or `#`, or without a filter (MQTT 5 §4.8.2).
+    #[error(
+        "malformed shared subscription `{text}`, expected `$share/{{group}}/{{filter}}` with a group of at least one character without `/`, `+` or `#`, and a filter"
+    )]
+    SharedSubscription {
+        /// The filter, shortened.
+        text: String,
+    },
     /// A prefix holding `/`, `+` or `#`: a prefix is one literal level.
     #[error(
         "unexpected `{found}` at byte {offset} of topic prefix `{text}`, expected a single topic level without `/`, `+` or `#`"
@@ -134,10 +143,16 @@ pub enum TopicError {
 }
 
 impl TopicError {
+    pub(crate) fn shared_subscription(text: &str) -> Self {
+        Self::SharedSubscription {
+            text: snippet(text, 0),
+        }
+    }
+
     /// The byte offset of the problem, if it is at one place.
     pub fn offset(&self) -> Option<usize> {
         match self {
-            Self::Empty { .. } | Self::TooLong { .. } => None,
+            Self::Empty { .. } | Self::TooLong { .. } | Self::SharedSubscription { .. } => None,
             Self::Nul { offset, .. }
             | Self::WildcardInName { offset, .. }
             | Self::WildcardNotALevel { offset, .. }
@@ -151,7 +166,9 @@ impl TopicError {
         match self {
             Self::Empty { kind } | Self::TooLong { kind, .. } | Self::Nul { kind, .. } => *kind,
             Self::WildcardInName { .. } => TopicKind::Name,
-            Self::WildcardNotALevel { .. } | Self::HashNotLast { .. } => TopicKind::Filter,
+            Self::WildcardNotALevel { .. }
+            | Self::HashNotLast { .. }
+            | Self::SharedSubscription { .. } => TopicKind::Filter,
             Self::PrefixNotALevel { .. } => TopicKind::Prefix,
         }
     }

@@ -26,7 +26,10 @@ mod real {
             event_data: *const c_void,
         ) -> c_int;
         pub fn mosquitto_client_id(client: *const Client) -> *const c_char;
+        pub fn mosquitto_client_username(client: *const Client) -> *const c_char;
         pub fn mosquitto_client_address(client: *const Client) -> *const c_char;
+        pub fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool)
+        -> c_int;
         fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
     }
 
@@ -47,6 +50,16 @@ pub(crate) mod fake {
     thread_local! {
         pub static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
         pub static REGISTERED: RefCell<Vec<c_int>> = const { RefCell::new(Vec::new()) };
+        /// Client ids kicked, with `with_will`.
+        pub static KICKED: RefCell<Vec<(String, bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The fake broker's client: its client id, username and address.
+    #[repr(C)]
+    pub struct FakeClient {
+        pub id: *const c_char,
+        pub username: *const c_char,
+        pub address: *const c_char,
     }
 
     pub unsafe fn mosquitto_callback_register(
@@ -70,14 +83,40 @@ pub(crate) mod fake {
         0
     }
 
-    /// The fake broker's client *is* its NUL-terminated client id.
+    /// # Safety
+    /// `client` points to a [`FakeClient`].
     pub unsafe fn mosquitto_client_id(client: *const Client) -> *const c_char {
-        client.cast()
+        // SAFETY: per the contract, a valid FakeClient.
+        unsafe { (*client.cast::<FakeClient>()).id }
     }
 
-    /// Every fake client connects from the same address.
-    pub unsafe fn mosquitto_client_address(_client: *const Client) -> *const c_char {
-        c"127.0.0.1".as_ptr()
+    /// # Safety
+    /// `client` points to a [`FakeClient`].
+    pub unsafe fn mosquitto_client_username(client: *const Client) -> *const c_char {
+        // SAFETY: per the contract, a valid FakeClient.
+        unsafe { (*client.cast::<FakeClient>()).username }
+    }
+
+    /// # Safety
+    /// `client` points to a [`FakeClient`].
+    pub unsafe fn mosquitto_client_address(client: *const Client) -> *const c_char {
+        // SAFETY: per the contract, a valid FakeClient.
+        unsafe { (*client.cast::<FakeClient>()).address }
+    }
+
+    /// # Safety
+    /// `clientid` is a NUL-terminated string.
+    pub unsafe fn mosquitto_kick_client_by_clientid(
+        clientid: *const c_char,
+        with_will: bool,
+    ) -> c_int {
+        // SAFETY: per the contract.
+        let id = unsafe { std::ffi::CStr::from_ptr(clientid) };
+        KICKED.with(|k| {
+            k.borrow_mut()
+                .push((id.to_string_lossy().into_owned(), with_will))
+        });
+        0
     }
 
     pub fn log_line(_level: c_int, line: &std::ffi::CStr) {

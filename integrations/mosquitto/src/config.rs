@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use structure_access::{AccessKey, DeviceId, DeviceRecord, HashPolicy, KeyId};
 
@@ -54,21 +55,29 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What the plugin is configured with.
+/// What the plugin is configured with (the options; the files are read by
+/// [`read_keys`] and [`read_devices`], at start and at each reload).
 #[derive(Debug)]
 pub struct Config {
-    /// Key records by key id.
-    pub keys: HashMap<KeyId, AccessKey>,
-    /// Devices by ID.
-    pub devices: HashMap<DeviceId, DeviceRecord>,
+    /// The keys file (`plugin_opt_keys_file`).
+    pub keys_file: PathBuf,
+    /// The devices file (`plugin_opt_devices_file`).
+    pub devices_file: PathBuf,
     /// Hash policy (its bounds come from the options).
     pub policy: HashPolicy,
     /// Topic prefix of the device topics.
     pub topic_prefix: String,
     /// Verification cache capacity (0 disables the cache).
     pub cache_capacity: usize,
-    /// Argon2 memory pool size.
+    /// Argon2 memory pool size (at least 1).
     pub pool_size: usize,
+    /// How often the files' modification times are checked (`None`: only
+    /// SIGHUP reloads them).
+    pub reload_interval: Option<Duration>,
+    /// Whether a username that is not a known access key, and ACL checks of
+    /// connections this plugin did not authenticate, are left to the other
+    /// authentication sources (`MOSQ_ERR_PLUGIN_DEFER`) instead of refused.
+    pub defer_unknown: bool,
     /// Argon2 verifications allowed per second in the whole broker.
     pub argon2_per_second: u32,
     /// Argon2 verifications allowed per second per client address.
@@ -83,6 +92,9 @@ pub const DEFAULT_ARGON2_PER_ADDRESS_PER_SECOND: u32 = 2;
 /// Longest line accepted in the keys and devices files.
 const MAX_LINE: usize = 1 << 20;
 
+/// Longest `plugin_opt_reload_interval`: a day.
+const MAX_RELOAD_INTERVAL: u64 = 86_400;
+
 impl Config {
     /// Reads the options (`name`, `value`) given as `plugin_opt_name value`.
     pub fn from_options(options: &[(String, String)]) -> Result<Self, ConfigError> {
@@ -96,7 +108,7 @@ impl Config {
         for (name, _) in options {
             if !KNOWN_OPTIONS.contains(&name.as_str()) {
                 return Err(ConfigError::BadOption {
-                    name: name.clone(),
+                    name: excerpt(name),
                     reason: format!(
                         "unknown option, expected one of {}",
                         KNOWN_OPTIONS.join(", ")
@@ -106,42 +118,79 @@ impl Config {
         }
         let keys_file = get("keys_file").ok_or(ConfigError::MissingOption("keys_file"))?;
         let devices_file = get("devices_file").ok_or(ConfigError::MissingOption("devices_file"))?;
+        let bad = |name: &str, reason: String| ConfigError::BadOption {
+            name: name.into(),
+            reason,
+        };
         let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
             get(name).map_or(Ok(default), |v| {
-                v.parse().map_err(|_| ConfigError::BadOption {
-                    name: name.into(),
-                    reason: format!("`{v}` is not a whole number"),
-                })
+                v.parse()
+                    .map_err(|_| bad(name, format!("`{}` is not a whole number", excerpt(v))))
             })
         };
-        let defaults = HashPolicy::default().bounds();
+        let defaults = HashPolicy::default();
+        let (params, bounds) = (defaults.params(), defaults.bounds());
         let as_u32 = |name: &str, v: u64| {
-            u32::try_from(v).map_err(|_| ConfigError::BadOption {
-                name: name.into(),
-                reason: format!("`{v}` is too large"),
-            })
+            u32::try_from(v).map_err(|_| bad(name, format!("`{v}` is too large")))
         };
-        let max_m = as_u32("hash_max_m", number("hash_max_m", defaults.m.into())?)?;
-        let max_t = as_u32("hash_max_t", number("hash_max_t", defaults.t.into())?)?;
-        let max_p = as_u32("hash_max_p", number("hash_max_p", defaults.p.into())?)?;
+        let max_m = as_u32("hash_max_m", number("hash_max_m", bounds.m.into())?)?;
+        let max_t = as_u32("hash_max_t", number("hash_max_t", bounds.t.into())?)?;
+        let max_p = as_u32("hash_max_p", number("hash_max_p", bounds.p.into())?)?;
         // Explicit bounds replace the default ones (which also bound m × t to
-        // four times the policy's work).
+        // four times the work of new verifiers).
         let explicit = ["hash_max_m", "hash_max_t", "hash_max_p"]
             .iter()
             .any(|name| get(name).is_some());
-        let policy = if explicit {
-            HashPolicy::default()
-                .with_bounds(max_m, max_t, max_p)
-                .map_err(|e| ConfigError::BadOption {
-                    name: "hash_max_m".into(),
-                    reason: e.to_string(),
-                })?
+        let policy = if !explicit {
+            defaults.clone()
         } else {
             HashPolicy::default()
+                .with_bounds(max_m, max_t, max_p)
+                .map_err(|e| {
+                    // Name the bound below the parameters of new verifiers.
+                    let name = if max_m < params.m {
+                        "hash_max_m"
+                    } else if max_t < params.t {
+                        "hash_max_t"
+                    } else if max_p < params.p {
+                        "hash_max_p"
+                    } else {
+                        "hash_max_m"
+                    };
+                    bad(name, e.to_string())
+                })?
         };
         let cache_capacity =
             usize::try_from(number("cache_capacity", 10_000)?).unwrap_or(usize::MAX);
-        let pool_size = usize::try_from(number("pool_size", 1)?).unwrap_or(1).max(1);
+        let pool_size = number("pool_size", 1)?;
+        if pool_size == 0 {
+            return Err(bad(
+                "pool_size",
+                "`0` is too small, expected at least 1".into(),
+            ));
+        }
+        let pool_size = usize::try_from(pool_size)
+            .map_err(|_| bad("pool_size", format!("`{pool_size}` is too large")))?;
+        let reload_interval = match number("reload_interval", 0)? {
+            0 => None,
+            n if n > MAX_RELOAD_INTERVAL => {
+                return Err(bad(
+                    "reload_interval",
+                    format!("`{n}` is too large, expected at most {MAX_RELOAD_INTERVAL} seconds"),
+                ));
+            }
+            n => Some(Duration::from_secs(n)),
+        };
+        let defer_unknown = match get("defer_unknown") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(bad(
+                    "defer_unknown",
+                    format!("`{}` is not `true` or `false`", excerpt(other)),
+                ));
+            }
+        };
         let topic_prefix = get("topic_prefix").unwrap_or("structure").to_owned();
         let argon2_per_second = as_u32(
             "argon2_per_second",
@@ -155,12 +204,14 @@ impl Config {
             )?,
         )?;
         Ok(Self {
-            keys: read_keys(Path::new(keys_file))?,
-            devices: read_devices(Path::new(devices_file))?,
+            keys_file: keys_file.into(),
+            devices_file: devices_file.into(),
             policy,
             topic_prefix,
             cache_capacity,
             pool_size,
+            reload_interval,
+            defer_unknown,
             argon2_per_second,
             argon2_per_address_per_second,
         })
@@ -176,9 +227,71 @@ const KNOWN_OPTIONS: &[&str] = &[
     "hash_max_p",
     "cache_capacity",
     "pool_size",
+    "reload_interval",
+    "defer_unknown",
     "argon2_per_second",
     "argon2_per_address_per_second",
 ];
+
+/// At most 64 characters of `text`, for a message, escaped with [`escape`].
+pub fn excerpt(text: &str) -> String {
+    let mut shown = escape(&text.chars().take(64).collect::<String>());
+    if text.chars().nth(64).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// `text` with every character that could forge or disguise a log line
+/// escaped as `\u{…}`: control characters (line breaks included), the Unicode
+/// line and paragraph separators, bidirectional formatting characters, and
+/// the backslash and backtick that delimit quoted input.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let hidden = c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' // line and paragraph separators
+                | '\u{061C}' | '\u{200E}' | '\u{200F}' // ALM, LRM, RLM
+                | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
+                | '\u{2066}'..='\u{2069}' // LRI, RLI, FSI, PDI
+                | '\u{FEFF}' | '\u{200B}'..='\u{200D}' // zero-width
+                | '\\' | '`'
+            );
+        if hidden {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What identifies a version of a file without reading it: modification
+/// time, length and inode. A reload on tick happens when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now (`None` if it cannot be read).
+    pub fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode,
+        })
+    }
+}
 
 /// Calls `each(line_number, line)` for every non-empty, non-comment line.
 fn for_each_line(
@@ -207,12 +320,17 @@ fn for_each_line(
     Ok(())
 }
 
-/// One access key record (the core's JSON) per line.
-pub fn read_keys(path: &Path) -> Result<HashMap<KeyId, AccessKey>, ConfigError> {
+/// One access key record (the core's JSON) per line; `check` is asked about
+/// each record (the hash policy), and its refusal names the file and line.
+pub fn read_keys(
+    path: &Path,
+    check: impl Fn(&AccessKey) -> Result<(), String>,
+) -> Result<HashMap<KeyId, AccessKey>, ConfigError> {
     let mut keys = HashMap::new();
     for_each_line(path, |_, line| {
         let record: AccessKey = serde_json::from_str(line).map_err(|e| e.to_string())?;
         let key = *record.key();
+        check(&record).map_err(|e| format!("access key `{key}`: {e}"))?;
         if keys.insert(key, record).is_some() {
             return Err(format!("access key `{key}` appears twice"));
         }

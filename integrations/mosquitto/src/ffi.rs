@@ -15,8 +15,11 @@ const MOSQ_ERR_INVAL: c_int = 3;
 const MOSQ_ERR_AUTH: c_int = 11;
 const MOSQ_ERR_ACL_DENIED: c_int = 12;
 const MOSQ_ERR_UNKNOWN: c_int = 13;
+const MOSQ_ERR_PLUGIN_DEFER: c_int = 17;
+const MOSQ_EVT_RELOAD: c_int = 1;
 const MOSQ_EVT_ACL_CHECK: c_int = 2;
 const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+const MOSQ_EVT_TICK: c_int = 9;
 const MOSQ_EVT_DISCONNECT: c_int = 10;
 const MOSQ_ACL_READ: c_int = 0x01;
 const MOSQ_ACL_WRITE: c_int = 0x02;
@@ -71,6 +74,26 @@ pub struct EvtAclCheck {
     future2: [*mut c_void; 4],
 }
 
+/// `struct mosquitto_evt_reload`.
+#[repr(C)]
+pub struct EvtReload {
+    future: *mut c_void,
+    options: *mut Opt,
+    option_count: c_int,
+    future2: [*mut c_void; 4],
+}
+
+/// `struct mosquitto_evt_tick`.
+#[repr(C)]
+pub struct EvtTick {
+    future: *mut c_void,
+    now_ns: std::ffi::c_long,
+    next_ns: std::ffi::c_long,
+    now_s: i64,
+    next_s: i64,
+    future2: [*mut c_void; 4],
+}
+
 /// `struct mosquitto_evt_disconnect`.
 #[repr(C)]
 pub struct EvtDisconnect {
@@ -84,8 +107,9 @@ pub(crate) type Callback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void)
 
 use crate::broker::{
     self, mosquitto_callback_register, mosquitto_callback_unregister, mosquitto_client_address,
-    mosquitto_client_id,
+    mosquitto_client_id, mosquitto_client_username, mosquitto_kick_client_by_clientid,
 };
+use crate::plugin::{Level, Reload};
 
 /// What the plugin keeps between init and cleanup.
 struct State {
@@ -106,10 +130,61 @@ fn log_outcome(outcome: &Outcome) {
     if let Some(line) = &outcome.log {
         let level = match outcome.verdict {
             // Mosquitto logs every accepted client itself; ours is detail.
-            Verdict::Allow => MOSQ_LOG_DEBUG,
+            Verdict::Allow | Verdict::Defer => MOSQ_LOG_DEBUG,
             Verdict::Deny => MOSQ_LOG_NOTICE,
         };
         log(level, line);
+    }
+}
+
+/// Logs what a reload did, then disconnects the revoked live clients (after
+/// the plugin's lock is released: a kick runs our DISCONNECT callback).
+fn finish_reload(report: &Reload) {
+    for (level, line) in &report.log {
+        let level = match level {
+            Level::Debug => MOSQ_LOG_DEBUG,
+            Level::Info => MOSQ_LOG_INFO,
+            Level::Notice => MOSQ_LOG_NOTICE,
+            Level::Error => MOSQ_LOG_ERR,
+        };
+        log(level, line);
+    }
+    for id in &report.kick {
+        // Device IDs hold no NUL.
+        let Ok(id) = CString::new(id.as_str()) else {
+            continue;
+        };
+        // SAFETY: a NUL-terminated string that outlives the call; Mosquitto
+        // copies nothing and keeps no pointer to it. Without the will: the
+        // key no longer speaks for the device.
+        let rc = unsafe { mosquitto_kick_client_by_clientid(id.as_ptr(), false) };
+        if rc != MOSQ_ERR_SUCCESS {
+            log(
+                MOSQ_LOG_DEBUG,
+                &format!("client `{}` was not connected", id.to_string_lossy()),
+            );
+        }
+    }
+}
+
+/// What the broker knows of `client`: its id, username and address.
+///
+/// # Safety
+/// `client` is null or Mosquitto's own client, valid for the call; the
+/// returned strings are used only during the call.
+unsafe fn client_info<'a>(client: *const Client) -> crate::plugin::Client<'a> {
+    if client.is_null() {
+        return crate::plugin::Client::default();
+    }
+    // SAFETY: a valid client; each function returns a NUL-terminated string
+    // owned by the client, or null.
+    unsafe {
+        crate::plugin::Client {
+            connection: client as usize,
+            id: bytes(mosquitto_client_id(client)),
+            username: bytes(mosquitto_client_username(client)),
+            address: bytes(mosquitto_client_address(client)),
+        }
     }
 }
 
@@ -217,10 +292,12 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
     })
 }
 
-const CALLBACKS: [(c_int, Callback); 3] = [
+const CALLBACKS: [(c_int, Callback); 5] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
     (MOSQ_EVT_ACL_CHECK, on_acl_check),
     (MOSQ_EVT_DISCONNECT, on_disconnect),
+    (MOSQ_EVT_RELOAD, on_reload),
+    (MOSQ_EVT_TICK, on_tick),
 ];
 
 /// # Safety
@@ -303,31 +380,19 @@ pub unsafe extern "C" fn on_basic_auth(
         let Some((plugin, event)) = (unsafe { parts::<EvtBasicAuth>(event_data, userdata) }) else {
             return MOSQ_ERR_AUTH;
         };
-        let (client_id, address) = if event.client.is_null() {
-            (None, None)
-        } else {
-            // SAFETY: the client pointer is Mosquitto's own, valid for the call;
-            // the returned strings are NUL-terminated or null.
-            unsafe {
-                (
-                    bytes(mosquitto_client_id(event.client)),
-                    bytes(mosquitto_client_address(event.client)),
-                )
-            }
-        };
+        // SAFETY: the client pointer is Mosquitto's own (or null), valid for the call.
+        let mut client = unsafe { client_info(event.client) };
         // SAFETY: username and password are NUL-terminated strings or null.
         let (username, password) = unsafe { (bytes(event.username), bytes(event.password)) };
-        let outcome = plugin.basic_auth(
-            event.client as usize,
-            address,
-            client_id,
-            username,
-            password,
-        );
+        // The event's username is the one being checked (the client's is
+        // set from it only after a successful check).
+        client.username = username;
+        let outcome = plugin.basic_auth(client, password);
         log_outcome(&outcome);
         match outcome.verdict {
             Verdict::Allow => MOSQ_ERR_SUCCESS,
             Verdict::Deny => MOSQ_ERR_AUTH,
+            Verdict::Defer => MOSQ_ERR_PLUGIN_DEFER,
         }
     })
 }
@@ -354,13 +419,15 @@ pub unsafe extern "C" fn on_acl_check(
             MOSQ_ACL_UNSUBSCRIBE => Access::Unsubscribe,
             _ => return MOSQ_ERR_ACL_DENIED,
         };
-        // SAFETY: the topic is a NUL-terminated string or null.
-        let topic = unsafe { bytes(event.topic) };
-        let outcome = plugin.acl_check(event.client as usize, access, topic);
+        // SAFETY: the topic is a NUL-terminated string or null; the client
+        // pointer is Mosquitto's own (or null), valid for the call.
+        let (topic, client) = unsafe { (bytes(event.topic), client_info(event.client)) };
+        let outcome = plugin.acl_check(client, access, topic);
         log_outcome(&outcome);
         match outcome.verdict {
             Verdict::Allow => MOSQ_ERR_SUCCESS,
             Verdict::Deny => MOSQ_ERR_ACL_DENIED,
+            Verdict::Defer => MOSQ_ERR_PLUGIN_DEFER,
         }
     })
 }
@@ -378,7 +445,52 @@ pub unsafe extern "C" fn on_disconnect(
     guarded(MOSQ_ERR_SUCCESS, || {
         // SAFETY: Mosquitto passes its event and our state, per the contract.
         if let Some((plugin, event)) = unsafe { parts::<EvtDisconnect>(event_data, userdata) } {
-            plugin.disconnect(event.client as usize);
+            // SAFETY: the client pointer is Mosquitto's own (or null), valid for the call.
+            plugin.disconnect(unsafe { client_info(event.client) });
+        }
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+/// `MOSQ_EVT_RELOAD` (SIGHUP): read the files again, re-evaluate every
+/// session, disconnect the revoked ones. Mosquitto's new options are ignored
+/// (they take a restart).
+///
+/// # Safety
+/// Mosquitto's contract: `event_data` is a `mosquitto_evt_reload` and
+/// `userdata` the state from init (either may be null).
+pub unsafe extern "C" fn on_reload(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        // SAFETY: Mosquitto passes its event and our state, per the contract.
+        if let Some((plugin, _)) = unsafe { parts::<EvtReload>(event_data, userdata) } {
+            finish_reload(&plugin.reload());
+        }
+        // A failed reload keeps the previous state: the broker goes on.
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+/// `MOSQ_EVT_TICK` (about every 100 ms): with `plugin_opt_reload_interval`,
+/// reload when the files changed.
+///
+/// # Safety
+/// Mosquitto's contract: `event_data` is a `mosquitto_evt_tick` and
+/// `userdata` the state from init (either may be null).
+pub unsafe extern "C" fn on_tick(
+    _event: c_int,
+    event_data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        // SAFETY: Mosquitto passes its event and our state, per the contract.
+        if let Some((plugin, _)) = unsafe { parts::<EvtTick>(event_data, userdata) }
+            && let Some(report) = plugin.tick(std::time::Instant::now())
+        {
+            finish_reload(&report);
         }
         MOSQ_ERR_SUCCESS
     })
@@ -387,46 +499,114 @@ pub unsafe extern "C" fn on_disconnect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::fake::{LOG, REGISTERED};
+    use crate::broker::fake::{FakeClient, KICKED, LOG, REGISTERED};
     use rand_chacha::ChaCha20Rng;
     use rand_chacha::rand_core::SeedableRng;
-    use structure_access::{AccessKey, HashPolicy, Scope};
+    use structure_access::{AccessKey, HashPolicy, KeyStatus, Restriction, Scope};
 
     fn logged() -> String {
         LOG.with(|l| l.borrow().join("\n"))
     }
 
-    struct Files {
-        dir: std::path::PathBuf,
-        secret: String,
-        key: String,
+    fn clear() {
+        LOG.with(|l| l.borrow_mut().clear());
+        KICKED.with(|k| k.borrow_mut().clear());
     }
 
-    fn files(name: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!("structure-ffi-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
-        let new = AccessKey::generate(
-            &mut ChaCha20Rng::seed_from_u64(1),
-            "app1".parse().unwrap(),
-            Scope::Unrestricted,
-            &policy,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("keys"),
-            serde_json::to_string(&new.record).unwrap(),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("devices"),
-            "{\"id\": \"dev-1\", \"application\": \"app1\"}\n",
-        )
-        .unwrap();
-        Files {
-            secret: new.secret.expose_secret().to_owned(),
-            key: new.record.key().to_string(),
-            dir,
+    fn kicked() -> Vec<(String, bool)> {
+        KICKED.with(|k| k.borrow().clone())
+    }
+
+    fn policy() -> HashPolicy {
+        HashPolicy::default().with_params(64, 1, 1).unwrap()
+    }
+
+    /// A key record (as a line of the keys file) and its secret.
+    struct Key {
+        record: AccessKey,
+        id: CString,
+        secret: CString,
+    }
+
+    impl Key {
+        fn new(seed: u64, scope: Scope) -> Self {
+            let new = AccessKey::generate(
+                &mut ChaCha20Rng::seed_from_u64(seed),
+                "app1".parse().unwrap(),
+                scope,
+                &policy(),
+            )
+            .unwrap();
+            Self {
+                id: CString::new(new.record.key().to_string()).unwrap(),
+                secret: CString::new(new.secret.expose_secret()).unwrap(),
+                record: new.record,
+            }
+        }
+
+        fn line(&self) -> String {
+            serde_json::to_string(&self.record).unwrap()
+        }
+    }
+
+    struct Files {
+        dir: std::path::PathBuf,
+    }
+
+    impl Files {
+        fn new(name: &str, keys: &[String], devices: &[&str]) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("structure-ffi-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let files = Self { dir };
+            files.write(keys, devices);
+            files
+        }
+
+        fn write(&self, keys: &[String], devices: &[&str]) {
+            std::fs::write(self.keys(), keys.join("\n") + "\n").unwrap();
+            let devices: String = devices
+                .iter()
+                .map(|d| {
+                    let (id, tags) = d.split_once(':').unwrap_or((d, ""));
+                    let tags: Vec<String> = tags
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(|t| {
+                            let (k, v) = t.split_once('=').unwrap();
+                            format!("{{\"key\": \"{k}\", \"value\": \"{v}\"}}")
+                        })
+                        .collect();
+                    format!(
+                        "{{\"id\": \"{id}\", \"application\": \"app1\", \"tags\": [{}]}}\n",
+                        tags.join(", ")
+                    )
+                })
+                .collect();
+            std::fs::write(self.devices(), devices).unwrap();
+        }
+
+        fn keys(&self) -> std::path::PathBuf {
+            self.dir.join("keys")
+        }
+
+        fn devices(&self) -> std::path::PathBuf {
+            self.dir.join("devices")
+        }
+
+        fn options(&self, extra: &[(&str, &str)]) -> Options {
+            let mut pairs = vec![
+                ("keys_file", self.keys().display().to_string()),
+                ("devices_file", self.devices().display().to_string()),
+            ];
+            pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            options(&pairs)
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 
@@ -470,15 +650,30 @@ mod tests {
         (rc, userdata)
     }
 
+    fn cleanup(userdata: *mut c_void) {
+        // SAFETY: the state from init, freed exactly once.
+        let rc = unsafe { mosquitto_plugin_cleanup(userdata, ptr::null_mut(), 0) };
+        assert_eq!(rc, MOSQ_ERR_SUCCESS);
+    }
+
+    /// A fake broker client: client id and username (as the broker keeps them).
+    fn client(id: &CStr, username: &CStr) -> FakeClient {
+        FakeClient {
+            id: id.as_ptr(),
+            username: username.as_ptr(),
+            address: c"192.0.2.7".as_ptr(),
+        }
+    }
+
     fn basic_auth(
         userdata: *mut c_void,
-        client: &CStr,
+        client: &FakeClient,
         user: *const c_char,
         pass: *const c_char,
     ) -> c_int {
         let mut event = EvtBasicAuth {
             future: ptr::null_mut(),
-            client: client.as_ptr().cast_mut().cast(),
+            client: ptr::from_ref(client).cast_mut().cast(),
             username: user.cast_mut(),
             password: pass.cast_mut(),
             future2: [ptr::null_mut(); 4],
@@ -487,10 +682,20 @@ mod tests {
         unsafe { on_basic_auth(MOSQ_EVT_BASIC_AUTH, (&raw mut event).cast(), userdata) }
     }
 
-    fn acl(userdata: *mut c_void, client: &CStr, access: c_int, topic: *const c_char) -> c_int {
+    /// CONNECT of `client` with its own username and `secret`.
+    fn connect(userdata: *mut c_void, client: &FakeClient, secret: &CStr) -> c_int {
+        basic_auth(userdata, client, client.username, secret.as_ptr())
+    }
+
+    fn acl(
+        userdata: *mut c_void,
+        client: &FakeClient,
+        access: c_int,
+        topic: *const c_char,
+    ) -> c_int {
         let mut event = EvtAclCheck {
             future: ptr::null_mut(),
-            client: client.as_ptr().cast_mut().cast(),
+            client: ptr::from_ref(client).cast_mut().cast(),
             topic,
             payload: ptr::null(),
             properties: ptr::null_mut(),
@@ -504,42 +709,46 @@ mod tests {
         unsafe { on_acl_check(MOSQ_EVT_ACL_CHECK, (&raw mut event).cast(), userdata) }
     }
 
-    #[test]
-    fn a_spent_argon2_budget_refuses_at_once_but_never_generated_secrets() {
-        let f = files("budget");
-        let mut opts = options(&[
-            ("keys_file", f.dir.join("keys").display().to_string()),
-            ("devices_file", f.dir.join("devices").display().to_string()),
-            ("argon2_per_second", "0".into()),
-        ]);
-        let (rc, userdata) = init(&mut opts);
-        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
-        let client = c"dev-1";
-        let key = CString::new(f.key.clone()).unwrap();
-        let secret = CString::new(f.secret.clone()).unwrap();
-        // The generated secret needs no Argon2: it connects with no budget at all.
-        assert_eq!(
-            basic_auth(userdata, client, key.as_ptr(), secret.as_ptr()),
-            MOSQ_ERR_SUCCESS,
-            "{}",
-            logged()
-        );
-        // An imported-shaped password would cost an Argon2 run: refused at once.
-        LOG.with(|l| l.borrow_mut().clear());
-        let imported = c"an-imported-password-0123";
-        assert_eq!(
-            basic_auth(userdata, client, key.as_ptr(), imported.as_ptr()),
-            MOSQ_ERR_AUTH
-        );
-        assert!(logged().contains("budget"), "{}", logged());
-        assert!(!logged().contains("an-imported-password"), "{}", logged());
-        let unknown = c"stk_000000000000000000000u";
-        assert_eq!(
-            basic_auth(userdata, client, unknown.as_ptr(), imported.as_ptr()),
-            MOSQ_ERR_AUTH
-        );
-        // SAFETY: the state from init, freed once.
-        unsafe { mosquitto_plugin_cleanup(userdata, ptr::null_mut(), 0) };
+    fn publish(userdata: *mut c_void, client: &FakeClient, topic: &CStr) -> c_int {
+        acl(userdata, client, MOSQ_ACL_WRITE, topic.as_ptr())
+    }
+
+    fn disconnect(userdata: *mut c_void, client: &FakeClient) {
+        let mut gone = EvtDisconnect {
+            future: ptr::null_mut(),
+            client: ptr::from_ref(client).cast_mut().cast(),
+            reason: 0,
+            future2: [ptr::null_mut(); 4],
+        };
+        // SAFETY: a valid event and the state from init.
+        let rc = unsafe { on_disconnect(MOSQ_EVT_DISCONNECT, (&raw mut gone).cast(), userdata) };
+        assert_eq!(rc, MOSQ_ERR_SUCCESS);
+    }
+
+    fn reload(userdata: *mut c_void) {
+        let mut event = EvtReload {
+            future: ptr::null_mut(),
+            options: ptr::null_mut(),
+            option_count: 0,
+            future2: [ptr::null_mut(); 4],
+        };
+        // SAFETY: a valid event and the state from init.
+        let rc = unsafe { on_reload(MOSQ_EVT_RELOAD, (&raw mut event).cast(), userdata) };
+        assert_eq!(rc, MOSQ_ERR_SUCCESS);
+    }
+
+    fn tick(userdata: *mut c_void) {
+        let mut event = EvtTick {
+            future: ptr::null_mut(),
+            now_ns: 0,
+            next_ns: 0,
+            now_s: 0,
+            next_s: 0,
+            future2: [ptr::null_mut(); 4],
+        };
+        // SAFETY: a valid event and the state from init.
+        let rc = unsafe { on_tick(MOSQ_EVT_TICK, (&raw mut event).cast(), userdata) };
+        assert_eq!(rc, MOSQ_ERR_SUCCESS);
     }
 
     #[test]
@@ -556,47 +765,89 @@ mod tests {
 
     #[test]
     fn init_refuses_bad_configuration_with_a_clear_log_line() {
-        let f = files("bad");
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("bad", &[key.line()], &["dev-1"]);
         std::fs::write(
             f.dir.join("broken"),
             "{\"id\": \"dev-1\", \"application\": \"app1\"}\n\n# comment\nnot json\n",
         )
         .unwrap();
+        // An Argon2 verifier above the default policy's bounds (t = 17 > 8).
+        let expensive = AccessKey::generate(
+            &mut ChaCha20Rng::seed_from_u64(2),
+            "app1".parse().unwrap(),
+            Scope::Unrestricted,
+            &HashPolicy::default()
+                .with_bounds(262_144, 17, 8)
+                .unwrap()
+                .with_params(64, 17, 1)
+                .unwrap()
+                .argon2id_for_generated(true),
+        )
+        .unwrap()
+        .record;
+        std::fs::write(
+            f.dir.join("expensive"),
+            format!(
+                "{}\n{}\n",
+                key.line(),
+                serde_json::to_string(&expensive).unwrap()
+            ),
+        )
+        .unwrap();
+        let path = |name: &str| f.dir.join(name).display().to_string();
+        let files = |keys: &str, devices: &str| {
+            vec![("keys_file", path(keys)), ("devices_file", path(devices))]
+        };
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut pairs = files("keys", "devices");
+            pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            pairs
+        };
         let cases = [
             (vec![], "missing option `plugin_opt_keys_file`"),
             (
-                vec![
-                    ("keys_file", f.dir.join("nope").display().to_string()),
-                    ("devices_file", String::new()),
-                ],
+                vec![("keys_file", path("nope")), ("devices_file", String::new())],
                 "cannot read",
             ),
-            (
-                vec![
-                    ("keys_file", f.dir.join("keys").display().to_string()),
-                    ("devices_file", f.dir.join("broken").display().to_string()),
-                ],
-                "broken` line 4:",
-            ),
-            (
-                vec![
-                    ("keys_file", f.dir.join("broken").display().to_string()),
-                    ("devices_file", f.dir.join("devices").display().to_string()),
-                ],
-                "broken` line 1:",
-            ),
+            (files("keys", "broken"), "broken` line 4:"),
+            (files("broken", "devices"), "broken` line 1:"),
             (vec![("allow_all", "true".into())], "unknown option"),
             (
-                vec![
-                    ("keys_file", f.dir.join("keys").display().to_string()),
-                    ("devices_file", f.dir.join("devices").display().to_string()),
-                    ("hash_max_m", "lots".into()),
-                ],
-                "`lots` is not a whole number",
+                with(&[("hash_max_m", "lots")]),
+                "option `plugin_opt_hash_max_m`: `lots` is not a whole number",
+            ),
+            (
+                with(&[("hash_max_t", "1")]),
+                "option `plugin_opt_hash_max_t`:",
+            ),
+            (
+                with(&[("hash_max_p", "0")]),
+                "option `plugin_opt_hash_max_p`:",
+            ),
+            (
+                with(&[("hash_max_m", "8")]),
+                "option `plugin_opt_hash_max_m`:",
+            ),
+            (
+                with(&[("pool_size", "0")]),
+                "option `plugin_opt_pool_size`: `0` is too small",
+            ),
+            (
+                with(&[("reload_interval", "soon")]),
+                "option `plugin_opt_reload_interval`: `soon` is not a whole number",
+            ),
+            (
+                with(&[("defer_unknown", "yes\u{202e}")]),
+                "option `plugin_opt_defer_unknown`: `yes\\u{202e}` is not `true` or `false`",
+            ),
+            (
+                files("expensive", "devices"),
+                "expensive` line 2: access key",
             ),
         ];
         for (pairs, message) in cases {
-            LOG.with(|l| l.borrow_mut().clear());
+            clear();
             let mut opts = options(&pairs);
             let (rc, userdata) = init(&mut opts);
             assert_eq!(rc, MOSQ_ERR_INVAL, "{pairs:?}");
@@ -613,22 +864,17 @@ mod tests {
 
     #[test]
     fn callbacks_refuse_null_and_non_utf8_input() {
-        let f = files("null");
-        let mut opts = options(&[
-            ("keys_file", f.dir.join("keys").display().to_string()),
-            ("devices_file", f.dir.join("devices").display().to_string()),
-            ("cache_capacity", "0".into()),
-        ]);
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("null", &[key.line()], &["dev-1"]);
+        let mut opts = f.options(&[("cache_capacity", "0")]);
         let (rc, userdata) = init(&mut opts);
         assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
-        assert_eq!(REGISTERED.with(|r| r.borrow().len()), 3);
-        let client = c"dev-1";
-        let key = CString::new(f.key.clone()).unwrap();
-        let secret = CString::new(f.secret.clone()).unwrap();
+        assert_eq!(REGISTERED.with(|r| r.borrow().len()), 5);
+        let dev = client(c"dev-1", &key.id);
         let invalid = [0xff_u8, 0xfe, 0];
         let invalid = invalid.as_ptr().cast::<c_char>();
 
-        // SAFETY: null event data and userdata are what is tested.
+        // SAFETY: null event data is what is tested.
         unsafe {
             assert_eq!(
                 on_basic_auth(MOSQ_EVT_BASIC_AUTH, ptr::null_mut(), userdata),
@@ -642,102 +888,501 @@ mod tests {
                 on_disconnect(MOSQ_EVT_DISCONNECT, ptr::null_mut(), userdata),
                 MOSQ_ERR_SUCCESS
             );
+            assert_eq!(on_reload(MOSQ_EVT_RELOAD, ptr::null_mut(), userdata), 0);
+            assert_eq!(on_tick(MOSQ_EVT_TICK, ptr::null_mut(), userdata), 0);
         }
+        let secret = key.secret.as_ptr();
         assert_eq!(
-            basic_auth(ptr::null_mut(), client, key.as_ptr(), secret.as_ptr()),
+            basic_auth(ptr::null_mut(), &dev, dev.username, secret),
             MOSQ_ERR_AUTH
         );
         assert_eq!(
-            basic_auth(userdata, client, ptr::null(), secret.as_ptr()),
+            basic_auth(userdata, &dev, ptr::null(), secret),
             MOSQ_ERR_AUTH
         );
         assert_eq!(
-            basic_auth(userdata, client, key.as_ptr(), ptr::null()),
+            basic_auth(userdata, &dev, dev.username, ptr::null()),
             MOSQ_ERR_AUTH
         );
+        assert_eq!(basic_auth(userdata, &dev, invalid, secret), MOSQ_ERR_AUTH);
         assert_eq!(
-            basic_auth(userdata, client, invalid, secret.as_ptr()),
+            basic_auth(userdata, &dev, dev.username, invalid),
             MOSQ_ERR_AUTH
         );
-        assert_eq!(
-            basic_auth(userdata, client, key.as_ptr(), invalid),
-            MOSQ_ERR_AUTH
-        );
-        let bad_client = CStr::from_bytes_with_nul(&[0xff, 0]).unwrap();
-        assert_eq!(
-            basic_auth(userdata, bad_client, key.as_ptr(), secret.as_ptr()),
-            MOSQ_ERR_AUTH
-        );
+        let bad_client = FakeClient {
+            id: invalid,
+            ..client(c"", &key.id)
+        };
+        assert_eq!(connect(userdata, &bad_client, &key.secret), MOSQ_ERR_AUTH);
+        let no_client = FakeClient {
+            id: ptr::null(),
+            ..client(c"", &key.id)
+        };
+        assert_eq!(connect(userdata, &no_client, &key.secret), MOSQ_ERR_AUTH);
         // Not authenticated yet: every ACL check is denied.
+        let own = c"structure/dev-1/state";
+        assert_eq!(publish(userdata, &dev, own), MOSQ_ERR_ACL_DENIED);
+
+        assert_eq!(connect(userdata, &dev, &key.secret), MOSQ_ERR_SUCCESS);
+        assert_eq!(publish(userdata, &dev, own), MOSQ_ERR_SUCCESS);
         assert_eq!(
-            acl(
-                userdata,
-                client,
-                MOSQ_ACL_WRITE,
-                c"structure/dev-1/state".as_ptr()
-            ),
+            acl(userdata, &dev, MOSQ_ACL_WRITE, ptr::null()),
             MOSQ_ERR_ACL_DENIED
+        );
+        assert_eq!(
+            acl(userdata, &dev, MOSQ_ACL_WRITE, invalid),
+            MOSQ_ERR_ACL_DENIED
+        );
+        assert_eq!(acl(userdata, &dev, 0x40, own.as_ptr()), MOSQ_ERR_ACL_DENIED);
+        assert_eq!(
+            acl(ptr::null_mut(), &dev, MOSQ_ACL_WRITE, own.as_ptr()),
+            MOSQ_ERR_ACL_DENIED
+        );
+        assert_eq!(
+            publish(userdata, &dev, c"structure/dev-1/command"),
+            MOSQ_ERR_ACL_DENIED
+        );
+        // A connection with the same client id but another username is not
+        // the one this plugin authenticated; nor is a null client.
+        let other = client(c"dev-1", c"someone");
+        assert_eq!(publish(userdata, &other, own), MOSQ_ERR_ACL_DENIED);
+        let nobody = FakeClient {
+            id: ptr::null(),
+            username: ptr::null(),
+            address: ptr::null(),
+        };
+        assert_eq!(publish(userdata, &nobody, own), MOSQ_ERR_ACL_DENIED);
+        assert!(logged().contains("did not authenticate"), "{}", logged());
+        assert!(
+            !logged().contains(key.secret.to_str().unwrap()),
+            "the secret reached the log"
         );
 
-        assert_eq!(
-            basic_auth(userdata, client, key.as_ptr(), secret.as_ptr()),
-            MOSQ_ERR_SUCCESS
-        );
-        let own = c"structure/dev-1/state".as_ptr();
-        assert_eq!(acl(userdata, client, MOSQ_ACL_WRITE, own), MOSQ_ERR_SUCCESS);
-        assert_eq!(
-            acl(userdata, client, MOSQ_ACL_WRITE, ptr::null()),
-            MOSQ_ERR_ACL_DENIED
-        );
-        assert_eq!(
-            acl(userdata, client, MOSQ_ACL_WRITE, invalid),
-            MOSQ_ERR_ACL_DENIED
-        );
-        assert_eq!(acl(userdata, client, 0x40, own), MOSQ_ERR_ACL_DENIED);
-        assert_eq!(
-            acl(ptr::null_mut(), client, MOSQ_ACL_WRITE, own),
-            MOSQ_ERR_ACL_DENIED
-        );
+        // After DISCONNECT the session stays: the will and an offline
+        // session's queue are checked against it.
+        disconnect(userdata, &dev);
+        assert_eq!(publish(userdata, &dev, own), MOSQ_ERR_SUCCESS);
         assert_eq!(
             acl(
                 userdata,
-                client,
-                MOSQ_ACL_WRITE,
+                &dev,
+                MOSQ_ACL_READ,
                 c"structure/dev-1/command".as_ptr()
             ),
-            MOSQ_ERR_ACL_DENIED
+            MOSQ_ERR_SUCCESS
         );
-        assert!(!logged().contains(&f.secret), "the secret reached the log");
-
-        let mut gone = EvtDisconnect {
-            future: ptr::null_mut(),
-            client: client.as_ptr().cast_mut().cast(),
-            reason: 0,
-            future2: [ptr::null_mut(); 4],
-        };
-        // SAFETY: a valid event and the state from init; then the state is freed once.
+        cleanup(userdata);
+        // SAFETY: a null state.
         unsafe {
-            assert_eq!(
-                on_disconnect(MOSQ_EVT_DISCONNECT, (&raw mut gone).cast(), userdata),
-                MOSQ_ERR_SUCCESS
-            );
-        }
-        // After the disconnect the principal is gone.
-        assert_eq!(
-            acl(userdata, client, MOSQ_ACL_WRITE, own),
-            MOSQ_ERR_ACL_DENIED
-        );
-        // SAFETY: the state from init, freed exactly once; then a null one.
-        unsafe {
-            assert_eq!(
-                mosquitto_plugin_cleanup(userdata, ptr::null_mut(), 0),
-                MOSQ_ERR_SUCCESS
-            );
             assert_eq!(
                 mosquitto_plugin_cleanup(ptr::null_mut(), ptr::null_mut(), 0),
                 MOSQ_ERR_SUCCESS
             );
         }
         assert_eq!(REGISTERED.with(|r| r.borrow().len()), 0);
+    }
+
+    /// Each way a reload revokes a live session: the client is kicked (without
+    /// its will), the log says why, ACL checks and the re-check are refused;
+    /// other sessions go on, re-checked without Argon2.
+    #[test]
+    fn reload_revokes_live_sessions_and_kicks_them() {
+        let open = Key::new(1, Scope::Unrestricted);
+        let trucks: Restriction = "vehicle=truck".parse().unwrap();
+        let restricted = Key::new(2, trucks.into());
+        let devices = ["keep", "gone", "truck-1:vehicle=truck", "idle"];
+        let f = Files::new("revoke", &[open.line(), restricted.line()], &devices);
+        // No verification cache: a re-check must not need it.
+        let mut opts = f.options(&[("cache_capacity", "0")]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        let keep = client(c"keep", &open.id);
+        let gone = client(c"gone", &open.id);
+        let truck = client(c"truck-1", &restricted.id);
+        let idle = client(c"idle", &open.id);
+        for c in [&keep, &gone, &truck, &idle] {
+            assert_eq!(connect(userdata, c, &open_or(c, &open, &restricted)), 0);
+        }
+        disconnect(userdata, &idle);
+
+        let recheck = |c: &FakeClient, key: &Key| {
+            let start = std::time::Instant::now();
+            let rc = connect(userdata, c, &key.secret);
+            (rc, start.elapsed())
+        };
+        // 1. A device deleted, a device moved out of scope.
+        clear();
+        f.write(
+            &[open.line(), restricted.line()],
+            &["keep", "truck-1:vehicle=car", "idle"],
+        );
+        reload(userdata);
+        let mut k = kicked();
+        k.sort();
+        assert_eq!(
+            k,
+            [("gone".to_owned(), false), ("truck-1".to_owned(), false)],
+            "{}",
+            logged()
+        );
+        let log = logged();
+        assert!(
+            log.contains("reloaded 2 access keys and 3 devices"),
+            "{log}"
+        );
+        assert!(
+            log.contains("disconnecting device `gone` (access key `")
+                && log.contains("the device was deleted"),
+            "{log}"
+        );
+        assert!(
+            log.contains("disconnecting device `truck-1`")
+                && log.contains("outside the scope of the access key"),
+            "{log}"
+        );
+        assert_eq!(
+            publish(userdata, &gone, c"structure/gone/state"),
+            MOSQ_ERR_ACL_DENIED
+        );
+        assert!(logged().contains("session revoked"), "{}", logged());
+        // Mosquitto's re-check after the reload: kept ones without Argon2,
+        // revoked ones refused.
+        let (rc, _) = recheck(&keep, &open);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS);
+        assert_eq!(recheck(&truck, &restricted).0, MOSQ_ERR_AUTH);
+        assert!(
+            logged().contains("revoked: the device is outside"),
+            "{}",
+            logged()
+        );
+        // A wrong password is no re-check.
+        assert_eq!(connect(userdata, &keep, &restricted.secret), MOSQ_ERR_AUTH);
+
+        // 2. The key made inactive: every session of it goes, the offline
+        // one without a kick.
+        clear();
+        f.write(
+            &[
+                open.record.clone().with_status(KeyStatus::Inactive),
+                restricted.record.clone(),
+            ]
+            .map(|r| serde_json::to_string(&r).unwrap()),
+            &["keep", "truck-1:vehicle=truck", "idle"],
+        );
+        reload(userdata);
+        assert_eq!(kicked(), [("keep".to_owned(), false)], "{}", logged());
+        assert!(
+            logged().contains("the access key is inactive"),
+            "{}",
+            logged()
+        );
+        assert!(
+            logged().contains("revoked the offline session of device `idle`"),
+            "{}",
+            logged()
+        );
+        assert_eq!(
+            publish(userdata, &idle, c"structure/idle/state"),
+            MOSQ_ERR_ACL_DENIED
+        );
+
+        // 3. The key deleted; 4. the secret rotated (same key, new verifier).
+        let rotated = {
+            let new = Key::new(3, Scope::Unrestricted);
+            AccessKey::new(
+                *open.record.key(),
+                *open.record.application(),
+                new.record.verifier().clone(),
+                Scope::Unrestricted,
+            )
+        };
+        f.write(
+            &[open.line(), restricted.line()],
+            &["keep", "truck-1:vehicle=truck"],
+        );
+        reload(userdata);
+        assert_eq!(connect(userdata, &keep, &open.secret), MOSQ_ERR_SUCCESS);
+        assert_eq!(
+            connect(userdata, &truck, &restricted.secret),
+            MOSQ_ERR_SUCCESS
+        );
+        clear();
+        f.write(
+            &[serde_json::to_string(&rotated).unwrap()],
+            &["keep", "truck-1:vehicle=truck"],
+        );
+        reload(userdata);
+        let mut k = kicked();
+        k.sort();
+        assert_eq!(
+            k,
+            [("keep".to_owned(), false), ("truck-1".to_owned(), false)]
+        );
+        assert!(logged().contains("secret was rotated"), "{}", logged());
+        assert!(
+            logged().contains("the access key was deleted"),
+            "{}",
+            logged()
+        );
+        assert_eq!(recheck(&keep, &open).0, MOSQ_ERR_AUTH);
+        assert_eq!(
+            publish(userdata, &keep, c"structure/keep/state"),
+            MOSQ_ERR_ACL_DENIED
+        );
+        cleanup(userdata);
+    }
+
+    fn open_or(c: &FakeClient, open: &Key, restricted: &Key) -> CString {
+        // SAFETY: the fake client's username is a valid C string.
+        let user = unsafe { CStr::from_ptr(c.username) };
+        if user == open.id.as_c_str() {
+            open.secret.clone()
+        } else {
+            restricted.secret.clone()
+        }
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_previous_state() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("failed", &[key.line()], &["dev-1", "dev-2"]);
+        let mut opts = f.options(&[]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        let dev = client(c"dev-1", &key.id);
+        assert_eq!(connect(userdata, &dev, &key.secret), MOSQ_ERR_SUCCESS);
+        clear();
+        // A broken second line, and the first device gone: nothing applies.
+        std::fs::write(f.keys(), format!("{}\n{{\"key\": \"stk_x\"\n", key.line())).unwrap();
+        std::fs::write(
+            f.devices(),
+            "{\"id\": \"dev-2\", \"application\": \"app1\"}\n",
+        )
+        .unwrap();
+        reload(userdata);
+        let log = logged();
+        assert!(
+            log.contains("reload failed, the previous keys and devices stay in force")
+                && log.contains(&format!("`{}` line 2:", f.keys().display())),
+            "{log}"
+        );
+        assert!(kicked().is_empty());
+        assert_eq!(
+            publish(userdata, &dev, c"structure/dev-1/state"),
+            MOSQ_ERR_SUCCESS
+        );
+        let dev2 = client(c"dev-2", &key.id);
+        assert_eq!(connect(userdata, &dev2, &key.secret), MOSQ_ERR_SUCCESS);
+        cleanup(userdata);
+    }
+
+    #[test]
+    fn tick_reloads_changed_files_with_reload_interval() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("tick", &[key.line()], &["dev-1"]);
+        let added = Key::new(2, Scope::Unrestricted);
+        let dev2 = client(c"dev-2", &added.id);
+
+        // Without the option, ticks never read the files.
+        let mut opts = f.options(&[]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        f.write(&[key.line(), added.line()], &["dev-1", "dev-2"]);
+        tick(userdata);
+        assert_eq!(connect(userdata, &dev2, &added.secret), MOSQ_ERR_AUTH);
+        cleanup(userdata);
+
+        f.write(&[key.line()], &["dev-1"]);
+        let mut opts = f.options(&[("reload_interval", "1")]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        clear();
+        tick(userdata);
+        assert!(
+            !logged().contains("reloaded"),
+            "unchanged files: {}",
+            logged()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        f.write(&[key.line(), added.line()], &["dev-1", "dev-2"]);
+        tick(userdata);
+        assert!(
+            logged().contains("reloaded 2 access keys and 2 devices"),
+            "{}",
+            logged()
+        );
+        assert_eq!(connect(userdata, &dev2, &added.secret), MOSQ_ERR_SUCCESS);
+        // Within the interval, changes wait for the next look.
+        clear();
+        f.write(&[key.line()], &["dev-1"]);
+        tick(userdata);
+        assert!(logged().is_empty(), "{}", logged());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        tick(userdata);
+        assert_eq!(kicked(), [("dev-2".to_owned(), false)], "{}", logged());
+        // A broken file is reported once, not on every tick.
+        clear();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        std::fs::write(f.devices(), "oops\n").unwrap();
+        tick(userdata);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        tick(userdata);
+        assert_eq!(logged().matches("reload failed").count(), 1, "{}", logged());
+        cleanup(userdata);
+    }
+
+    #[test]
+    fn a_spent_argon2_budget_refuses_at_once_but_never_generated_secrets() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("budget", &[key.line()], &["dev-1", "dev-2"]);
+        let mut opts = f.options(&[("argon2_per_second", "0")]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        // The generated secret needs no Argon2: it connects with no budget at all.
+        let dev = client(c"dev-1", &key.id);
+        assert_eq!(
+            connect(userdata, &dev, &key.secret),
+            MOSQ_ERR_SUCCESS,
+            "{}",
+            logged()
+        );
+        // An imported-shaped password would cost an Argon2 run: refused at once.
+        clear();
+        let other = client(c"dev-2", &key.id);
+        assert_eq!(
+            connect(userdata, &other, c"an-imported-password-0123"),
+            MOSQ_ERR_AUTH
+        );
+        assert!(logged().contains("budget"), "{}", logged());
+        assert!(!logged().contains("an-imported-password"), "{}", logged());
+        let unknown = client(c"dev-2", c"stk_000000000000000000000u");
+        assert_eq!(
+            connect(userdata, &unknown, c"an-imported-password-0123"),
+            MOSQ_ERR_AUTH
+        );
+        cleanup(userdata);
+    }
+
+    #[test]
+    fn defer_unknown_leaves_other_users_to_other_sources() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("defer", &[key.line()], &["dev-1"]);
+        let dev = client(c"dev-1", &key.id);
+        let alice = client(c"alice-laptop", c"alice");
+        let pass = c"alice's password".as_ptr();
+        for (defer, unknown) in [(false, MOSQ_ERR_AUTH), (true, MOSQ_ERR_PLUGIN_DEFER)] {
+            let mut opts = f.options(&[("defer_unknown", if defer { "true" } else { "false" })]);
+            let (rc, userdata) = init(&mut opts);
+            assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+            assert_eq!(basic_auth(userdata, &alice, alice.username, pass), unknown);
+            let unknown_key = client(c"dev-1", c"stk_000000000000000000000u");
+            assert_eq!(connect(userdata, &unknown_key, &key.secret), unknown);
+            // A known key is this plugin's to decide.
+            assert_eq!(connect(userdata, &dev, c"wrong"), MOSQ_ERR_AUTH);
+            assert_eq!(connect(userdata, &dev, &key.secret), MOSQ_ERR_SUCCESS);
+            let acl_unknown = if defer {
+                MOSQ_ERR_PLUGIN_DEFER
+            } else {
+                MOSQ_ERR_ACL_DENIED
+            };
+            assert_eq!(publish(userdata, &alice, c"home/alice"), acl_unknown);
+            assert_eq!(publish(userdata, &dev, c"structure/dev-1/state"), 0);
+            assert_eq!(
+                publish(userdata, &dev, c"structure/dev-1/command"),
+                MOSQ_ERR_ACL_DENIED
+            );
+            cleanup(userdata);
+        }
+    }
+
+    /// One line per refusal with the address; nothing the client typed unless
+    /// it is a known key or a valid device ID; quoted input escaped.
+    #[test]
+    fn refusals_log_only_what_is_safe_to_show() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("logs", &[key.line()], &["dev-1"]);
+        let mut opts = f.options(&[]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        let legacy = c"3f2a9c0d8b7e6f5a4c3b2a1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f";
+        let typed = c"hunter2 is my password";
+        let cases: [(FakeClient, *const c_char, &str); 6] = [
+            // A secret typed as the username, with a malformed password.
+            (
+                client(c"dev-1", legacy),
+                c"x".as_ptr(),
+                "unknown access key",
+            ),
+            (
+                client(c"dev-1", typed),
+                c"x".as_ptr(),
+                "the username is not an access key",
+            ),
+            // A key-shaped unknown username, malformed password.
+            (
+                client(c"dev-1", c"stk_000000000000000000000u"),
+                c"x".as_ptr(),
+                "unknown access key",
+            ),
+            // A client id with bidirectional and line-separator characters.
+            (
+                client(c"dev\xe2\x80\xae-1\xe2\x80\xa8x", &key.id),
+                key.secret.as_ptr(),
+                "the client id is not a valid device ID",
+            ),
+            (client(c"dev-1", &key.id), c"x".as_ptr(), "malformed secret"),
+            (
+                client(c"nobody", &key.id),
+                key.secret.as_ptr(),
+                "unknown device",
+            ),
+        ];
+        for (c, pass, why) in cases {
+            clear();
+            assert_eq!(basic_auth(userdata, &c, c.username, pass), MOSQ_ERR_AUTH);
+            let log = logged();
+            assert_eq!(log.lines().count(), 1, "{log}");
+            assert!(
+                log.contains(why) && log.contains("at 192.0.2.7"),
+                "{why}: {log}"
+            );
+            assert!(!log.contains(legacy.to_str().unwrap()), "{log}");
+            assert!(!log.contains("hunter2"), "{log}");
+            assert!(!log.contains("stk_000"), "{log}");
+            assert!(!log.contains(['\u{202e}', '\u{2028}']), "{log}");
+        }
+        // A wrong secret names the device and the key once.
+        clear();
+        let dev = client(c"dev-1", &key.id);
+        assert_eq!(connect(userdata, &dev, c"sts_wrong"), MOSQ_ERR_AUTH);
+        assert_eq!(
+            logged().matches(key.id.to_str().unwrap()).count(),
+            1,
+            "{}",
+            logged()
+        );
+        // ACL refusals: access as a word, the topic escaped.
+        assert_eq!(connect(userdata, &dev, &key.secret), MOSQ_ERR_SUCCESS);
+        clear();
+        let topic = c"structure/dev-1/command\xe2\x80\xae";
+        assert_eq!(publish(userdata, &dev, topic), MOSQ_ERR_ACL_DENIED);
+        assert_eq!(
+            acl(
+                userdata,
+                &dev,
+                MOSQ_ACL_SUBSCRIBE,
+                c"structure/dev-1/other".as_ptr()
+            ),
+            MOSQ_ERR_ACL_DENIED
+        );
+        let log = logged();
+        assert!(
+            log.contains("at 192.0.2.7: publish `structure/dev-1/command\\u{202e}`"),
+            "{log}"
+        );
+        assert!(log.contains(": subscribe `structure/dev-1/other`"), "{log}");
+        assert_eq!(log.lines().count(), 2, "{log}");
+        assert_eq!(log.matches(key.id.to_str().unwrap()).count(), 2, "{log}");
+        cleanup(userdata);
     }
 }

@@ -1,14 +1,44 @@
-//! The plugin's logic, free of `unsafe`: decisions on CONNECT and ACL checks.
+//! The plugin's logic, free of `unsafe`: decisions on CONNECT and ACL checks,
+//! reloads of the keys and devices files, and revocation of live sessions.
+//!
+//! # Sessions
+//!
+//! A connection this plugin authenticated leaves a [`Session`] under its
+//! client id (a device ID, so there are at most as many sessions as devices):
+//! the key, the verifier that proved the secret, a keyed MAC of the password
+//! (never the password) and the current [`Principal`]. ACL checks find the
+//! principal from the connection's client id and username, which the broker
+//! authenticated, so they keep working after DISCONNECT: the will, and
+//! messages queued for an offline persistent session, are checked against
+//! the same policy. A session ends only when a reload revokes it or another
+//! connection authenticates with the same client id.
+//!
+//! # Reload
+//!
+//! [`Plugin::reload`] reads both files again, all or nothing, and re-derives
+//! every session's principal from the new records without the secret
+//! ([`Principal::reauthorize`]); a deleted or inactive key, a changed verifier
+//! (rotated secret), a deleted device or a device now outside the key's scope
+//! or application revokes the session, and the live ones are disconnected.
+//! Mosquitto then checks the credentials of every client again (it does so on
+//! SIGHUP): a CONNECT that repeats its session's client id, username and
+//! password is answered from the session, without Argon2.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
+use blake2::Blake2bMac;
+use blake2::digest::consts::U32;
+use blake2::digest::{FixedOutput, KeyInit, Update};
+use structure_access::mqtt::{Decision, TopicRules};
 use structure_access::{
     AccessKey, ApplicationId, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal,
-    Secret, VerificationCache,
+    Secret, VerificationCache, Verifier,
 };
+use subtle::ConstantTimeEq;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{self, Config, ConfigError, FileStamp, escape, excerpt};
 use crate::throttle::Throttle;
 
 /// What the broker is told.
@@ -18,6 +48,9 @@ pub enum Verdict {
     Allow,
     /// Refuse ("not authorised").
     Deny,
+    /// Not this plugin's to decide (`MOSQ_ERR_PLUGIN_DEFER`): the next
+    /// authentication source decides (only with `plugin_opt_defer_unknown`).
+    Defer,
 }
 
 /// Which ACL check the broker asks for (`MOSQ_ACL_*`).
@@ -33,18 +66,56 @@ pub enum Access {
     Unsubscribe,
 }
 
+impl Access {
+    /// The access as a word, for the log.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Read => "receive",
+            Self::Write => "publish",
+            Self::Subscribe => "subscribe",
+            Self::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
 /// A connection, as the broker identifies it (the address of its client struct).
 pub type ConnectionId = usize;
 
-/// The plugin's state: configuration, authenticator and the authenticated clients.
-#[derive(Debug)]
-pub struct Plugin {
-    keys: HashMap<KeyId, AccessKey>,
-    devices: HashMap<DeviceId, DeviceRecord>,
-    auth: Authenticator,
-    rules: structure_access::mqtt::TopicRules,
-    sessions: Mutex<HashMap<ConnectionId, Principal>>,
-    throttle: Throttle,
+/// What the broker knows about a client: its client id, username and address,
+/// each as the raw bytes it holds (or `None`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    /// The broker's client struct.
+    pub connection: ConnectionId,
+    /// The client id.
+    pub id: Option<&'a [u8]>,
+    /// The username of its CONNECT.
+    pub username: Option<&'a [u8]>,
+    /// Its network address.
+    pub address: Option<&'a [u8]>,
+}
+
+impl Client<'_> {
+    /// The address as shown in the log.
+    fn address(&self) -> String {
+        match self.address.map(std::str::from_utf8) {
+            Some(Ok(address)) => excerpt(address),
+            _ => "an unknown address".into(),
+        }
+    }
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// A refusal or a revocation.
+    Notice,
+    /// A failed reload.
+    Error,
 }
 
 /// A decision with the line for the broker's log (never containing a secret).
@@ -69,6 +140,81 @@ impl Outcome {
             log: Some(log),
         }
     }
+    fn defer() -> Self {
+        Self {
+            verdict: Verdict::Defer,
+            log: None,
+        }
+    }
+}
+
+/// What a reload did: lines for the log, and the client ids to disconnect.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Log lines, in order.
+    pub log: Vec<(Level, String)>,
+    /// Client ids of live connections whose session was revoked.
+    pub kick: Vec<String>,
+}
+
+/// A connection this plugin authenticated (see the module docs).
+#[derive(Debug)]
+struct Session {
+    /// The broker's client struct that authenticated last.
+    connection: ConnectionId,
+    /// Whether that connection is still up (no DISCONNECT seen).
+    connected: bool,
+    key: KeyId,
+    /// The verifier that proved the secret: a rotation revokes the session.
+    verifier: Verifier,
+    /// Keyed MAC of the password.
+    password: [u8; 32],
+    /// The principal, or why a reload revoked it (kept until the next reload,
+    /// so that Mosquitto's re-check and the offline session are refused
+    /// without Argon2).
+    principal: Result<Principal, String>,
+}
+
+/// The keys and devices in force, with what they were read from.
+#[derive(Debug)]
+struct Loaded {
+    keys: HashMap<KeyId, AccessKey>,
+    devices: HashMap<DeviceId, DeviceRecord>,
+    rules: TopicRules,
+    stamps: Stamps,
+}
+
+/// The stamps of the keys file and the devices file.
+type Stamps = (Option<FileStamp>, Option<FileStamp>);
+
+#[derive(Debug)]
+struct State {
+    loaded: Loaded,
+    sessions: HashMap<DeviceId, Session>,
+    /// When the files' stamps were last compared (with `reload_interval`).
+    last_check: Option<Instant>,
+    /// Stamps of files that failed to load: not retried until they change.
+    failed: Option<Stamps>,
+}
+
+/// The plugin's state: configuration, authenticator, the files in force and
+/// the sessions.
+pub struct Plugin {
+    config: Config,
+    auth: Authenticator,
+    throttle: Throttle,
+    base_rules: TopicRules,
+    mac: Blake2bMac<U32>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("config", &self.config)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
 }
 
 fn text(bytes: Option<&[u8]>) -> Result<&str, &'static str> {
@@ -77,14 +223,15 @@ fn text(bytes: Option<&[u8]>) -> Result<&str, &'static str> {
 }
 
 impl Plugin {
-    /// Builds the plugin from its options; refuses to start on any problem.
+    /// Builds the plugin from its options and reads the files; refuses to
+    /// start on any problem.
     pub fn from_options(options: &[(String, String)]) -> Result<Self, ConfigError> {
         Self::from_config(Config::from_options(options)?)
     }
 
-    /// Builds the plugin from a configuration.
+    /// Builds the plugin from a configuration and reads the files.
     pub fn from_config(config: Config) -> Result<Self, ConfigError> {
-        let mut auth = Authenticator::new(config.policy).with_pool_size(config.pool_size);
+        let mut auth = Authenticator::new(config.policy.clone()).with_pool_size(config.pool_size);
         if config.cache_capacity > 0 {
             let cache = VerificationCache::new(config.cache_capacity).map_err(|e| {
                 ConfigError::BadOption {
@@ -94,153 +241,312 @@ impl Plugin {
             })?;
             auth = auth.with_cache(cache);
         }
-        let rules = structure_access::mqtt::TopicRules::new(&config.topic_prefix).map_err(|e| {
-            ConfigError::BadOption {
+        let base_rules =
+            TopicRules::new(&config.topic_prefix).map_err(|e| ConfigError::BadOption {
                 name: "topic_prefix".into(),
                 reason: e.to_string(),
-            }
+            })?;
+        let mut mac_key = [0u8; 32];
+        getrandom::fill(&mut mac_key).map_err(|e| ConfigError::BadOption {
+            name: "keys_file".into(),
+            reason: format!("no randomness for the session MAC key: {e}"),
         })?;
-        // Every key and device of one application: say so, and unrestricted
-        // wildcard subscriptions need no per-message check.
-        let rules = match single_application(&config.keys, &config.devices) {
-            Some(application) => rules.with_single_application(application),
-            None => rules,
-        };
-        Ok(Self {
-            keys: config.keys,
-            devices: config.devices,
-            auth,
-            rules,
-            sessions: Mutex::new(HashMap::new()),
+        let mac =
+            Blake2bMac::<U32>::new_from_slice(&mac_key).map_err(|e| ConfigError::BadOption {
+                name: "keys_file".into(),
+                reason: format!("session MAC key: {e}"),
+            })?;
+        mac_key.fill(0);
+        let mut plugin = Self {
             throttle: Throttle::new(
                 config.argon2_per_second,
                 config.argon2_per_address_per_second,
             ),
+            auth,
+            base_rules,
+            mac,
+            state: Mutex::new(State {
+                loaded: Loaded {
+                    keys: HashMap::new(),
+                    devices: HashMap::new(),
+                    rules: TopicRules::default(),
+                    stamps: (None, None),
+                },
+                sessions: HashMap::new(),
+                last_check: None,
+                failed: None,
+            }),
+            config,
+        };
+        let loaded = plugin.load(plugin.stamps())?;
+        plugin
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .loaded = loaded;
+        Ok(plugin)
+    }
+
+    /// Reads both files, checking every record against the hash policy.
+    fn load(&self, stamps: Stamps) -> Result<Loaded, ConfigError> {
+        let keys = config::read_keys(&self.config.keys_file, |record| {
+            self.auth
+                .policy()
+                .check(record.verifier())
+                .map_err(|e| format!("verifier refused by the hash policy: {e}"))
+        })?;
+        let devices = config::read_devices(&self.config.devices_file)?;
+        // Every key and device of one application: say so, and unrestricted
+        // wildcard subscriptions need no per-message check.
+        let rules = match single_application(&keys, &devices) {
+            Some(application) => self.base_rules.clone().with_single_application(application),
+            None => self.base_rules.clone(),
+        };
+        Ok(Loaded {
+            keys,
+            devices,
+            rules,
+            stamps,
         })
     }
 
     /// Number of key records loaded.
     pub fn key_count(&self) -> usize {
-        self.keys.len()
+        self.state().loaded.keys.len()
     }
 
     /// Number of devices loaded.
     pub fn device_count(&self) -> usize {
-        self.devices.len()
+        self.state().loaded.devices.len()
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Principal>> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
-    /// CONNECT: client id = device ID, username = key, password = secret;
-    /// `address` is the client's, for the Argon2 budget per address.
-    pub fn basic_auth(
-        &self,
-        connection: ConnectionId,
-        address: Option<&[u8]>,
-        client_id: Option<&[u8]>,
-        username: Option<&[u8]>,
-        password: Option<&[u8]>,
+    fn stamps(&self) -> Stamps {
+        (
+            FileStamp::of(&self.config.keys_file),
+            FileStamp::of(&self.config.devices_file),
+        )
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn password_mac(&self, password: &str) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(password.as_bytes());
+        mac.finalize_fixed().into()
+    }
+
+    /// Who is refused, for a log line: the device ID if valid, the key if
+    /// known, the address always. Nothing else the client typed.
+    fn refused(
+        client: &Client<'_>,
+        device: Option<&DeviceId>,
+        key: Option<&KeyId>,
+        why: &str,
     ) -> Outcome {
-        // A reconnect on the same connection object must not keep an old principal.
-        self.sessions().remove(&connection);
-        let address = address.and_then(|a| std::str::from_utf8(a).ok());
-        let client_id = match text(client_id) {
-            Ok(id) => id,
-            Err(why) => return Outcome::deny(format!("refused: client id {why}")),
+        let who = match (device, key) {
+            (Some(d), Some(k)) => format!("device `{d}` with access key `{k}`"),
+            (Some(d), None) => format!("device `{d}`"),
+            (None, Some(k)) => format!("a client with access key `{k}`"),
+            (None, None) => "a client".into(),
         };
-        let username = match text(username) {
-            Ok(name) => name,
-            Err(why) => {
-                return Outcome::deny(format!(
-                    "refused client `{}`: username {why}",
-                    shown(client_id)
-                ));
+        Outcome::deny(format!("refused {who} at {}: {why}", client.address()))
+    }
+
+    /// CONNECT: client id = device ID, username = key, password = secret.
+    pub fn basic_auth(&self, client: Client<'_>, password: Option<&[u8]>) -> Outcome {
+        let mut state = self.state();
+        let State {
+            loaded, sessions, ..
+        } = &mut *state;
+        let device_id = match text(client.id).map(str::parse::<DeviceId>) {
+            Ok(Ok(id)) => Some(id),
+            Ok(Err(_)) => None,
+            Err(why) => return Self::refused(&client, None, None, &format!("client id {why}")),
+        };
+        // A username that names no key may be anything the client typed, a
+        // secret in the wrong field included: never repeat it.
+        let key = text(client.username)
+            .ok()
+            .and_then(|name| name.parse::<KeyId>().ok())
+            .filter(|key| loaded.keys.contains_key(key));
+        let Some(key) = key else {
+            if self.config.defer_unknown {
+                return Outcome::defer();
             }
+            let why = match text(client.username) {
+                Err(why) => format!("username {why}"),
+                Ok(name) if name.parse::<KeyId>().is_ok() => "unknown access key".into(),
+                Ok(_) => "the username is not an access key".into(),
+            };
+            if let (Some(device), Ok(password)) = (&device_id, text(password)) {
+                // Run the same verification as for a known key, so that the
+                // keys file cannot be probed by timing.
+                let _ = self.authenticate(None, password, &Unlisted(device), &client);
+            }
+            return Self::refused(&client, device_id.as_ref(), None, &why);
+        };
+        let Some(device_id) = device_id else {
+            return Self::refused(
+                &client,
+                None,
+                Some(&key),
+                "the client id is not a valid device ID",
+            );
         };
         let Ok(password) = text(password) else {
-            return Outcome::deny(format!(
-                "refused client `{}`: password missing or not UTF-8",
-                shown(client_id)
-            ));
+            return Self::refused(
+                &client,
+                Some(&device_id),
+                Some(&key),
+                "password missing or not UTF-8",
+            );
         };
-        // The error would quote the username, which may be a secret typed in
-        // the wrong field: say only that it is not a key.
-        let Ok(key) = username.parse::<KeyId>() else {
-            return Outcome::deny(format!(
-                "refused client `{}`: the username is not an access key",
-                shown(client_id)
-            ));
-        };
-        let device_id: DeviceId = match client_id.parse() {
-            Ok(id) => id,
-            Err(e) => return Outcome::deny(format!("refused client: {e}")),
-        };
-        let Some(device) = self.devices.get(&device_id) else {
-            // Run the same verification as for a known device, so that the
+        let mac = self.password_mac(password);
+        // The credentials of this client id's session (Mosquitto's re-check
+        // of connected clients on reload, or a reconnect): answered from the
+        // session, which every reload re-derives, without Argon2.
+        if let Some(session) = sessions.get_mut(&device_id)
+            && session.key == key
+            && bool::from(session.password.ct_eq(&mac))
+        {
+            return match &session.principal {
+                Ok(_) => {
+                    session.connection = client.connection;
+                    session.connected = true;
+                    Outcome::allow(format!(
+                        "device `{device_id}` authenticated with access key `{key}` (session)"
+                    ))
+                }
+                Err(why) => Self::refused(
+                    &client,
+                    Some(&device_id),
+                    Some(&key),
+                    &format!("revoked: {why}"),
+                ),
+            };
+        }
+        let record = loaded.keys.get(&key);
+        let Some(device) = loaded.devices.get(&device_id) else {
+            // The same verification as for a known device, so that the
             // devices file cannot be probed by timing.
-            let _ = self.authenticate(&key, password, &Unlisted(&device_id), address);
-            return Outcome::deny(format!("refused device `{device_id}`: unknown device"));
+            let _ = self.authenticate(record, password, &Unlisted(&device_id), &client);
+            return Self::refused(&client, Some(&device_id), Some(&key), "unknown device");
         };
-        match self.authenticate(&key, password, device, address) {
+        match self.authenticate(record, password, device, &client) {
             Ok(principal) => {
-                self.sessions().insert(connection, principal);
+                if let Some(record) = record {
+                    sessions.insert(
+                        device_id,
+                        Session {
+                            connection: client.connection,
+                            connected: true,
+                            key,
+                            verifier: record.verifier().clone(),
+                            password: mac,
+                            principal: Ok(principal),
+                        },
+                    );
+                }
                 Outcome::allow(format!(
                     "device `{device_id}` authenticated with access key `{key}`"
                 ))
             }
-            Err(e) => Outcome::deny(refusal(&device_id, self.keys.get(&key), &e)),
+            Err(e) => Self::refused(&client, Some(&device_id), Some(&key), &reason(&e)),
         }
     }
 
     /// Authenticates with the key's record, if any; Argon2 runs only within
-    /// the budget (the fast scheme and cache hits never ask for it).
+    /// the budget of the broker and of the client's address (the fast scheme
+    /// and cache hits never ask for it).
     fn authenticate(
         &self,
-        key: &KeyId,
+        record: Option<&AccessKey>,
         password: &str,
         device: &impl structure_access::Device,
-        address: Option<&str>,
+        client: &Client<'_>,
     ) -> Result<Principal, AuthError> {
         let secret = Secret::parse_any(password)?;
+        let address = client.address.and_then(|a| std::str::from_utf8(a).ok());
         self.auth
-            .authenticate_with(self.keys.get(key), &secret, device, || {
-                self.throttle.permit(address)
-            })
+            .authenticate_with(record, &secret, device, || self.throttle.permit(address))
     }
 
-    /// An ACL check for `topic` (a topic name, or a filter for subscribe).
-    pub fn acl_check(
-        &self,
-        connection: ConnectionId,
-        access: Access,
-        topic: Option<&[u8]>,
-    ) -> Outcome {
-        let topic = match text(topic) {
-            Ok(topic) => topic,
-            Err(why) => return Outcome::deny(format!("acl: topic {why}")),
-        };
-        let sessions = self.sessions();
-        let Some(principal) = sessions.get(&connection) else {
+    /// An ACL check for `topic` (a topic name, or a filter for subscribe),
+    /// from a connection identified by its client id and username.
+    pub fn acl_check(&self, client: Client<'_>, access: Access, topic: Option<&[u8]>) -> Outcome {
+        let state = self.state();
+        let session = text(client.id)
+            .ok()
+            .and_then(|id| id.parse::<DeviceId>().ok())
+            .and_then(|id| state.sessions.get(&id).map(|session| (id, session)))
+            .filter(|(_, session)| {
+                text(client.username).is_ok_and(|name| name == session.key.as_str())
+            });
+        let Some((device_id, session)) = session else {
+            // Not a connection this plugin authenticated.
+            if self.config.defer_unknown {
+                return Outcome::defer();
+            }
             return Outcome::deny(format!(
-                "acl: `{}` from an unauthenticated connection",
-                shown(topic)
+                "denied a connection at {} that this plugin did not authenticate: {}",
+                client.address(),
+                access.word()
             ));
         };
+        let principal = match &session.principal {
+            Ok(principal) => principal,
+            Err(why) => {
+                return Outcome::deny(format!(
+                    "denied device `{device_id}` (access key `{}`) at {}: {}: session revoked: {why}",
+                    session.key,
+                    client.address(),
+                    access.word()
+                ));
+            }
+        };
+        let topic = match text(topic) {
+            Ok(topic) => topic,
+            Err(why) => {
+                return Outcome::deny(format!(
+                    "denied device `{}` (access key `{}`) at {}: {}: topic {why}",
+                    principal.device_id(),
+                    session.key,
+                    client.address(),
+                    access.word()
+                ));
+            }
+        };
+        let loaded = &state.loaded;
         let directory = |id: &str| -> Option<&DeviceRecord> {
             id.parse::<DeviceId>()
                 .ok()
-                .and_then(|id| self.devices.get(&id))
+                .and_then(|id| loaded.devices.get(&id))
         };
-        use structure_access::mqtt::Decision;
+        let rules = &loaded.rules;
         let decision = match access {
             Access::Unsubscribe => return Outcome::allow(None),
-            Access::Write => principal.may_publish(&self.rules, topic, &directory),
-            Access::Subscribe => principal.may_subscribe(&self.rules, topic, &directory),
+            Access::Write => principal.may_publish(rules, topic, &directory),
+            Access::Subscribe => principal.may_subscribe(rules, topic, &directory),
             Access::Read => principal
-                .may_receive(&self.rules, topic, &directory)
+                .may_receive(rules, topic, &directory)
                 .map(|ok| if ok { Decision::Allow } else { Decision::Deny }),
+        };
+        let denied = |why: String| {
+            Outcome::deny(format!(
+                "denied device `{}` (access key `{}`) at {}: {} `{}`{why}",
+                principal.device_id(),
+                session.key,
+                client.address(),
+                access.word(),
+                excerpt(topic),
+            ))
         };
         match decision {
             Ok(Decision::Allow | Decision::Filter) => Outcome::allow(None),
@@ -249,18 +555,162 @@ impl Plugin {
                 verdict: Verdict::Deny,
                 log: None,
             },
-            Ok(_) => Outcome::deny(format!(
-                "acl: {access:?} `{}` denied to device `{}`",
-                shown(topic),
-                principal.device_id()
-            )),
-            Err(e) => Outcome::deny(format!("acl: {e}")),
+            Ok(_) => denied(String::new()),
+            Err(e) => denied(format!(": {}", escape(&e.to_string()))),
         }
     }
 
-    /// The connection is gone: forget its principal.
-    pub fn disconnect(&self, connection: ConnectionId) {
-        self.sessions().remove(&connection);
+    /// The connection is gone. Its session stays (the will and the queue of
+    /// an offline persistent session are still checked against it), marked
+    /// offline unless another connection took its client id over.
+    pub fn disconnect(&self, client: Client<'_>) {
+        let Some(id) = text(client.id)
+            .ok()
+            .and_then(|id| id.parse::<DeviceId>().ok())
+        else {
+            return;
+        };
+        if let Some(session) = self.state().sessions.get_mut(&id)
+            && session.connection == client.connection
+        {
+            session.connected = false;
+        }
+    }
+
+    /// Reads the files again and re-evaluates every session (SIGHUP). On any
+    /// error the previous state stays in force.
+    pub fn reload(&self) -> Reload {
+        let stamps = self.stamps();
+        let loaded = self.load(stamps);
+        let mut state = self.state();
+        state.last_check = Some(Instant::now());
+        self.apply(&mut state, stamps, loaded)
+    }
+
+    /// With `reload_interval`: reloads when the files changed since the last
+    /// load (or failed load). Called on every tick; reads only the files'
+    /// metadata, at most once per interval.
+    pub fn tick(&self, now: Instant) -> Option<Reload> {
+        let interval = self.config.reload_interval?;
+        let mut state = self.state();
+        if state
+            .last_check
+            .is_some_and(|last| now.saturating_duration_since(last) < interval)
+        {
+            return None;
+        }
+        state.last_check = Some(now);
+        let stamps = self.stamps();
+        if stamps == state.loaded.stamps || Some(stamps) == state.failed {
+            return None;
+        }
+        drop(state);
+        let loaded = self.load(stamps);
+        let mut state = self.state();
+        Some(self.apply(&mut state, stamps, loaded))
+    }
+
+    fn apply(
+        &self,
+        state: &mut State,
+        stamps: Stamps,
+        loaded: Result<Loaded, ConfigError>,
+    ) -> Reload {
+        let mut report = Reload::default();
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                state.failed = Some(stamps);
+                report.log.push((
+                    Level::Error,
+                    format!("reload failed, the previous keys and devices stay in force: {e}"),
+                ));
+                return report;
+            }
+        };
+        state.failed = None;
+        state.loaded = loaded;
+        let loaded = &state.loaded;
+        // Revoked sessions of the previous reload have been refused by now.
+        state
+            .sessions
+            .retain(|_, session| session.principal.is_ok());
+        let mut revoked = 0;
+        for (id, session) in &mut state.sessions {
+            match evaluate(loaded, id, session) {
+                Ok(principal) => session.principal = Ok(principal),
+                Err(why) => {
+                    revoked += 1;
+                    if session.connected {
+                        report.log.push((
+                            Level::Notice,
+                            format!(
+                                "disconnecting device `{id}` (access key `{}`): {why}",
+                                session.key
+                            ),
+                        ));
+                        report.kick.push(id.to_string());
+                    } else {
+                        report.log.push((
+                            Level::Notice,
+                            format!(
+                                "revoked the offline session of device `{id}` (access key `{}`): {why}",
+                                session.key
+                            ),
+                        ));
+                    }
+                    session.connected = false;
+                    session.principal = Err(why);
+                }
+            }
+        }
+        report.log.insert(
+            0,
+            (
+                Level::Info,
+                format!(
+                    "reloaded {} access keys and {} devices; {} sessions kept, {revoked} revoked",
+                    loaded.keys.len(),
+                    loaded.devices.len(),
+                    state.sessions.len() - revoked,
+                ),
+            ),
+        );
+        report
+    }
+
+    /// The number of sessions (live or offline, revoked included).
+    pub fn session_count(&self) -> usize {
+        self.state().sessions.len()
+    }
+}
+
+/// A session's principal under the new records, or why it is revoked.
+fn evaluate(loaded: &Loaded, id: &DeviceId, session: &Session) -> Result<Principal, String> {
+    let record = loaded
+        .keys
+        .get(&session.key)
+        .ok_or("the access key was deleted")?;
+    if *record.verifier() != session.verifier {
+        return Err("the access key's secret was rotated (new verifier)".into());
+    }
+    let device = loaded.devices.get(id).ok_or("the device was deleted")?;
+    Principal::reauthorize(record, device).map_err(|e| reason(&e))
+}
+
+/// A refusal's cause in words, without the key (the line names it once).
+fn reason(error: &AuthError) -> String {
+    match error {
+        AuthError::MalformedSecret(_) => "malformed secret".into(),
+        AuthError::InvalidDeviceId(_) => "the client id is not a valid device ID".into(),
+        AuthError::UnknownKey => "unknown access key".into(),
+        AuthError::WrongSecret { .. } => "wrong secret".into(),
+        AuthError::InactiveKey { .. } => "the access key is inactive".into(),
+        AuthError::WrongApplication { .. } => {
+            "the device belongs to another application than the access key".into()
+        }
+        AuthError::OutOfScope { .. } => "the device is outside the scope of the access key".into(),
+        other => escape(&other.to_string()),
     }
 }
 
@@ -291,25 +741,4 @@ fn single_application(
         .chain(devices.values().map(DeviceRecord::application_id));
     let first = *applications.next()?;
     applications.all(|a| *a == first).then_some(first)
-}
-
-/// At most 64 characters of client-supplied text, for a log line.
-fn shown(text: &str) -> String {
-    let mut shown: String = text.chars().take(64).filter(|c| !c.is_control()).collect();
-    if text.chars().count() > 64 {
-        shown.push('…');
-    }
-    shown
-}
-
-fn refusal(device: &DeviceId, record: Option<&AccessKey>, error: &AuthError) -> String {
-    match record {
-        Some(record) => format!(
-            "refused device `{device}` with access key `{}`: {error}",
-            record.key()
-        ),
-        // A username that names no key may be anything the client typed, a
-        // legacy hex secret in the wrong field included: do not repeat it.
-        None => format!("refused device `{device}`: {error}"),
-    }
 }

@@ -22,6 +22,13 @@ pub struct Broker {
     pub port: u16,
 }
 
+impl Broker {
+    /// The broker's process id (to send it SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -41,20 +48,37 @@ pub fn free_port() -> u16 {
 /// Starts `mosquitto` on `port` with `extra` configuration lines, and waits
 /// until it accepts connections.
 pub fn start_on(dir: &Path, port: u16, extra: &str) -> Broker {
+    start_logged(dir, port, extra, None)
+}
+
+/// [`start_on`], writing the broker's log to `log`.
+pub fn start_logged(dir: &Path, port: u16, extra: &str, log: Option<&Path>) -> Broker {
     let conf = dir.join(format!("mosquitto-{port}.conf"));
+    // Started as root, mosquitto drops to user `mosquitto` unless told otherwise.
+    let user = if std::fs::metadata("/proc/self")
+        .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+    {
+        "user root\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\npersistence false\nuser root\n{extra}"),
+        format!("{user}listener {port} 127.0.0.1\npersistence false\n{extra}"),
     )
     .unwrap();
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
     let child = Command::new("mosquitto")
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("mosquitto must be installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "broker did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -137,13 +161,23 @@ fn packet(first: u8, body: &[u8]) -> Vec<u8> {
     packet
 }
 
-/// An MQTT 3.1.1 CONNECT packet (clean session, optional username/password).
+/// An MQTT 3.1.1 CONNECT packet (clean session, keep-alive 60 s, optional
+/// username/password).
 pub fn connect_packet(client_id: &str, credentials: Option<(&str, &str)>) -> Vec<u8> {
+    connect_packet_keepalive(client_id, credentials, 60)
+}
+
+/// [`connect_packet`] with another keep-alive, in seconds.
+pub fn connect_packet_keepalive(
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    keepalive: u16,
+) -> Vec<u8> {
     let mut body = Vec::new();
     string(&mut body, "MQTT");
     body.push(4);
     body.push(if credentials.is_some() { 0xC2 } else { 0x02 });
-    body.extend_from_slice(&60u16.to_be_bytes());
+    body.extend_from_slice(&keepalive.to_be_bytes());
     string(&mut body, client_id);
     if let Some((user, pass)) = credentials {
         string(&mut body, user);
