@@ -181,6 +181,7 @@ impl Authenticator {
     /// beyond that wait for a free buffer, so peak memory stays at about
     /// `size × m` KiB.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[must_use]
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool = crate::pool::MemoryPool::new(size);
@@ -189,6 +190,7 @@ impl Authenticator {
 
     /// Adds a verification cache.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[must_use]
     pub fn with_cache(mut self, cache: crate::cache::VerificationCache) -> Self {
         self.cache = Some(cache);
@@ -197,6 +199,7 @@ impl Authenticator {
 
     /// The cache, to invalidate entries.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn cache(&self) -> Option<&crate::cache::VerificationCache> {
         self.cache.as_ref()
     }

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
 #![forbid(unsafe_code)]
+// docs.rs (`--cfg docsrs`) shows which feature each gated item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(
     missing_debug_implementations,
@@ -64,6 +66,7 @@ pub use verifier::{
 
 /// The operating system's randomness failed (only with the `std` feature).
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomnessError(pub(crate) getrandom::Error);

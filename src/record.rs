@@ -90,6 +90,7 @@ pub enum GenerateError {
     Verifier(#[from] VerifierError),
     /// The operating system's randomness failed.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[error(transparent)]
     Randomness(#[from] crate::RandomnessError),
 }
@@ -157,6 +158,7 @@ impl AccessKey {
 
     /// Like [`AccessKey::generate`], with the operating system's generator.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn generate_os(scope: Scope, policy: &HashPolicy) -> Result<NewAccessKey, GenerateError> {
         Self::try_generate(&mut getrandom::SysRng, scope, policy).map_err(|e| match e {
             Ok(e) => GenerateError::Verifier(e),
@@ -327,6 +329,7 @@ mod wire {
         additional_topics: Option<AdditionalTopics>,
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl Serialize for AccessKey {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             WireOut {
@@ -341,6 +344,7 @@ mod wire {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<'de> Deserialize<'de> for AccessKey {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             let wire = WireIn::deserialize(deserializer)?;

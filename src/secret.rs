@@ -245,6 +245,7 @@ impl Drop for Secret {
 impl ZeroizeOnDrop for Secret {}
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for Secret {
     /// Deserialises with [`Secret::parse_any`], for configuration files of
     /// devices. There is deliberately no `Serialize`.
