@@ -86,7 +86,10 @@ pub enum VerifierError {
         len: usize,
     },
     /// The variant is not one of `argon2id`, `argon2i`, `argon2d`.
-    #[error("unsupported verifier algorithm `{found}`, expected `argon2id`")]
+    #[error(
+        "unsupported verifier algorithm `{}`, expected `argon2id`",
+        crate::text::Escaped(found)
+    )]
     UnknownAlgorithm {
         /// The identifier found (at most 32 characters of it).
         found: Box<str>,

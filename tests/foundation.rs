@@ -235,6 +235,76 @@ fn device_ids_follow_their_alphabet() {
     );
 }
 
+#[test]
+fn errors_escape_the_input_they_quote() {
+    // CR, LF, U+2028 and bidirectional controls would split or rewrite a log line.
+    let hostile = "gw\r\nINFO forged\u{2028}\u{202e}x";
+    let err = hostile.parse::<DeviceId>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unexpected character `\\r` at byte 2 of device ID `gw\\r\\nINFO forged\\u{2028}\\u{202e}x`, \
+         expected one of `0-9 A-Z a-z _ . : -`"
+    );
+    let err = "ab\u{200b}c".parse::<KeyId>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unexpected character `\\u{200b}` at byte 2 of access key `ab\\u{200b}c`, expected one of `0-9 A-Z a-z _ -`"
+    );
+    let err = "stk_\u{2029}\n".parse::<KeyId>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed generated access key `stk_\\u{2029}\\n`, expected `stk_` followed by 22 base62 characters"
+    );
+    let err = "$argon2\u{85}\u{feff}$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+        .parse::<structure_access::Verifier>()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported verifier algorithm `argon2\\u{85}\\u{feff}`, expected `argon2id`"
+    );
+    // Through the authenticator too, whose messages reach servers' logs.
+    let auth = structure_access::Authenticator::new(cheap_policy());
+    let secret = Secret::generate(&mut rng(1));
+    let err = auth
+        .authenticate(None, &secret, &NamedDevice(hostile))
+        .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(
+        chain.contains("gw\\r\\nINFO forged\\u{2028}\\u{202e}x"),
+        "{chain}"
+    );
+}
+
+/// A device known only by an ID, which need not be valid.
+struct NamedDevice(&'static str);
+
+impl structure_access::Device for NamedDevice {
+    fn id(&self) -> &str {
+        self.0
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+}
+
+/// An error and its causes, as a chain-printing logger shows them.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+        "{text:?}"
+    );
+    text
+}
+
 proptest! {
     /// Any one-character change to a generated secret is rejected by parsing.
     #[test]
@@ -290,6 +360,18 @@ proptest! {
         }
         if let Ok(id) = text.parse::<DeviceId>() {
             prop_assert_eq!(id.as_str(), text.as_str());
+        }
+        // Errors are one line, whatever they quote.
+        let messages = [
+            text.parse::<KeyId>().err().map(|e| e.to_string()),
+            text.parse::<DeviceId>().err().map(|e| e.to_string()),
+            text.parse::<structure_access::Verifier>().err().map(|e| e.to_string()),
+        ];
+        for message in messages.into_iter().flatten() {
+            prop_assert!(
+                !message.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+                "{:?}", message
+            );
         }
     }
 }

@@ -238,10 +238,21 @@ impl Plugin {
     }
 }
 
-/// At most 64 characters of client-supplied text, for a log line.
+/// At most 64 characters of client-supplied text, for a log line. A character
+/// that would not print as itself (a control or format character, a line or
+/// paragraph separator: what `char::escape_debug` escapes, quotes and
+/// backslashes aside) is shown as `\u{…}`, so that the line stays one line and
+/// says what the client sent.
 fn shown(text: &str) -> String {
-    let mut shown: String = text.chars().take(64).filter(|c| !c.is_control()).collect();
-    if text.chars().count() > 64 {
+    let mut shown = String::new();
+    for c in text.chars().take(64) {
+        if c.escape_debug().len() > 1 && !matches!(c, '"' | '\'' | '\\') {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    if text.chars().nth(64).is_some() {
         shown.push('…');
     }
     shown
@@ -253,5 +264,23 @@ fn refusal(device: &DeviceId, key: &KeyId, error: &AuthError) -> String {
         // legacy hex secret in the wrong field included: do not repeat it.
         AuthError::UnknownKey => format!("refused device `{device}`: {error}"),
         _ => format!("refused device `{device}` with access key `{key}`: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn client_text_in_logs_is_one_line_and_escaped() {
+        assert_eq!(shown("dev-1"), "dev-1");
+        assert_eq!(shown("café \"x\" \\"), "café \"x\" \\");
+        assert_eq!(
+            shown("a\r\nINFO forged\u{2028}\u{202e}\u{200b}\0"),
+            "a\\u{d}\\u{a}INFO forged\\u{2028}\\u{202e}\\u{200b}\\u{0}"
+        );
+        let long = "x".repeat(65);
+        assert_eq!(shown(&long), format!("{}…", "x".repeat(64)));
+        assert_eq!(shown(&long[..64]), "x".repeat(64));
     }
 }
