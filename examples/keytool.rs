@@ -201,7 +201,7 @@ fn topic(
         .with_additional_topics(record.additional_topics().clone());
     let principal = Authenticator::new(policy)
         .authenticate(Some(&twin_record), &twin.secret, &device)
-        .map_err(Failure::failed)?;
+        .map_err(|e| Failure::failed(with_causes(&e)))?;
     let known = |other: &str| (other == device.device_id().as_str()).then_some(&device);
     let rules = TopicRules::default();
     let decision = match action {
@@ -309,6 +309,18 @@ fn pointer(expr: &str, offset: usize) -> Option<String> {
     }
     let column = expr.get(..offset)?.chars().count();
     Some(format!("  {expr}\n  {}^", " ".repeat(column)))
+}
+
+/// An error and its causes, `: ` between them (each one says its cause once).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// `KEY=VALUE`, split at the first `=`.

@@ -20,14 +20,19 @@ pub const PUBLIC_REFUSAL: &str = "bad credentials";
 /// whatever the cause ([`AuthError::public_message`], or MQTT's "not
 /// authorised"), so that it learns nothing about keys it cannot prove. No
 /// message contains the secret.
+///
+/// Each message says its cause once: the variants that wrap another error show
+/// that error's message as their own (`MalformedSecret`, `InvalidDeviceId`), or
+/// return it from [`source`](core::error::Error::source) without repeating it
+/// (`BadVerifier`): log the whole chain, as `anyhow`'s `{:#}` does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// The password is not a well-formed secret (checked before any hashing).
-    #[error("malformed secret: {0}")]
+    #[error(transparent)]
     MalformedSecret(#[from] SecretError),
     /// The client id is not a valid device ID.
-    #[error("invalid device ID: {0}")]
+    #[error(transparent)]
     InvalidDeviceId(#[from] DeviceIdError),
     /// No record for the key (a dummy verification was run all the same).
     #[error("unknown access key")]
@@ -54,7 +59,7 @@ pub enum AuthError {
     },
     /// The key's stored verifier is malformed, outside the hash policy, or could
     /// not be computed: a fault on the server's side.
-    #[error("stored verifier of access key `{key}` refused: {source}")]
+    #[error("stored verifier of access key `{key}` refused")]
     BadVerifier {
         /// The key whose record is at fault.
         key: KeyId,

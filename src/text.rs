@@ -72,6 +72,23 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// An error and its causes on one line, `: ` between them, for the places that
+/// keep only a message (serde's custom errors).
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn core::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
 /// At most `max_chars` characters of `text` from byte `start` (a character
 /// boundary), [`Escaped`]; `…` marks a cut at either end.
 pub(crate) fn excerpt(text: &str, start: usize, max_chars: usize) -> String {

@@ -262,7 +262,7 @@ where
 #[non_exhaustive]
 pub enum FilterListError {
     /// A filter is invalid or longer than [`MAX_FILTER_LEN`].
-    #[error("invalid topic filter at index {index}: {source}")]
+    #[error("invalid topic filter at index {index}")]
     Filter {
         /// Its index in the list, from 0.
         index: usize,

@@ -113,7 +113,7 @@ struct ListVisitor {
 impl ListVisitor {
     fn error<E: de::Error>(&self, error: FilterListError) -> E {
         let Some(name) = self.name else {
-            return E::custom(error);
+            return E::custom(crate::text::Chain(&error));
         };
         match error {
             FilterListError::Filter { index, source } => {

@@ -259,17 +259,31 @@ fn shown(text: &str) -> String {
 }
 
 fn refusal(device: &DeviceId, key: &KeyId, error: &AuthError) -> String {
+    let why = with_causes(error);
     match error {
         // A username that names no key may be anything the client typed, a
         // legacy hex secret in the wrong field included: do not repeat it.
-        AuthError::UnknownKey => format!("refused device `{device}`: {error}"),
-        _ => format!("refused device `{device}` with access key `{key}`: {error}"),
+        AuthError::UnknownKey => format!("refused device `{device}`: {why}"),
+        _ => format!("refused device `{device}` with access key `{key}`: {why}"),
     }
+}
+
+/// An error and its causes, `: ` between them (each one says its cause once).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{refusal, shown};
+    use structure_access::{AuthError, VerifierError};
 
     #[test]
     fn client_text_in_logs_is_one_line_and_escaped() {
@@ -282,5 +296,20 @@ mod tests {
         let long = "x".repeat(65);
         assert_eq!(shown(&long), format!("{}…", "x".repeat(64)));
         assert_eq!(shown(&long[..64]), "x".repeat(64));
+    }
+
+    #[test]
+    fn refusals_log_the_cause_of_a_server_fault() {
+        let key = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse().unwrap();
+        let error = AuthError::BadVerifier {
+            key,
+            source: VerifierError::OutOfMemory { kib: 19456 },
+        };
+        assert_eq!(
+            refusal(&"dev-1".parse().unwrap(), &key, &error),
+            "refused device `dev-1` with access key `stk_4DmVJcy3ZpW0gNqk8TbX2a`: \
+             stored verifier of access key `stk_4DmVJcy3ZpW0gNqk8TbX2a` refused: \
+             could not allocate 19456 KiB for argon2"
+        );
     }
 }
