@@ -76,6 +76,7 @@ impl AuthError {
 
     /// Whether the refusal comes from the server's own data (a bad stored
     /// verifier, or memory exhaustion) rather than from the client's credentials.
+    #[must_use]
     pub fn is_server_fault(&self) -> bool {
         matches!(self, Self::BadVerifier { .. })
     }
@@ -99,8 +100,8 @@ impl Principal {
         &self.device
     }
 
-    /// The key it authenticated with.
-    pub fn key_id(&self) -> &KeyId {
+    /// The key it authenticated with (as [`AccessKey::key`] names it).
+    pub fn key(&self) -> &KeyId {
         &self.key
     }
 
@@ -118,6 +119,7 @@ impl Principal {
     /// Whether this device may see `other`: always for an unrestricted key,
     /// otherwise when `other` is in the key's restriction. Allocates nothing.
     #[inline]
+    #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, other: &D) -> bool {
         self.scope.can_see(other)
     }

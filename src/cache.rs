@@ -62,7 +62,9 @@ pub struct VerificationCache {
 
 /// Counters of a [`VerificationCache`], for monitoring.
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Fields may be added: read them, or destructure with `..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub struct CacheStats {
     /// Authentications proven by the cache, without Argon2.
     pub hits: u64,
@@ -139,6 +141,7 @@ impl VerificationCache {
     }
 
     /// Whether the cache is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -121,6 +121,7 @@ impl KeyId {
     }
 
     /// Whether this key has the generated `stk_` shape (as opposed to imported).
+    #[must_use]
     pub fn is_generated(&self) -> bool {
         self.as_str().starts_with(KEY_PREFIX)
     }

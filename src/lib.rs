@@ -24,6 +24,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(doctest)]
+mod api_checks;
 mod auth;
 #[cfg(feature = "std")]
 mod cache;
@@ -52,7 +54,8 @@ pub use mqtt::{
     TopicRules,
 };
 pub use record::{
-    AccessKey, GenerateError, KeyStatus, MAX_DESCRIPTION_CHARS, NewAccessKey, RecordError, Scope,
+    AccessKey, GenerateError, KeyStatus, KeyStatusError, MAX_DESCRIPTION_CHARS, NewAccessKey,
+    RecordError, Scope,
 };
 pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
 pub use secret::{

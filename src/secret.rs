@@ -172,6 +172,7 @@ impl Secret {
     }
 
     /// Whether this secret has the generated `sts_` shape.
+    #[must_use]
     pub fn is_generated(&self) -> bool {
         self.as_bytes().starts_with(SECRET_PREFIX.as_bytes())
     }
@@ -201,6 +202,28 @@ impl FromStr for Secret {
             return Err(SecretError::Checksum);
         }
         Ok(Self::copy_from(bytes))
+    }
+}
+
+impl TryFrom<&str> for Secret {
+    type Error = SecretError;
+
+    /// Same as [`FromStr`]: the generated shape only (use
+    /// [`Secret::parse_any`] or [`Secret::imported`] for others).
+    fn try_from(text: &str) -> Result<Self, SecretError> {
+        text.parse()
+    }
+}
+
+impl TryFrom<alloc::string::String> for Secret {
+    type Error = SecretError;
+
+    /// Same as [`FromStr`], and the string is wiped ([`Zeroize`]) before it is
+    /// dropped, whether it parses or not.
+    fn try_from(mut text: alloc::string::String) -> Result<Self, SecretError> {
+        let secret = text.parse();
+        text.zeroize();
+        secret
     }
 }
 

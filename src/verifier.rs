@@ -153,7 +153,11 @@ pub enum VerifierError {
 }
 
 /// Argon2 cost parameters: memory in KiB, iterations, lanes.
+///
+/// Build one with [`Cost::new`]; the fields are public to read, and more may
+/// come (a struct literal outside this crate does not compile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Cost {
     /// Memory cost `m`, in KiB.
     pub m: u32,
@@ -724,5 +728,74 @@ impl<'de> serde::Deserialize<'de> for Verifier {
         deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new(
             "an argon2 PHC string",
         ))
+    }
+}
+
+impl Cost {
+    /// Memory cost `m` in KiB, time cost `t` and parallelism `p`. Whether they
+    /// are acceptable is for a [`HashPolicy`] and Argon2 to say.
+    ///
+    /// ```
+    /// use structure_access::Cost;
+    ///
+    /// const OWASP: Cost = Cost::new(19456, 2, 1);
+    /// assert_eq!((OWASP.m, OWASP.t, OWASP.p), (19456, 2, 1));
+    /// ```
+    #[must_use]
+    pub const fn new(m: u32, t: u32, p: u32) -> Self {
+        Self { m, t, p }
+    }
+}
+
+/// Hashes the PHC string, as `==` compares it.
+impl core::hash::Hash for Verifier {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.phc.hash(state);
+    }
+}
+
+impl TryFrom<&str> for Verifier {
+    type Error = VerifierError;
+
+    /// Same as [`FromStr`].
+    fn try_from(text: &str) -> Result<Self, VerifierError> {
+        text.parse()
+    }
+}
+
+impl TryFrom<alloc::string::String> for Verifier {
+    type Error = VerifierError;
+
+    /// Same as [`FromStr`].
+    fn try_from(text: alloc::string::String) -> Result<Self, VerifierError> {
+        text.parse()
+    }
+}
+
+impl FromStr for Variant {
+    type Err = VerifierError;
+
+    /// The PHC identifier: `argon2id`, `argon2i` or `argon2d`.
+    ///
+    /// ```
+    /// use structure_access::Variant;
+    ///
+    /// assert_eq!("argon2id".parse::<Variant>()?, Variant::Argon2id);
+    /// assert!("scrypt".parse::<Variant>().is_err());
+    /// # Ok::<(), structure_access::VerifierError>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Self, VerifierError> {
+        match text {
+            "argon2id" => Ok(Self::Argon2id),
+            "argon2i" => Ok(Self::Argon2i),
+            "argon2d" => Ok(Self::Argon2d),
+            other => Err(VerifierError::UnknownAlgorithm {
+                found: other
+                    .chars()
+                    .take(32)
+                    .collect::<alloc::string::String>()
+                    .into(),
+            }),
+        }
     }
 }

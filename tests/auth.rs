@@ -87,7 +87,7 @@ fn right_secret_gives_a_principal() {
         .authenticate(Some(&record), &secret, &device("dev-1"))
         .unwrap();
     assert_eq!(principal.device_id().as_str(), "dev-1");
-    assert_eq!(principal.key_id(), record.key());
+    assert_eq!(principal.key(), record.key());
     assert!(principal.can_see(&device("anything")));
     let again = auth
         .authenticate_password(Some(&record), secret.expose_secret(), &device("dev-1"))
@@ -504,7 +504,7 @@ fn concurrent_authentication_from_several_threads() {
                     let (record, secret) = &keys[(t + round) % keys.len()];
                     let dev = device(&format!("dev-{}", 1 + round % 4));
                     let principal = auth.authenticate(Some(record), secret, &dev).unwrap();
-                    assert_eq!(principal.key_id(), record.key());
+                    assert_eq!(principal.key(), record.key());
                     let wrong = Secret::generate(&mut rng((t * 100 + round) as u64));
                     assert!(auth.authenticate(Some(record), &wrong, &dev).is_err());
                 }

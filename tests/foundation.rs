@@ -196,7 +196,11 @@ fn record_json_checks_every_field() {
     for (field, value, message) in [
         ("key", "stk_x", "malformed generated access key"),
         ("verifier", "$argon2id$v=19$m=64", "malformed verifier"),
-        ("status", "paused", "unknown variant `paused`"),
+        (
+            "status",
+            "paused",
+            "unknown access key status `paused`, expected `active` or `inactive`",
+        ),
     ] {
         let mut json = good.clone();
         json[field] = value.into();
@@ -273,6 +277,72 @@ fn errors_escape_the_input_they_quote() {
         chain.contains("gw\\r\\nINFO forged\\u{2028}\\u{202e}x"),
         "{chain}"
     );
+}
+
+#[test]
+fn text_types_convert_with_try_from_and_parse_with_from_str() {
+    use std::collections::HashSet;
+    use structure_access::{Variant, Verifier};
+
+    let key = "stk_4DmVJcy3ZpW0gNqk8TbX2a";
+    assert_eq!(KeyId::try_from(key), key.parse());
+    assert_eq!(KeyId::try_from(key.to_owned()), key.parse());
+    assert_eq!(KeyId::try_from("a b"), "a b".parse::<KeyId>());
+    assert!(KeyId::try_from("a b".to_owned()).is_err());
+    assert_eq!(DeviceId::try_from("dev-1"), "dev-1".parse());
+    assert_eq!(DeviceId::try_from("dev-1".to_owned()), "dev-1".parse());
+    assert!(DeviceId::try_from("a b").is_err());
+
+    let secret = Secret::generate(&mut rng(5));
+    let text = secret.expose_secret().to_owned();
+    assert_eq!(Secret::try_from(text.as_str()).unwrap(), secret);
+    assert_eq!(Secret::try_from(text.clone()).unwrap(), secret);
+    // Like `FromStr`: only the generated shape.
+    assert_eq!(
+        Secret::try_from("9f86d081884c7d659a2feaa0c55ad015".to_owned()),
+        Err(SecretError::Malformed { len: 32 })
+    );
+
+    let verifier = Verifier::create(&secret, &cheap_policy(), &mut rng(6)).unwrap();
+    let phc = verifier.as_str().to_owned();
+    assert_eq!(Verifier::try_from(phc.as_str()).unwrap(), verifier);
+    assert_eq!(Verifier::try_from(phc.clone()).unwrap(), verifier);
+    assert!(Verifier::try_from("$argon2id$").is_err());
+    // Hash agrees with `==`.
+    let set: HashSet<Verifier> = [verifier.clone(), phc.parse().unwrap()].into();
+    assert_eq!(set.len(), 1);
+
+    for variant in [Variant::Argon2id, Variant::Argon2i, Variant::Argon2d] {
+        assert_eq!(variant.as_str().parse::<Variant>(), Ok(variant));
+        assert_eq!(variant.to_string().parse::<Variant>(), Ok(variant));
+    }
+    assert_eq!(
+        "Argon2id\n".parse::<Variant>().unwrap_err().to_string(),
+        "unsupported verifier algorithm `Argon2id\\n`, expected `argon2id`"
+    );
+
+    for status in [KeyStatus::Active, KeyStatus::Inactive] {
+        assert_eq!(status.to_string().parse::<KeyStatus>(), Ok(status));
+        assert_eq!(status.as_str().parse::<KeyStatus>(), Ok(status));
+    }
+    assert!(KeyStatus::Active.is_active());
+    assert!(!KeyStatus::Inactive.is_active());
+    let err = "expired\u{2028}".parse::<KeyStatus>().unwrap_err();
+    assert_eq!(err.found(), "expired\u{2028}");
+    assert_eq!(
+        err.to_string(),
+        "unknown access key status `expired\\u{2028}`, expected `active` or `inactive`"
+    );
+}
+
+#[test]
+fn secrets_convert_from_an_owned_string() {
+    // The string is consumed (and wiped inside); what the caller keeps is the
+    // `Secret`, zeroized on drop.
+    let secret = Secret::generate(&mut rng(9));
+    let owned = String::from(secret.expose_secret());
+    let parsed: Secret = owned.try_into().unwrap();
+    assert_eq!(parsed, secret);
 }
 
 /// A device known only by an ID, which need not be valid.

@@ -192,6 +192,7 @@ pub enum Decision {
 impl Decision {
     /// Whether the subscription or publication may go ahead ([`Allow`](Self::Allow)
     /// or [`Filter`](Self::Filter)).
+    #[must_use]
     pub const fn is_granted(self) -> bool {
         !matches!(self, Self::Deny)
     }
@@ -330,16 +331,19 @@ impl FilterList {
     }
 
     /// Whether the list is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
     }
 
     /// Whether some filter of the list matches `topic`.
+    #[must_use]
     pub fn matches(&self, topic: Topic<'_>) -> bool {
         self.filters.iter().any(|f| f.as_filter().matches(topic))
     }
 
     /// Whether some filter of the list has a topic in common with `filter`.
+    #[must_use]
     pub fn intersects(&self, filter: TopicFilter<'_>) -> bool {
         self.filters
             .iter()
@@ -359,6 +363,7 @@ impl FilterList {
     /// covering the rest in the same way. The empty string is not a topic, so
     /// `/#` needs nothing for its parent level. Each listed filter is read once; the
     /// work is O(total length of the list) and nothing is allocated.
+    #[must_use]
     pub fn covers(&self, filter: TopicFilter<'_>) -> bool {
         if let Some(topic) = filter.as_topic() {
             return self.matches(topic);

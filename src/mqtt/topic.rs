@@ -343,6 +343,7 @@ impl<'a> Topic<'a> {
 
     /// Whether the first level starts with `$` (such topics are for the server,
     /// and wildcards in a filter's first level never match them).
+    #[must_use]
     pub fn is_dollar(&self) -> bool {
         self.0.starts_with('$')
     }
@@ -427,6 +428,7 @@ impl<'a> TopicFilter<'a> {
     }
 
     /// Whether the filter holds a `+` or `#` level.
+    #[must_use]
     pub const fn has_wildcards(&self) -> bool {
         self.literal < self.text.len()
     }
@@ -444,6 +446,7 @@ impl<'a> TopicFilter<'a> {
     /// Whether the filter matches `topic`, per MQTT: level by level, `+`
     /// matching any one level, `#` any number of remaining levels including
     /// none, and neither matching a first level that starts with `$`.
+    #[must_use]
     pub fn matches(&self, topic: Topic<'_>) -> bool {
         let (Some(literal), Some(wild)) =
             (self.text.get(..self.literal), self.text.get(self.literal..))
@@ -486,6 +489,7 @@ impl<'a> TopicFilter<'a> {
     /// assert!(!TopicFilter::new("+/x")?.intersects(TopicFilter::new("$SYS/x")?));
     /// # Ok::<(), structure_access::mqtt::TopicError>(())
     /// ```
+    #[must_use]
     pub fn intersects(&self, other: TopicFilter<'_>) -> bool {
         if self.literals_conflict(other) {
             return false;
@@ -624,6 +628,24 @@ impl FromStr for TopicFilterBuf {
 
     fn from_str(text: &str) -> Result<Self, TopicError> {
         Self::new(text)
+    }
+}
+
+impl TryFrom<&str> for TopicFilterBuf {
+    type Error = TopicError;
+
+    /// Same as [`TopicFilterBuf::new`].
+    fn try_from(text: &str) -> Result<Self, TopicError> {
+        Self::new(text)
+    }
+}
+
+impl TryFrom<String> for TopicFilterBuf {
+    type Error = TopicError;
+
+    /// Same as [`TopicFilterBuf::new`].
+    fn try_from(text: String) -> Result<Self, TopicError> {
+        Self::new(&text)
     }
 }
 

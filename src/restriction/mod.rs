@@ -172,6 +172,7 @@ impl TagPattern {
     }
 
     /// Whether a tag `key=value` matches this pattern (case-sensitive).
+    #[must_use]
     pub fn matches(&self, key: &str, value: &str) -> bool {
         self.key().is_none_or(|k| k == key) && self.value().is_none_or(|v| v == value)
     }
@@ -306,6 +307,7 @@ impl Restriction {
     /// one time in 64): the same whatever the size of the restriction. Allocates
     /// nothing.
     #[inline]
+    #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
         self.index.contains_id(device.id())
             || device
@@ -314,11 +316,13 @@ impl Restriction {
     }
 
     /// Whether `id` is one of the listed device IDs.
+    #[must_use]
     pub fn contains_device_id(&self, id: &str) -> bool {
         self.index.contains_id(id)
     }
 
     /// Whether a tag `key=value` matches one of the tag patterns.
+    #[must_use]
     pub fn matches_tag(&self, key: &str, value: &str) -> bool {
         self.index.matches_tag(key, value)
     }
