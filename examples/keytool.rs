@@ -15,8 +15,14 @@
 //!
 //! Each subcommand is a variant of [`Command`] and a function returning its
 //! output, so a new one is a variant and a match arm in [`run`].
+//!
+//! Secrets: the secret read by `verify` and the JSON written by `generate` live in
+//! `Zeroizing` buffers, allocated once at their final size, so that they are wiped
+//! when dropped and no reallocation leaves a copy behind. (The standard streams'
+//! own buffers are beyond its reach.)
 
 use std::fmt::Display;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +31,7 @@ use structure_access::{
     AccessKey, Authenticator, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction, Scope,
     Secret,
 };
+use zeroize::Zeroizing;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,7 +140,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(output) => {
-            println!("{output}");
+            println!("{}", output.as_str());
             ExitCode::SUCCESS
         }
         Err(failure) => {
@@ -143,27 +150,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one subcommand; returns what to print on stdout.
-fn run(command: Command) -> Result<String, Failure> {
+/// Runs one subcommand; returns what to print on stdout (wiped once printed:
+/// `generate`'s holds a secret).
+fn run(command: Command) -> Result<Zeroizing<String>, Failure> {
     match command {
-        Command::Parse { expr } => Ok(restriction(&expr)?.to_string()),
+        Command::Parse { expr } => Ok(restriction(&expr)?.to_string().into()),
         Command::CanSee {
             restrict,
             device,
             tags,
-        } => can_see(&restrict, &device, &tags),
+        } => can_see(&restrict, &device, &tags).map(Zeroizing::new),
         Command::Generate {
             restrict,
             description,
         } => generate(restrict.as_deref(), description.as_deref()),
-        Command::Verify { record } => verify(&record),
+        Command::Verify { record } => verify(&record).map(Zeroizing::new),
         Command::Topic {
             record,
             device,
             tags,
             action,
             topic: text,
-        } => topic(&record, &device, &tags, action, &text),
+        } => topic(&record, &device, &tags, action, &text).map(Zeroizing::new),
     }
 }
 
@@ -214,7 +222,9 @@ fn topic(
 
 fn verify(path: &std::path::Path) -> Result<String, Failure> {
     let record = read_record(path)?;
-    let mut line = String::new();
+    // Room for any secret and its line ending: reading never reallocates (and
+    // leaves no copy behind) unless the line is far longer than a secret.
+    let mut line = Zeroizing::new(String::with_capacity(4 * structure_access::MAX_SECRET_LEN));
     std::io::stdin()
         .read_line(&mut line)
         .map_err(|e| Failure::failed(format_args!("cannot read the secret from stdin: {e}")))?;
@@ -246,7 +256,10 @@ fn can_see(restrict: &str, device: &str, tags: &[(String, String)]) -> Result<St
     .to_owned())
 }
 
-fn generate(restrict: Option<&str>, description: Option<&str>) -> Result<String, Failure> {
+fn generate(
+    restrict: Option<&str>,
+    description: Option<&str>,
+) -> Result<Zeroizing<String>, Failure> {
     let scope = Scope::from(restrict.map(restriction).transpose()?);
     let new = AccessKey::generate_os(scope, &HashPolicy::default()).map_err(Failure::failed)?;
     let record = match description {
@@ -261,7 +274,28 @@ fn generate(restrict: Option<&str>, description: Option<&str>) -> Result<String,
         secret: new.secret.expose_secret(),
         record: &record,
     };
-    serde_json::to_string(&output).map_err(Failure::failed)
+    // Measured first, then written into a buffer of exactly that size, which is
+    // wiped on drop: a growing buffer would leave copies of the secret behind.
+    let mut size = ByteCount(0);
+    serde_json::to_writer(&mut size, &output).map_err(Failure::failed)?;
+    let mut json = Zeroizing::new(Vec::with_capacity(size.0));
+    serde_json::to_writer(&mut *json, &output).map_err(Failure::failed)?;
+    let json = String::from_utf8(std::mem::take(&mut *json)).map_err(Failure::failed)?;
+    Ok(Zeroizing::new(json))
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The output of `generate`, fields in this order.

@@ -137,6 +137,9 @@ impl Principal {
 ///   about `pool size × m`, however many verifications run.
 /// - With the `std` feature, a `VerificationCache` can
 ///   make repeat authentications of the same (verifier, secret) skip Argon2.
+/// - It blocks (Argon2, or waiting for a free buffer of the pool): from async
+///   code, call it on a blocking thread; the [crate documentation](crate#async-servers)
+///   shows how, with tokio.
 ///
 /// ```
 /// use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scope};

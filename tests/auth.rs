@@ -166,6 +166,14 @@ impl structure_access::Device for Row {
         std::iter::empty()
     }
 }
+#[test]
+fn authenticators_and_principals_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Authenticator>();
+    send_sync::<structure_access::Principal>();
+    send_sync::<AuthError>();
+}
+
 /// C-GOOD-ERR: an error shows its cause in its message or returns it from
 /// `source()`, never both.
 #[test]

@@ -337,6 +337,8 @@ fn text_types_convert_with_try_from_and_parse_with_from_str() {
 
 #[test]
 fn secrets_convert_from_an_owned_string() {
+    // The size the documentation gives for what a move copies.
+    assert_eq!(std::mem::size_of::<Secret>(), 129);
     // The string is consumed (and wiped inside); what the caller keeps is the
     // `Secret`, zeroized on drop.
     let secret = Secret::generate(&mut rng(9));
