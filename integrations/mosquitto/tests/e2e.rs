@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use structure_access::mqtt::{AdditionalTopics, FilterList};
 use structure_access::{AccessKey, HashPolicy, KeyStatus, Restriction, Scope};
 
 struct Key {
@@ -191,19 +192,31 @@ fn a_real_broker_enforces_access_keys_and_topics() {
 
     let policy = HashPolicy::default().with_params(256, 1, 1).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(2026);
-    let mut generate = |scope: Scope, status: KeyStatus| {
+    let mut generate_with = |scope: Scope, status: KeyStatus, topics: AdditionalTopics| {
         let new = AccessKey::generate(&mut rng, scope, &policy).unwrap();
-        let record = new.record.with_status(status);
+        let record = new
+            .record
+            .with_status(status)
+            .with_additional_topics(topics);
         let key = Key {
             id: record.key().to_string(),
             secret: new.secret.expose_secret().to_owned(),
         };
         (serde_json::to_string(&record).unwrap(), key)
     };
+    let mut generate =
+        |scope: Scope, status: KeyStatus| generate_with(scope, status, AdditionalTopics::None);
     let trucks: Restriction = "vehicle=truck,gw-1".parse().unwrap();
     let (restricted_json, restricted) = generate(trucks.into(), KeyStatus::Active);
     let (open_json, open) = generate(Scope::Unrestricted, KeyStatus::Active);
     let (inactive_json, inactive) = generate(Scope::Unrestricted, KeyStatus::Inactive);
+    // "No custom topics": a deny-list of `#`, which must cover `$` topics too.
+    let no_custom = AdditionalTopics::DenyList {
+        publish: FilterList::new(["#"]).unwrap(),
+        subscribe: FilterList::new(["#"]).unwrap(),
+    };
+    let (no_custom_json, no_custom) =
+        generate_with(Scope::Unrestricted, KeyStatus::Active, no_custom);
     let unknown = Key {
         id: "stk_000000000000000000000u".into(),
         secret: restricted.secret.clone(),
@@ -212,7 +225,7 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         id: restricted.id.clone(),
         secret: open.secret.clone(),
     };
-    let keys = format!("{restricted_json}\n{open_json}\n{inactive_json}\n");
+    let keys = format!("{restricted_json}\n{open_json}\n{inactive_json}\n{no_custom_json}\n");
     let devices = "\
 {\"id\": \"gw-1\"}
 {\"id\": \"truck-1\", \"tags\": [{\"key\": \"vehicle\", \"value\": \"truck\"}]}
@@ -310,6 +323,27 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         "{}",
         log()
     );
+
+    // A deny-list of `#` denies `$covert/x` as it denies `covert/x`: neither a
+    // subscription nor a publication gets through.
+    for filter in ["covert/x", "$covert/x", "$covert/#"] {
+        let denied = broker.subscribe("monitor", &no_custom, filter, 1);
+        let out = denied.wait_with_output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("subscription requests were denied"),
+            "subscribe `{filter}`: {out:?}\n{}",
+            log()
+        );
+    }
+    for topic in ["covert/x", "$covert/x"] {
+        let out = broker.publish("gw-1", &no_custom, topic, "covert");
+        assert!(connected(&out), "{out:?}\n{}", log());
+        assert!(
+            log().contains(&format!("Write `{topic}` denied")),
+            "publish `{topic}`:\n{}",
+            log()
+        );
+    }
 
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
