@@ -28,8 +28,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use structure_access::mqtt::TopicRules;
 use structure_access::{
-    AccessKey, Authenticator, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction, Scope,
-    Secret,
+    AccessKey, Authenticator, DeviceRecord, HashPolicy, KeyId, Restriction, Scope, Secret,
 };
 use zeroize::Zeroizing;
 
@@ -184,7 +183,7 @@ fn topic(
 ) -> Result<String, Failure> {
     let record = read_record(path)?;
     let device = device_arg(device, tags)?;
-    if record.status() == KeyStatus::Inactive {
+    if !record.status().is_active() {
         return Err(Failure::failed(format_args!(
             "access key `{}` is inactive: it authenticates no device",
             record.key()
@@ -232,7 +231,7 @@ fn verify(path: &std::path::Path) -> Result<String, Failure> {
     let secret = Secret::parse_any(line.trim_end_matches(['\r', '\n'])).map_err(Failure::failed)?;
     let policy = HashPolicy::default();
     match record.verifier().verify(&secret, &policy) {
-        Ok(true) if record.status() == KeyStatus::Active => Ok("ok".to_owned()),
+        Ok(true) if record.status().is_active() => Ok("ok".to_owned()),
         Ok(true) => Err(Failure::failed(format_args!(
             "access key `{}` is inactive",
             record.key()
