@@ -17,16 +17,23 @@
 //!
 //! Each subcommand is a variant of [`Command`] and a function returning its
 //! output, so a new one is a variant and a match arm in [`run`].
+//!
+//! Secrets: the secret read by `verify` and the JSON written by `generate` live in
+//! `Zeroizing` buffers, allocated once at their final size, so that they are wiped
+//! when dropped and no reallocation leaves a copy behind. (The standard streams'
+//! own buffers are beyond its reach.)
 
 use std::fmt::Display;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use structure_access::mqtt::TopicRules;
 use structure_access::{
-    AccessKey, ApplicationId, DeviceRecord, HashPolicy, KeyId, KeyStatus, Principal, Restriction,
-    Scope, Secret, VerifierError,
+    AccessKey, ApplicationId, DeviceRecord, HashPolicy, KeyId, Principal, Restriction, Scope,
+    Secret, VerifierError,
 };
+use zeroize::Zeroizing;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -164,7 +171,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(output) => {
-            println!("{output}");
+            println!("{}", output.as_str());
             ExitCode::SUCCESS
         }
         Err(failure) => {
@@ -174,10 +181,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one subcommand; returns what to print on stdout.
-fn run(command: Command) -> Result<String, Failure> {
+/// Runs one subcommand; returns what to print on stdout (wiped once printed:
+/// `generate`'s holds a secret).
+fn run(command: Command) -> Result<Zeroizing<String>, Failure> {
     match command {
-        Command::Parse { expr } => Ok(restriction(&expr)?.to_string()),
+        Command::Parse { expr } => Ok(restriction(&expr)?.to_string().into()),
         Command::CanSee {
             restrict,
             record,
@@ -185,9 +193,9 @@ fn run(command: Command) -> Result<String, Failure> {
             device,
             tags,
         } => match (restrict, record, application) {
-            (Some(restrict), None, _) => can_see(&restrict, &device, &tags),
+            (Some(restrict), None, _) => can_see(&restrict, &device, &tags).map(Zeroizing::new),
             (None, Some(record), Some(application)) => {
-                key_can_see(&record, &application, &device, &tags)
+                key_can_see(&record, &application, &device, &tags).map(Zeroizing::new)
             }
             // clap's group and `requires` leave no other case.
             _ => Err(Failure::invalid(
@@ -205,7 +213,7 @@ fn run(command: Command) -> Result<String, Failure> {
             description.as_deref(),
             verifier,
         ),
-        Command::Verify { record } => verify(&record),
+        Command::Verify { record } => verify(&record).map(Zeroizing::new),
         Command::Topic {
             record,
             application,
@@ -213,7 +221,7 @@ fn run(command: Command) -> Result<String, Failure> {
             tags,
             action,
             topic: text,
-        } => topic(&record, &application, &device, &tags, action, &text),
+        } => topic(&record, &application, &device, &tags, action, &text).map(Zeroizing::new),
     }
 }
 
@@ -230,8 +238,9 @@ fn topic(
     // keytool has no secret: it asks what the device could do once connected.
     let principal = Principal::reauthorize(&record, &device).map_err(|e| {
         Failure::failed(format_args!(
-            "device `{}` cannot connect: {e}",
-            device.device_id()
+            "device `{}` cannot connect: {}",
+            device.device_id(),
+            with_causes(&e)
         ))
     })?;
     let known = |other: &str| (other == device.device_id().as_str()).then_some(&device);
@@ -248,7 +257,9 @@ fn topic(
 
 fn verify(path: &std::path::Path) -> Result<String, Failure> {
     let record = read_record(path)?;
-    let mut line = String::new();
+    // Room for any secret and its line ending: reading never reallocates (and
+    // leaves no copy behind) unless the line is far longer than a secret.
+    let mut line = Zeroizing::new(String::with_capacity(4 * structure_access::MAX_SECRET_LEN));
     std::io::stdin()
         .read_line(&mut line)
         .map_err(|e| Failure::failed(format_args!("cannot read the secret from stdin: {e}")))?;
@@ -256,7 +267,7 @@ fn verify(path: &std::path::Path) -> Result<String, Failure> {
     let secret = Secret::parse_any(line.trim_end_matches(['\r', '\n'])).map_err(Failure::failed)?;
     let policy = HashPolicy::default();
     match record.verifier().verify(&secret, &policy) {
-        Ok(()) if record.status() == KeyStatus::Active => Ok("ok".to_owned()),
+        Ok(()) if record.status().is_active() => Ok("ok".to_owned()),
         Ok(()) => Err(Failure::failed(format_args!(
             "access key `{}` is inactive",
             record.key()
@@ -296,7 +307,7 @@ fn generate(
     restrict: Option<&str>,
     description: Option<&str>,
     verifier: VerifierScheme,
-) -> Result<String, Failure> {
+) -> Result<Zeroizing<String>, Failure> {
     let application = application_arg(application)?;
     let scope = Scope::from(restrict.map(restriction).transpose()?);
     let policy = HashPolicy::default().argon2id_for_generated(verifier == VerifierScheme::Argon2id);
@@ -313,7 +324,28 @@ fn generate(
         secret: new.secret.expose_secret(),
         record: &record,
     };
-    serde_json::to_string(&output).map_err(Failure::failed)
+    // Measured first, then written into a buffer of exactly that size, which is
+    // wiped on drop: a growing buffer would leave copies of the secret behind.
+    let mut size = ByteCount(0);
+    serde_json::to_writer(&mut size, &output).map_err(Failure::failed)?;
+    let mut json = Zeroizing::new(Vec::with_capacity(size.0));
+    serde_json::to_writer(&mut *json, &output).map_err(Failure::failed)?;
+    let json = String::from_utf8(std::mem::take(&mut *json)).map_err(Failure::failed)?;
+    Ok(Zeroizing::new(json))
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The output of `generate`, fields in this order.
@@ -375,6 +407,18 @@ fn pointer(expr: &str, offset: usize) -> Option<String> {
     }
     let column = expr.get(..offset)?.chars().count();
     Some(format!("  {expr}\n  {}^", " ".repeat(column)))
+}
+
+/// An error and its causes, `: ` between them (each one says its cause once).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// `KEY=VALUE`, split at the first `=`.

@@ -6,7 +6,7 @@ use crate::application::ApplicationId;
 use crate::device::{Device, DeviceId, DeviceIdError};
 use crate::key::KeyId;
 use crate::mqtt::{AdditionalTopics, SharedTopics};
-use crate::record::{AccessKey, KeyStatus, Scope};
+use crate::record::{AccessKey, Scope};
 use crate::secret::{Secret, SecretError};
 use crate::verifier::{Argon2Memory, HashPolicy, Verifier, VerifierError};
 
@@ -19,14 +19,19 @@ pub const PUBLIC_REFUSAL: &str = "bad credentials";
 /// whatever the cause ([`AuthError::public_message`], or MQTT's "not
 /// authorised"), so that it learns nothing about keys it cannot prove. No
 /// message contains the secret.
+///
+/// Each message says its cause once: the variants that wrap another error show
+/// that error's message as their own (`MalformedSecret`, `InvalidDeviceId`), or
+/// return it from [`source`](core::error::Error::source) without repeating it
+/// (`BadVerifier`): log the whole chain, as `anyhow`'s `{:#}` does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
     /// The password is not a well-formed secret (checked before any hashing).
-    #[error("malformed secret: {0}")]
+    #[error(transparent)]
     MalformedSecret(#[from] SecretError),
     /// The client id is not a valid device ID.
-    #[error("invalid device ID: {0}")]
+    #[error(transparent)]
     InvalidDeviceId(#[from] DeviceIdError),
     /// No record for the key (a dummy verification was run all the same).
     #[error("unknown access key")]
@@ -75,7 +80,7 @@ pub enum AuthError {
     },
     /// The key's stored verifier is malformed, outside the hash policy, or could
     /// not be computed: a fault on the server's side.
-    #[error("stored verifier of access key `{key}` refused: {source}")]
+    #[error("stored verifier of access key `{key}` refused")]
     BadVerifier {
         /// The key whose record is at fault.
         key: KeyId,
@@ -92,6 +97,7 @@ impl AuthError {
 
     /// Whether the refusal comes from the server's own data (a bad stored
     /// verifier, or memory exhaustion) rather than from the client's credentials.
+    #[must_use]
     pub fn is_server_fault(&self) -> bool {
         matches!(self, Self::BadVerifier { .. })
     }
@@ -122,8 +128,8 @@ impl Principal {
         &self.device
     }
 
-    /// The key it authenticated with.
-    pub fn key_id(&self) -> &KeyId {
+    /// The key it authenticated with (as [`AccessKey::key`] names it).
+    pub fn key(&self) -> &KeyId {
         &self.key
     }
 
@@ -185,7 +191,7 @@ impl Principal {
         device: &D,
     ) -> Result<Self, AuthError> {
         let key = *record.key();
-        if record.status() == KeyStatus::Inactive {
+        if !record.status().is_active() {
             return Err(AuthError::InactiveKey { key });
         }
         if device.application() != record.application().as_str() {
@@ -207,6 +213,7 @@ impl Principal {
     /// application; within the application, always for an unrestricted key,
     /// otherwise when `other` is in the key's restriction. Allocates nothing.
     #[inline]
+    #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, other: &D) -> bool {
         other.application() == self.application.as_str() && self.scope.contains(other)
     }
@@ -234,6 +241,9 @@ impl Principal {
 ///   about `pool size × m`, however many verifications run.
 /// - With the `std` feature, a `VerificationCache` can
 ///   make repeat authentications of the same (verifier, secret) skip Argon2.
+/// - It blocks (Argon2, or waiting for a free buffer of the pool): from async
+///   code, call it on a blocking thread; the [crate documentation](crate#async-servers)
+///   shows how, with tokio.
 ///
 /// ```
 /// use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scope};
@@ -291,6 +301,7 @@ impl Authenticator {
     /// `size × m` KiB. A buffer that a stored verifier with a larger `m` than the
     /// policy's made grow is released after use.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[must_use]
     pub fn with_pool_size(mut self, size: usize) -> Self {
         self.pool = crate::pool::MemoryPool::new(size, pool_keep_kib(&self.policy));
@@ -299,6 +310,7 @@ impl Authenticator {
 
     /// Adds a verification cache.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[must_use]
     pub fn with_cache(mut self, cache: crate::cache::VerificationCache) -> Self {
         self.cache = Some(cache);
@@ -307,6 +319,7 @@ impl Authenticator {
 
     /// The cache, to invalidate entries.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn cache(&self) -> Option<&crate::cache::VerificationCache> {
         self.cache.as_ref()
     }

@@ -19,6 +19,7 @@ use crate::secret::Secret;
 use crate::verifier::Verifier;
 
 /// Default number of entries of a [`VerificationCache`].
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 const SHARDS: usize = 16;
 /// BLAKE2b's full key size.
@@ -48,6 +49,7 @@ pub(crate) type Tag = [u8; 32];
 /// let auth = Authenticator::new(HashPolicy::default()).with_cache(cache);
 /// # Ok::<(), structure_access::RandomnessError>(())
 /// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub struct VerificationCache {
     /// The keyed MAC with its key block already absorbed, cloned for each tag.
     mac: Blake2bMac<U32>,
@@ -59,7 +61,10 @@ pub struct VerificationCache {
 }
 
 /// Counters of a [`VerificationCache`], for monitoring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+/// Fields may be added: read them, or destructure with `..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub struct CacheStats {
     /// Authentications proven by the cache, without Argon2.
     pub hits: u64,
@@ -136,6 +141,7 @@ impl VerificationCache {
     }
 
     /// Whether the cache is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

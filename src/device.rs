@@ -52,10 +52,13 @@ pub enum DeviceIdError {
     LooksLikeSecret,
     /// A character outside `[0-9A-Za-z_.:-]`.
     #[error(
-        "unexpected character `{found}` at byte {offset} of device ID `{id}`, expected one of `0-9 A-Z a-z _ . : -`"
+        "unexpected character `{}` at byte {offset} of device ID `{}`, expected one of `0-9 A-Z a-z _ . : -`",
+        crate::text::Printable(*found),
+        crate::text::Escaped(id)
     )]
     InvalidCharacter {
-        /// The rejected text.
+        /// The rejected text (the message shows it escaped: control, format
+        /// and line separator characters as `\u{…}`).
         id: alloc::string::String,
         /// The rejected character.
         found: char,

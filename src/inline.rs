@@ -58,10 +58,27 @@ impl<const N: usize> Hash for InlineStr<N> {
 }
 
 /// The text traits of an ID type wrapping an [`InlineStr`] with an `as_str`
-/// method: `Borrow<str>`, `AsRef<str>`, `Display`, `Debug` and, with the
+/// method and a `FromStr`: `TryFrom<&str>` and `TryFrom<String>` (both
+/// `FromStr`), `Borrow<str>`, `AsRef<str>`, `Display`, `Debug` and, with the
 /// `serde` feature, (de)serialisation as a string.
 macro_rules! text_id_impls {
     ($ty:ident, $expecting:literal) => {
+        impl TryFrom<&str> for $ty {
+            type Error = <$ty as core::str::FromStr>::Err;
+
+            /// Same as [`FromStr`](core::str::FromStr).
+            fn try_from(text: &str) -> Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
+        impl TryFrom<alloc::string::String> for $ty {
+            type Error = <$ty as core::str::FromStr>::Err;
+
+            /// Same as [`FromStr`](core::str::FromStr).
+            fn try_from(text: alloc::string::String) -> Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
         impl core::borrow::Borrow<str> for $ty {
             fn borrow(&self) -> &str {
                 self.as_str()
@@ -85,12 +102,14 @@ macro_rules! text_id_impls {
             }
         }
         #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
             }
         }
         #[cfg(feature = "serde")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new($expecting))

@@ -4,6 +4,7 @@ use core::str::FromStr;
 
 use crate::encoding::{fill_base62, is_base62};
 use crate::inline::{InlineStr, text_id_impls};
+use crate::text::{Escaped, Printable};
 
 /// The prefix of every generated key id.
 pub const KEY_PREFIX: &str = "stk_";
@@ -57,7 +58,9 @@ pub enum KeyError {
     },
     /// A character outside the accepted alphabet.
     #[error(
-        "unexpected character `{found}` at byte {offset} of access key `{key}`, expected one of `0-9 A-Z a-z _ -`"
+        "unexpected character `{}` at byte {offset} of access key `{}`, expected one of `0-9 A-Z a-z _ -`",
+        Printable(*found),
+        Escaped(key)
     )]
     InvalidCharacter {
         /// The key text (keys are public).
@@ -75,7 +78,8 @@ pub enum KeyError {
     LooksLikeSecret,
     /// Text starting with `stk_` that is not a well-formed generated key.
     #[error(
-        "malformed generated access key `{key}`, expected `stk_` followed by {KEY_RANDOM_LEN} base62 characters"
+        "malformed generated access key `{}`, expected `stk_` followed by {KEY_RANDOM_LEN} base62 characters",
+        Escaped(key)
     )]
     MalformedGenerated {
         /// The key text (keys are public).
@@ -117,6 +121,7 @@ impl KeyId {
     }
 
     /// Whether this key has the generated `stk_` shape (as opposed to imported).
+    #[must_use]
     pub fn is_generated(&self) -> bool {
         self.as_str().starts_with(KEY_PREFIX)
     }

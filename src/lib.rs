@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
 #![forbid(unsafe_code)]
+// docs.rs (`--cfg docsrs`) shows which feature each gated item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![warn(
     missing_debug_implementations,
@@ -22,6 +24,8 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(doctest)]
+mod api_checks;
 mod application;
 mod auth;
 #[cfg(feature = "std")]
@@ -54,7 +58,8 @@ pub use mqtt::{
     TopicRules,
 };
 pub use record::{
-    AccessKey, GenerateError, KeyStatus, MAX_DESCRIPTION_CHARS, NewAccessKey, RecordError, Scope,
+    AccessKey, GenerateError, KeyStatus, KeyStatusError, MAX_DESCRIPTION_CHARS, NewAccessKey,
+    RecordError, Scope,
 };
 pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
 pub use secret::{
@@ -69,6 +74,7 @@ pub use verifier::{
 
 /// The operating system's randomness failed (only with the `std` feature).
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the operating system's random number generator failed: {0}")]
 pub struct RandomnessError(pub(crate) getrandom::Error);

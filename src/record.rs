@@ -22,7 +22,10 @@ pub const MAX_DESCRIPTION_CHARS: usize = 32767;
 ///
 /// The restriction is shared, not copied: every [`Principal`](crate::Principal)
 /// authenticated with a key holds the same `Arc`.
+///
+/// New kinds of scope may come: a `match` outside this crate needs a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Scope {
     /// Every device of the application.
     Unrestricted,
@@ -65,9 +68,24 @@ impl From<Option<Restriction>> for Scope {
 }
 
 /// Whether a key may authenticate. An inactive key authenticates nobody.
+///
+/// New statuses may come (such as an expired key): a `match` outside this crate
+/// needs a `_` arm, and only [`KeyStatus::Active`] authenticates
+/// ([`KeyStatus::is_active`]). As text (`Display`, `FromStr`, serde) a status is
+/// `active` or `inactive`.
+///
+/// ```
+/// use structure_access::KeyStatus;
+///
+/// let status: KeyStatus = "inactive".parse()?;
+/// assert_eq!(status, KeyStatus::Inactive);
+/// assert_eq!(status.to_string(), "inactive");
+/// assert!(!status.is_active());
+/// assert!("Active".parse::<KeyStatus>().is_err());
+/// # Ok::<(), structure_access::KeyStatusError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
 pub enum KeyStatus {
     /// The key works.
     #[default]
@@ -97,6 +115,7 @@ pub enum GenerateError {
     Verifier(#[from] VerifierError),
     /// The operating system's randomness failed.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     #[error(transparent)]
     Randomness(#[from] crate::RandomnessError),
 }
@@ -132,8 +151,10 @@ pub struct AccessKey {
 /// A freshly generated key: the record to store and the secret to show once.
 ///
 /// This is the only moment the secret exists in the clear; the crate cannot
-/// recover it later. Its `Debug` is redacted like the secret's.
+/// recover it later. Its `Debug` is redacted like the secret's. Fields may be
+/// added: read them (`new.record`, `new.secret`), or destructure with `..`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct NewAccessKey {
     /// The record to store.
     pub record: AccessKey,
@@ -168,6 +189,7 @@ impl AccessKey {
 
     /// Like [`AccessKey::generate`], with the operating system's generator.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn generate_os(
         application: ApplicationId,
         scope: Scope,
@@ -278,6 +300,7 @@ impl AccessKey {
     /// Whether the key covers `device`: the device belongs to the key's
     /// application and is in its scope. Status is not checked here.
     #[inline]
+    #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
         device.application() == self.application.as_str() && self.scope.contains(device)
     }
@@ -327,10 +350,7 @@ fn check_description(description: &str) -> Result<Box<str>, RecordError> {
 
 impl fmt::Display for KeyStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Active => "active",
-            Self::Inactive => "inactive",
-        })
+        f.write_str(self.as_str())
     }
 }
 
@@ -370,6 +390,7 @@ mod wire {
         additional_topics: Option<AdditionalTopics>,
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl Serialize for AccessKey {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             WireOut {
@@ -385,6 +406,7 @@ mod wire {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<'de> Deserialize<'de> for AccessKey {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             let wire = WireIn::deserialize(deserializer)?;
@@ -407,5 +429,73 @@ mod wire {
                     .unwrap_or_default(),
             })
         }
+    }
+}
+
+impl KeyStatus {
+    /// `active` or `inactive`, as stored.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    /// Whether a key of this status may authenticate: only an active one.
+    #[must_use]
+    pub const fn is_active(self) -> bool {
+        matches!(self, Self::Active)
+    }
+}
+
+/// Why a text is not a [`KeyStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown access key status `{}`, expected `active` or `inactive`",
+    crate::text::Escaped(found)
+)]
+pub struct KeyStatusError {
+    found: alloc::string::String,
+}
+
+impl KeyStatusError {
+    /// The rejected text (at most 32 characters of it).
+    #[must_use]
+    pub fn found(&self) -> &str {
+        &self.found
+    }
+}
+
+impl core::str::FromStr for KeyStatus {
+    type Err = KeyStatusError;
+
+    /// `active` or `inactive`, exactly (lowercase, as stored).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "active" => Ok(Self::Active),
+            "inactive" => Ok(Self::Inactive),
+            _ => Err(KeyStatusError {
+                found: text.chars().take(32).collect(),
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl serde::Serialize for KeyStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+impl<'de> serde::Deserialize<'de> for KeyStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new(
+            "`active` or `inactive`",
+        ))
     }
 }

@@ -33,8 +33,19 @@ const BODY_LEN: usize = SECRET_PREFIX.len() + SECRET_RANDOM_LEN;
 /// imported from elsewhere go through [`Secret::imported`].
 ///
 /// A `Secret` is held inline (no heap), zeroized on drop, compared in constant
-/// time, has a redacted `Debug`, no `Display` and no `Serialize`. Reading it is
-/// the explicit [`Secret::expose_secret`].
+/// time, has a redacted `Debug`, no `Display`, no `Serialize` and no `Hash`
+/// (hashing is not constant-time). Reading it is the explicit
+/// [`Secret::expose_secret`].
+///
+/// **What a move copies.** Being inline, a `Secret` is 129 bytes that a move
+/// copies whole: returning one from a function, pushing it into a `Vec` or
+/// boxing it copies the secret, and Rust does not wipe the place it moved
+/// from, so a stale copy may stay in a stack frame or a freed buffer until
+/// that memory is reused. Only the place it is dropped from is zeroized (so is
+/// a `clone`, when dropped). To keep one copy, put a secret where it will stay
+/// as soon as it exists (`Box::new(Secret::generate(rng))`, a field of a
+/// long-lived struct) and pass it by reference; every function of this crate
+/// takes `&Secret`.
 ///
 /// ```
 /// use structure_access::Secret;
@@ -172,6 +183,7 @@ impl Secret {
     }
 
     /// Whether this secret has the generated `sts_` shape.
+    #[must_use]
     pub fn is_generated(&self) -> bool {
         self.as_bytes().starts_with(SECRET_PREFIX.as_bytes())
     }
@@ -201,6 +213,28 @@ impl FromStr for Secret {
             return Err(SecretError::Checksum);
         }
         Ok(Self::copy_from(bytes))
+    }
+}
+
+impl TryFrom<&str> for Secret {
+    type Error = SecretError;
+
+    /// Same as [`FromStr`]: the generated shape only (use
+    /// [`Secret::parse_any`] or [`Secret::imported`] for others).
+    fn try_from(text: &str) -> Result<Self, SecretError> {
+        text.parse()
+    }
+}
+
+impl TryFrom<alloc::string::String> for Secret {
+    type Error = SecretError;
+
+    /// Same as [`FromStr`], and the string is wiped ([`Zeroize`]) before it is
+    /// dropped, whether it parses or not.
+    fn try_from(mut text: alloc::string::String) -> Result<Self, SecretError> {
+        let secret = text.parse();
+        text.zeroize();
+        secret
     }
 }
 
@@ -245,6 +279,7 @@ impl Drop for Secret {
 impl ZeroizeOnDrop for Secret {}
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for Secret {
     /// Deserialises with [`Secret::parse_any`], for configuration files of
     /// devices. There is deliberately no `Serialize`.

@@ -48,6 +48,7 @@ pub enum Scheme {
 
 impl Scheme {
     /// Whether verifying costs a hash designed to be slow (Argon2).
+    #[must_use]
     pub const fn is_slow(self) -> bool {
         matches!(self, Self::Argon2(_))
     }
@@ -121,7 +122,10 @@ pub enum VerifierError {
         len: usize,
     },
     /// The algorithm is not one of `hmac-sha256`, `argon2id`, `argon2i`, `argon2d`.
-    #[error("unsupported verifier algorithm `{found}`, expected `hmac-sha256` or `argon2id`")]
+    #[error(
+        "unsupported verifier algorithm `{}`, expected `hmac-sha256` or `argon2id`",
+        crate::text::Escaped(found)
+    )]
     UnknownAlgorithm {
         /// The identifier found (at most 32 characters of it).
         found: Box<str>,
@@ -222,7 +226,11 @@ pub enum VerifierError {
 }
 
 /// Argon2 cost parameters: memory in KiB, iterations, lanes.
+///
+/// Build one with [`Cost::new`]; the fields are public to read, and more may
+/// come (a struct literal outside this crate does not compile).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Cost {
     /// Memory cost `m`, in KiB.
     pub m: u32,
@@ -519,6 +527,7 @@ impl HashPolicy {
     /// Whether a stored verifier that just proved `secret` should be replaced:
     /// its scheme is not the one this policy writes for the secret's kind, or
     /// its Argon2 parameters are below the policy's.
+    #[must_use]
     pub fn needs_upgrade(&self, verifier: &Verifier, secret: &Secret) -> bool {
         match (verifier.kind, self.scheme_for(secret)) {
             (Kind::HmacSha256, Scheme::HmacSha256) => false,
@@ -663,7 +672,7 @@ impl FromStr for Verifier {
             "argon2i" => Variant::Argon2i,
             "argon2d" => Variant::Argon2d,
             other => {
-                let shown = crate::text::excerpt(other, 0, 32);
+                let shown: alloc::string::String = other.chars().take(32).collect();
                 return Err(VerifierError::UnknownAlgorithm {
                     found: shown.into(),
                 });
@@ -913,6 +922,7 @@ impl Verifier {
     }
 
     /// Whether checking a secret against this verifier runs Argon2.
+    #[must_use]
     pub fn is_slow(&self) -> bool {
         self.scheme().is_slow()
     }
@@ -1059,6 +1069,7 @@ impl fmt::Debug for Verifier {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl serde::Serialize for Verifier {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.phc)
@@ -1066,10 +1077,80 @@ impl serde::Serialize for Verifier {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for Verifier {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new(
             "a verifier PHC string (hmac-sha256 or argon2)",
         ))
+    }
+}
+
+impl Cost {
+    /// Memory cost `m` in KiB, time cost `t` and parallelism `p`. Whether they
+    /// are acceptable is for a [`HashPolicy`] and Argon2 to say.
+    ///
+    /// ```
+    /// use structure_access::Cost;
+    ///
+    /// const OWASP: Cost = Cost::new(19456, 2, 1);
+    /// assert_eq!((OWASP.m, OWASP.t, OWASP.p), (19456, 2, 1));
+    /// ```
+    #[must_use]
+    pub const fn new(m: u32, t: u32, p: u32) -> Self {
+        Self { m, t, p }
+    }
+}
+
+/// Hashes the PHC string, as `==` compares it.
+impl core::hash::Hash for Verifier {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.phc.hash(state);
+    }
+}
+
+impl TryFrom<&str> for Verifier {
+    type Error = VerifierError;
+
+    /// Same as [`FromStr`].
+    fn try_from(text: &str) -> Result<Self, VerifierError> {
+        text.parse()
+    }
+}
+
+impl TryFrom<alloc::string::String> for Verifier {
+    type Error = VerifierError;
+
+    /// Same as [`FromStr`].
+    fn try_from(text: alloc::string::String) -> Result<Self, VerifierError> {
+        text.parse()
+    }
+}
+
+impl FromStr for Variant {
+    type Err = VerifierError;
+
+    /// The PHC identifier: `argon2id`, `argon2i` or `argon2d`.
+    ///
+    /// ```
+    /// use structure_access::Variant;
+    ///
+    /// assert_eq!("argon2id".parse::<Variant>()?, Variant::Argon2id);
+    /// assert!("scrypt".parse::<Variant>().is_err());
+    /// # Ok::<(), structure_access::VerifierError>(())
+    /// ```
+    fn from_str(text: &str) -> Result<Self, VerifierError> {
+        match text {
+            "argon2id" => Ok(Self::Argon2id),
+            "argon2i" => Ok(Self::Argon2i),
+            "argon2d" => Ok(Self::Argon2d),
+            other => Err(VerifierError::UnknownAlgorithm {
+                found: other
+                    .chars()
+                    .take(32)
+                    .collect::<alloc::string::String>()
+                    .into(),
+            }),
+        }
     }
 }

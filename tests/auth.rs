@@ -108,7 +108,7 @@ fn right_secret_gives_a_principal() {
         .authenticate(Some(&record), &secret, &device("dev-1"))
         .unwrap();
     assert_eq!(principal.device_id().as_str(), "dev-1");
-    assert_eq!(principal.key_id(), record.key());
+    assert_eq!(principal.key(), record.key());
     assert!(principal.can_see(&device("anything")));
     let again = auth
         .authenticate_password(Some(&record), secret.expose_secret(), &device("dev-1"))
@@ -160,10 +160,12 @@ fn every_refusal_has_its_cause_and_one_public_answer() {
             &device("dev-1"),
         )
         .unwrap_err();
+    // The secret's own message, once: it names what is wrong on its own.
     assert_eq!(
         checksum.to_string(),
-        "malformed secret: access secret checksum mismatch, expected the last 6 characters to be the CRC32 of the rest"
+        "access secret checksum mismatch, expected the last 6 characters to be the CRC32 of the rest"
     );
+    assert!(std::error::Error::source(&checksum).is_none());
 
     let bad_device = auth
         .authenticate(Some(&record), &secret, &device_row("bad id"))
@@ -188,6 +190,60 @@ impl structure_access::Device for Row {
         std::iter::empty()
     }
 }
+#[test]
+fn authenticators_and_principals_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Authenticator>();
+    send_sync::<structure_access::Principal>();
+    send_sync::<AuthError>();
+}
+
+/// C-GOOD-ERR: an error shows its cause in its message or returns it from
+/// `source()`, never both.
+#[test]
+fn no_error_prints_its_cause_twice() {
+    fn check(error: &dyn std::error::Error) {
+        let mut parent = error;
+        while let Some(cause) = parent.source() {
+            let (outer, inner) = (parent.to_string(), cause.to_string());
+            assert!(
+                !outer.contains(&inner),
+                "`{outer}` repeats its cause `{inner}`"
+            );
+            parent = cause;
+        }
+    }
+    let auth = Authenticator::new(cheap_policy());
+    let (record, secret) = key_with(Scope::Unrestricted, 3);
+    let bad =
+        record_with_verifier("$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+            .unwrap();
+    let errors: Vec<Box<dyn std::error::Error>> = vec![
+        Box::new(
+            auth.authenticate_password(Some(&record), "sts_x", &device("d"))
+                .unwrap_err(),
+        ),
+        Box::new(
+            auth.authenticate(Some(&record), &secret, &device_row("bad id"))
+                .unwrap_err(),
+        ),
+        Box::new(
+            auth.authenticate(Some(&bad), &secret, &device("d"))
+                .unwrap_err(),
+        ),
+        Box::new(structure_access::mqtt::FilterList::new(["a/#/b"]).unwrap_err()),
+        Box::new(structure_access::GenerateError::from(
+            VerifierError::OutOfMemory { kib: 1 },
+        )),
+    ];
+    for error in &errors {
+        check(error.as_ref());
+    }
+    // The wrapping ones do have a cause to show.
+    assert!(errors[2].source().is_some());
+    assert!(errors[3].source().is_some());
+}
+
 fn device_row(id: &'static str) -> Row {
     Row(id)
 }
@@ -263,6 +319,13 @@ fn hostile_stored_verifiers_are_refused_before_hashing() {
             panic!("{phc}: {err:?}");
         };
         assert_eq!(source.to_string(), message, "{phc}");
+        // The cause once: returned by `source()`, not repeated in the message.
+        assert_eq!(
+            err.to_string(),
+            format!("stored verifier of access key `{}` refused", record.key())
+        );
+        let cause = std::error::Error::source(&err).unwrap();
+        assert_eq!(cause.to_string(), message);
     }
 }
 
@@ -480,7 +543,7 @@ fn concurrent_authentication_from_several_threads() {
                     let (record, secret) = &keys[(t + round) % keys.len()];
                     let dev = device(&format!("dev-{}", 1 + round % 4));
                     let principal = auth.authenticate(Some(record), secret, &dev).unwrap();
-                    assert_eq!(principal.key_id(), record.key());
+                    assert_eq!(principal.key(), record.key());
                     let wrong = Secret::generate(&mut rng((t * 100 + round) as u64));
                     assert!(auth.authenticate(Some(record), &wrong, &dev).is_err());
                 }

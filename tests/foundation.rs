@@ -267,7 +267,11 @@ fn record_json_checks_every_field() {
     for (field, value, message) in [
         ("key", "stk_x", "malformed generated access key"),
         ("verifier", "$argon2id$v=19$m=64", "malformed verifier"),
-        ("status", "paused", "unknown variant `paused`"),
+        (
+            "status",
+            "paused",
+            "unknown access key status `paused`, expected `active` or `inactive`",
+        ),
     ] {
         let mut json = good.clone();
         json[field] = value.into();
@@ -304,6 +308,147 @@ fn device_ids_follow_their_alphabet() {
         err.to_string(),
         "unexpected character `é` at byte 1 of device ID `dév`, expected one of `0-9 A-Z a-z _ . : -`"
     );
+}
+
+#[test]
+fn errors_escape_the_input_they_quote() {
+    // CR, LF, U+2028 and bidirectional controls would split or rewrite a log line.
+    let hostile = "gw\r\nINFO forged\u{2028}\u{202e}x";
+    let err = hostile.parse::<DeviceId>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unexpected character `\\r` at byte 2 of device ID `gw\\r\\nINFO forged\\u{2028}\\u{202e}x`, \
+         expected one of `0-9 A-Z a-z _ . : -`"
+    );
+    let err = "ab\u{200b}c".parse::<KeyId>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unexpected character `\\u{200b}` at byte 2 of access key `ab\\u{200b}c`, expected one of `0-9 A-Z a-z _ -`"
+    );
+    let err = "stk_\u{2029}\n".parse::<KeyId>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed generated access key `stk_\\u{2029}\\n`, expected `stk_` followed by 22 base62 characters"
+    );
+    let err = "$argon2\u{85}\u{feff}$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+        .parse::<structure_access::Verifier>()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported verifier algorithm `argon2\\u{85}\\u{feff}`, expected `hmac-sha256` or `argon2id`"
+    );
+    // Through the authenticator too, whose messages reach servers' logs.
+    let auth = structure_access::Authenticator::new(cheap_policy());
+    let secret = Secret::generate(&mut rng(1));
+    let err = auth
+        .authenticate(None, &secret, &NamedDevice(hostile))
+        .unwrap_err();
+    let chain = error_chain(&err);
+    assert!(
+        chain.contains("gw\\r\\nINFO forged\\u{2028}\\u{202e}x"),
+        "{chain}"
+    );
+}
+
+#[test]
+fn text_types_convert_with_try_from_and_parse_with_from_str() {
+    use std::collections::HashSet;
+    use structure_access::{Variant, Verifier};
+
+    let key = "stk_4DmVJcy3ZpW0gNqk8TbX2a";
+    assert_eq!(KeyId::try_from(key), key.parse());
+    assert_eq!(KeyId::try_from(key.to_owned()), key.parse());
+    assert_eq!(KeyId::try_from("a b"), "a b".parse::<KeyId>());
+    assert!(KeyId::try_from("a b".to_owned()).is_err());
+    assert_eq!(DeviceId::try_from("dev-1"), "dev-1".parse());
+    assert_eq!(DeviceId::try_from("dev-1".to_owned()), "dev-1".parse());
+    assert!(DeviceId::try_from("a b").is_err());
+
+    let secret = Secret::generate(&mut rng(5));
+    let text = secret.expose_secret().to_owned();
+    assert_eq!(Secret::try_from(text.as_str()).unwrap(), secret);
+    assert_eq!(Secret::try_from(text.clone()).unwrap(), secret);
+    // Like `FromStr`: only the generated shape.
+    assert_eq!(
+        Secret::try_from("9f86d081884c7d659a2feaa0c55ad015".to_owned()),
+        Err(SecretError::Malformed { len: 32 })
+    );
+
+    let verifier = Verifier::create(&secret, &cheap_policy(), &mut rng(6)).unwrap();
+    let phc = verifier.as_str().to_owned();
+    assert_eq!(Verifier::try_from(phc.as_str()).unwrap(), verifier);
+    assert_eq!(Verifier::try_from(phc.clone()).unwrap(), verifier);
+    assert!(Verifier::try_from("$argon2id$").is_err());
+    // Hash agrees with `==`.
+    let set: HashSet<Verifier> = [verifier.clone(), phc.parse().unwrap()].into();
+    assert_eq!(set.len(), 1);
+
+    for variant in [Variant::Argon2id, Variant::Argon2i, Variant::Argon2d] {
+        assert_eq!(variant.as_str().parse::<Variant>(), Ok(variant));
+        assert_eq!(variant.to_string().parse::<Variant>(), Ok(variant));
+    }
+    assert_eq!(
+        "Argon2id\n".parse::<Variant>().unwrap_err().to_string(),
+        "unsupported verifier algorithm `Argon2id\\n`, expected `hmac-sha256` or `argon2id`"
+    );
+
+    for status in [KeyStatus::Active, KeyStatus::Inactive] {
+        assert_eq!(status.to_string().parse::<KeyStatus>(), Ok(status));
+        assert_eq!(status.as_str().parse::<KeyStatus>(), Ok(status));
+    }
+    assert!(KeyStatus::Active.is_active());
+    assert!(!KeyStatus::Inactive.is_active());
+    let err = "expired\u{2028}".parse::<KeyStatus>().unwrap_err();
+    assert_eq!(err.found(), "expired\u{2028}");
+    assert_eq!(
+        err.to_string(),
+        "unknown access key status `expired\\u{2028}`, expected `active` or `inactive`"
+    );
+}
+
+#[test]
+fn secrets_convert_from_an_owned_string() {
+    // The size the documentation gives for what a move copies.
+    assert_eq!(std::mem::size_of::<Secret>(), 129);
+    // The string is consumed (and wiped inside); what the caller keeps is the
+    // `Secret`, zeroized on drop.
+    let secret = Secret::generate(&mut rng(9));
+    let owned = String::from(secret.expose_secret());
+    let parsed: Secret = owned.try_into().unwrap();
+    assert_eq!(parsed, secret);
+}
+
+/// A device known only by an ID, which need not be valid.
+struct NamedDevice(&'static str);
+
+impl structure_access::Device for NamedDevice {
+    fn application(&self) -> &str {
+        APP
+    }
+    fn id(&self) -> &str {
+        self.0
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+}
+
+/// An error and its causes, as a chain-printing logger shows them.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+        "{text:?}"
+    );
+    text
 }
 
 proptest! {
@@ -361,6 +506,18 @@ proptest! {
         }
         if let Ok(id) = text.parse::<DeviceId>() {
             prop_assert_eq!(id.as_str(), text.as_str());
+        }
+        // Errors are one line, whatever they quote.
+        let messages = [
+            text.parse::<KeyId>().err().map(|e| e.to_string()),
+            text.parse::<DeviceId>().err().map(|e| e.to_string()),
+            text.parse::<structure_access::Verifier>().err().map(|e| e.to_string()),
+        ];
+        for message in messages.into_iter().flatten() {
+            prop_assert!(
+                !message.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+                "{:?}", message
+            );
         }
     }
 }

@@ -803,10 +803,12 @@ fn all_additional_topics() {
     let u = unrestricted(AdditionalTopics::All);
     for p in [&r, &u] {
         assert_eq!(publish(p, "fleet/gps", &dir), Allow);
-        assert_eq!(publish(p, "$SYS/x", &dir), Allow);
         assert_eq!(subscribe(p, "fleet/#", &dir), Allow);
-        assert_eq!(subscribe(p, "$SYS/#", &dir), Allow);
         assert!(receive(p, "fleet/gps", &dir));
+        // `$` topics are the broker's: only an allow-list naming them reaches them.
+        assert_eq!(publish(p, "$SYS/x", &dir), Deny);
+        assert_eq!(subscribe(p, "$SYS/#", &dir), Deny);
+        assert!(!receive(p, "$SYS/x", &dir));
         // Still never reserved topics or commands.
         assert_eq!(publish(p, "structure/x", &dir), Deny);
         assert_eq!(publish(p, "structure/gw/command", &dir), Deny);
@@ -911,8 +913,8 @@ fn deny_lists() {
         ("+/x", Deny), // reaches `secret/x`
         ("+/+", Deny), // reaches `a/private`
         ("#", Deny),
-        ("a/#", Deny), // reaches `a/private`
-        ("$SYS/#", Allow),
+        ("a/#", Deny),    // reaches `a/private`
+        ("$SYS/#", Deny), // `$` topics: only an allow-list naming them
         ("structure/#", Filter),
     ] {
         assert_eq!(subscribe(&p, f, &dir), expected, "subscribe `{f}`");
@@ -920,6 +922,66 @@ fn deny_lists() {
     assert!(receive(&p, "fleet/gps", &dir));
     assert!(!receive(&p, "secret/a", &dir));
     assert!(receive(&p, "structure/north1/state", &dir));
+}
+
+#[test]
+fn a_wildcard_deny_list_denies_dollar_topics() {
+    // "No custom topics": `$covert/x` is denied like `covert/x`, although `#`
+    // does not match it under MQTT's rule.
+    let dir = Directory::new();
+    let no_custom = deny_list(&["#"], &["#"]);
+    assert!(!FilterList::new(["#"]).unwrap().matches(topic("$covert/x")));
+    for p in [&restricted(no_custom.clone()), &unrestricted(no_custom)] {
+        for t in ["covert/x", "$covert/x", "$SYS"] {
+            assert_eq!(publish(p, t, &dir), Deny, "publish `{t}`");
+            assert_eq!(subscribe(p, t, &dir), Deny, "subscribe `{t}`");
+            assert!(!receive(p, t, &dir), "receive `{t}`");
+        }
+        assert_eq!(subscribe(p, "$covert/#", &dir), Deny);
+        assert_eq!(subscribe(p, "$covert/+", &dir), Deny);
+    }
+    // A wildcard level after the first covers them too, as does any deny-list.
+    for topics in [
+        deny_list(&["+/x"], &["+/x"]),
+        deny_list(&["+/#"], &["+/#"]),
+        deny_list(&[], &[]),
+    ] {
+        let p = restricted(topics.clone());
+        assert_eq!(publish(&p, "$covert/x", &dir), Deny, "{topics:?}");
+        assert_eq!(subscribe(&p, "$covert/x", &dir), Deny, "{topics:?}");
+        assert!(!receive(&p, "$covert/x", &dir), "{topics:?}");
+    }
+    // Without `$` topics, a deny-list still allows what it does not list.
+    let p = restricted(deny_list(&["+/x"], &["+/x"]));
+    assert_eq!(publish(&p, "covert/y", &dir), Allow);
+    assert_eq!(subscribe(&p, "covert/+/z", &dir), Allow);
+    // `#` matches no `$` topic: it is judged on the others (`a/x` is denied).
+    assert_eq!(subscribe(&p, "#", &dir), Deny);
+    let p = unrestricted(deny_list(&[], &["secret/a"]));
+    assert_eq!(subscribe(&p, "+/b", &dir), Allow);
+    assert_eq!(subscribe(&p, "+/a", &dir), Deny);
+}
+
+#[test]
+fn only_an_allow_list_naming_a_dollar_topic_reaches_it() {
+    let dir = Directory::new();
+    // Wildcard first levels name no `$` topic.
+    let p = restricted(allow_list(&["#", "+/x"], &["#", "+/x"]));
+    assert_eq!(publish(&p, "covert/x", &dir), Allow);
+    assert_eq!(publish(&p, "$covert/x", &dir), Deny);
+    assert_eq!(subscribe(&p, "$covert/x", &dir), Deny);
+    assert!(!receive(&p, "$covert/x", &dir));
+    // Named: allowed, and nothing beyond what the list covers.
+    let p = restricted(allow_list(&["$fleet/#"], &["$fleet/+"]));
+    assert_eq!(publish(&p, "$fleet/x", &dir), Allow);
+    assert_eq!(publish(&p, "$fleet", &dir), Allow);
+    assert_eq!(publish(&p, "$other/x", &dir), Deny);
+    assert_eq!(publish(&p, "fleet/x", &dir), Deny);
+    assert_eq!(subscribe(&p, "$fleet/+", &dir), Allow);
+    assert_eq!(subscribe(&p, "$fleet/a", &dir), Allow);
+    assert_eq!(subscribe(&p, "$fleet/#", &dir), Deny); // `$fleet/a/b` is not listed
+    assert!(receive(&p, "$fleet/a", &dir));
+    assert!(!receive(&p, "$fleet/a/b", &dir));
 }
 
 #[test]
@@ -982,10 +1044,12 @@ fn filter_lists_are_bounded() {
     );
     assert!(FilterList::new(["x".repeat(MAX_FILTER_LEN)]).is_ok());
     let err = FilterList::new(["ok", &"x".repeat(MAX_FILTER_LEN + 1)]).unwrap_err();
+    // The cause once: from `source()`, not repeated in the message.
+    assert_eq!(err.to_string(), "invalid topic filter at index 1");
     assert_eq!(
-        err.to_string(),
+        std::error::Error::source(&err).unwrap().to_string(),
         format!(
-            "invalid topic filter at index 1: topic filter `{}…` is 1025 bytes long, expected at most 1024",
+            "topic filter `{}…` is 1025 bytes long, expected at most 1024",
             "x".repeat(32)
         )
     );
@@ -1126,10 +1190,12 @@ fn the_policy_refuses_what_it_cannot_enforce() {
     let err = refused(json!({"filterType": "none", "pubTopics": ["+a"]}));
     assert!(err.contains("pubTopics[0]"), "{err}");
     // A standalone list.
+    // serde keeps only a message: it holds the cause, once.
     let err = serde_json::from_str::<FilterList>(r##"["a", "#/"]"##).unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with("invalid topic filter at index 1: "),
+        err.to_string().starts_with(
+            "invalid topic filter at index 1: unexpected `/` after `#` at byte 0 of topic filter `#/`"
+        ),
         "{err}"
     );
     assert_eq!(

@@ -153,6 +153,75 @@ proptest! {
     }
 }
 
+/// An additional-topics policy over small filters: `kind` 0 none, 1 all,
+/// 2 allow-list, 3 deny-list (the same list for publish and subscribe).
+fn small_policy(kind: u8, listed: &[String]) -> AdditionalTopics {
+    let list = || FilterList::new(listed).unwrap();
+    match kind {
+        0 => AdditionalTopics::None,
+        1 => AdditionalTopics::All,
+        2 => AdditionalTopics::AllowList {
+            publish: list(),
+            subscribe: list(),
+        },
+        _ => AdditionalTopics::DenyList {
+            publish: list(),
+            subscribe: list(),
+        },
+    }
+}
+
+/// Whether `policy` allows the custom topic `t`, by a plain reading: a `$` topic
+/// only through an allow-list filter that matches it (which names its first
+/// level: a wildcard first level matches no `$` topic).
+fn reference_allows(kind: u8, listed: &[String], t: &str) -> bool {
+    let listed_match = listed.iter().any(|l| reference_matches(l, t));
+    let dollar = t.starts_with('$');
+    match kind {
+        0 => false,
+        1 => !dollar,
+        2 => listed_match,
+        _ => !dollar && !listed_match,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(384))]
+
+    #[test]
+    fn additional_topics_agree_with_a_plain_reading(
+        kind in 0u8..4,
+        listed in vec(small_filter(), 0..4),
+        f in small_filter(),
+    ) {
+        let policy = small_policy(kind, &listed);
+        let topics = all_topics();
+        for t in &topics {
+            let topic = Topic::new(t).unwrap();
+            let expected = reference_allows(kind, &listed, t);
+            prop_assert_eq!(policy.allows_publish(topic), expected, "publish `{}` under {:?}", t, policy);
+            prop_assert_eq!(policy.allows_receive(topic), expected, "receive `{}` under {:?}", t, policy);
+            if t.starts_with('$') && expected {
+                let first = t.split('/').next().unwrap();
+                prop_assert!(
+                    listed.iter().any(|l| l.split('/').next() == Some(first) && reference_matches(l, t)),
+                    "`{}` allowed without an allow-list filter naming `{}`", t, first
+                );
+            }
+        }
+        // A subscription is allowed exactly when every topic it can match is.
+        let every = topics
+            .iter()
+            .filter(|t| reference_matches(&f, t))
+            .all(|t| reference_allows(kind, &listed, t));
+        prop_assert_eq!(
+            policy.allows_subscribe(TopicFilter::new(&f).unwrap()),
+            every,
+            "subscribe `{}` under {:?}", f, policy
+        );
+    }
+}
+
 // ---------------------------------------------------------------- scope safety
 
 const IDS: &[&str] = &["gw", "d0", "d1", "d2", "d3"];

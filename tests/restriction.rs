@@ -513,40 +513,94 @@ fn control_characters_are_refused_in_values() {
     assert_eq!(
         error("k=a\u{1}b"),
         (
-            "unexpected character `\\u{1}` in tag value `a\\u{1}b` at byte 3, expected a character that is not a control character".into(),
+            "unexpected character `\\u{1}` in tag value `a\\u{1}b` at byte 3, expected a visible character (not a control, format, line or paragraph separator character)".into(),
             Some(3)
         )
     );
     assert_eq!(
         error("k=a\tb"),
         (
-            "unexpected character `\\t` in tag value `a\\tb` at byte 3, expected a character that is not a control character".into(),
+            "unexpected character `\\t` in tag value `a\\tb` at byte 3, expected a visible character (not a control, format, line or paragraph separator character)".into(),
             Some(3)
         )
     );
     assert_eq!(
         error("k=\u{7f}"),
         (
-            "unexpected character `\\u{7f}` in tag value `\\u{7f}` at byte 2, expected a character that is not a control character".into(),
+            "unexpected character `\\u{7f}` in tag value `\\u{7f}` at byte 2, expected a visible character (not a control, format, line or paragraph separator character)".into(),
             Some(2)
         )
     );
     assert_eq!(
         error("k=\"a\nb\""),
         (
-            "unexpected character `\\n` in tag value `\"a\\n` at byte 4, expected a character that is not a control character".into(),
+            "unexpected character `\\n` in tag value `\"a\\n` at byte 4, expected a visible character (not a control, format, line or paragraph separator character)".into(),
             Some(4)
         )
     );
     assert_eq!(
         error("k=é\u{85}"),
         (
-            "unexpected character `\\u{85}` in tag value `é\\u{85}` at byte 4, expected a character that is not a control character".into(),
+            "unexpected character `\\u{85}` in tag value `é\\u{85}` at byte 4, expected a visible character (not a control, format, line or paragraph separator character)".into(),
             Some(4)
         )
     );
     // White space controls around a value are separators, not part of it.
     assert_eq!(restriction("k=a\t,\r\nj=b\n").to_string(), "j=b,k=a");
+}
+
+#[test]
+fn invisible_characters_are_refused_in_values() {
+    const EXPECTED: &str = "expected a visible character (not a control, format, line or paragraph separator character)";
+    // `vehicle=truck` and `vehicle=truck` + U+200B would print alike, yet only the
+    // first one sees a truck.
+    assert_eq!(
+        error("vehicle=truck\u{200b}"),
+        (
+            format!(
+                "unexpected character `\\u{{200b}}` in tag value `truck\\u{{200b}}` at byte 13, {EXPECTED}"
+            ),
+            Some(13)
+        )
+    );
+    assert_eq!(
+        error("k=\"a\u{2028}b\""),
+        (
+            format!(
+                "unexpected character `\\u{{2028}}` in tag value `\"a\\u{{2028}}` at byte 4, {EXPECTED}"
+            ),
+            Some(4)
+        )
+    );
+    for (text, offset) in [
+        ("k=\u{feff}v", 2),      // byte order mark
+        ("k=a\u{202e}b", 3),     // right-to-left override
+        ("k=\"a\u{2066}b\"", 4), // left-to-right isolate, quoted
+        ("=a\u{ad}b", 2),        // soft hyphen
+        ("k=a\u{2029}", 3),      // paragraph separator
+        ("k=\u{e0041}", 2),      // tag character
+        ("k=a \u{200d} b", 4),   // zero-width joiner between spaces
+    ] {
+        let (message, at) = error(text);
+        assert_eq!(at, Some(offset), "{text:?}: {message}");
+        assert!(message.ends_with(EXPECTED), "{message}");
+        let invisible = text[offset..].chars().next().unwrap();
+        assert!(!message.contains(invisible), "escaped: {message:?}");
+        let escaped = format!("`{}`", invisible.escape_unicode());
+        assert!(message.contains(&escaped), "{message:?} names {escaped}");
+    }
+    // The same rule for values given as data.
+    let e = parts(&[], &[(Some("vehicle"), Some("truck\u{200b}"))]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "unexpected character `\\u{{200b}}` in tag value `truck\\u{{200b}}` at deviceTags[0], {EXPECTED}"
+        )
+    );
+    // Visible non-ASCII text, and white space other than separators, are values.
+    let r = restriction("k=café ☕,j=\"\u{a0}x\"");
+    assert_eq!(r.to_string(), "j=\"\u{a0}x\",k=café ☕");
+    assert!(r.can_see(&device(&[("k", "café ☕")])));
 }
 
 #[test]
@@ -869,7 +923,7 @@ fn from_parts_errors_name_the_entry() {
     );
     assert_eq!(
         fails(&[], &[(Some("k"), Some("a\nb"))]).0,
-        "unexpected character `\\n` in tag value `a\\nb` at deviceTags[0], expected a character that is not a control character"
+        "unexpected character `\\n` in tag value `a\\nb` at deviceTags[0], expected a visible character (not a control, format, line or paragraph separator character)"
     );
     let long = "v".repeat(256);
     assert_eq!(

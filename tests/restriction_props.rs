@@ -1,13 +1,14 @@
 //! Property tests of the restriction language: generated restrictions, written in
 //! varied but equivalent ways, parse to the same set; the canonical form reads
-//! back as itself; `can_see` agrees with a naive evaluator; any text parses or
-//! fails without panicking.
+//! back as itself; `can_see` agrees with a naive evaluator; two different
+//! restrictions never print alike; any text parses or fails without panicking.
 
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use structure_access::{DeviceRecord, Limits, Restriction, TagFilter};
+use structure_access::restriction::Item;
+use structure_access::{DeviceRecord, Limits, Restriction, RestrictionError, TagFilter};
 
 /// The application of every key and device here.
 const APP: &str = "app1";
@@ -94,7 +95,9 @@ fn tag_value() -> impl Strategy<Value = String> {
         )
         .prop_map(String::from),
         "[ a-z,=\"\\\\*é\u{a0}\u{2003}☕]{1,8}",
-        "\\PC{1,8}",
+        // Any visible text: no control or format character (C), no line or
+        // paragraph separator (Zl, Zp).
+        "[^\\p{C}\\p{Zl}\\p{Zp}]{1,8}",
     ]
 }
 
@@ -335,4 +338,73 @@ fn check_total(text: &str) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- look-alikes
+
+/// Characters of values that print alike: invisible ones, kinds of white space,
+/// and the characters the canonical form quotes or escapes.
+const LOOKALIKES: &[char] = &[
+    'a', ' ', '\u{a0}', '\t', '\u{200b}', '\u{200d}', '\u{202e}', '\u{2028}', '\u{feff}', '\u{ad}',
+    '"', '\\', '*', ',', '=',
+];
+
+/// Whether `c` is one of [`LOOKALIKES`] that must never reach a restriction.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}' | '\u{200d}' | '\u{202e}' | '\u{2028}' | '\u{feff}' | '\u{ad}'
+        )
+}
+
+fn lookalike_entries() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+    prop::collection::vec(
+        (
+            select(&["k", "j"][..]),
+            prop::collection::vec(select(LOOKALIKES), 1..4).prop_map(String::from_iter),
+        ),
+        1..3,
+    )
+}
+
+fn build(entries: &[(&str, String)]) -> Result<Restriction, RestrictionError> {
+    let filters = entries
+        .iter()
+        .map(|(k, v)| TagFilter::new(Some(k), Some(v.as_str())));
+    Restriction::from_parts(Vec::<&str>::new(), filters, &Limits::default())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn display_is_injective(a in lookalike_entries(), b in lookalike_entries()) {
+        for entries in [&a, &b] {
+            match build(entries) {
+                Ok(r) => {
+                    prop_assert!(!entries.iter().any(|(_, v)| v.chars().any(invisible)));
+                    let text = r.to_string();
+                    prop_assert!(!text.chars().any(invisible), "{:?}", text);
+                    prop_assert_eq!(&text.parse::<Restriction>().unwrap(), &r);
+                }
+                Err(e) => prop_assert!(
+                    matches!(e, RestrictionError::InvalidCharacter { item: Item::TagValue, found, .. } if invisible(found)),
+                    "{:?}: {}", entries, e
+                ),
+            }
+        }
+        if let (Ok(ra), Ok(rb)) = (build(&a), build(&b)) {
+            prop_assert_eq!(ra.to_string() == rb.to_string(), ra == rb, "{} vs {}", ra, rb);
+        }
+        // The attack: the same entries with invisible characters dropped print
+        // alike, so the original must have been refused (or had none).
+        let visible: Vec<(&str, String)> = a
+            .iter()
+            .map(|(k, v)| (*k, v.chars().filter(|&c| !invisible(c)).collect()))
+            .collect();
+        if let (Ok(original), Ok(stripped)) = (build(&a), build(&visible)) {
+            prop_assert_eq!(original, stripped);
+        }
+    }
 }

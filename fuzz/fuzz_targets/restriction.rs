@@ -1,6 +1,8 @@
 //! Restriction text: parse; if accepted, the canonical form parses back to an equal
-//! restriction and is a fixed point; `can_see` over an arbitrary device never panics
-//! and agrees with a plain reading of the patterns.
+//! restriction and is a fixed point, and it holds no invisible character (so two
+//! different restrictions never print alike); errors are one printable line;
+//! `can_see` over an arbitrary device never panics and agrees with a plain reading
+//! of the patterns.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -31,11 +33,27 @@ impl Device for FuzzDevice<'_> {
     }
 }
 
+/// Characters that do not show as themselves: control (Cc), format (Cf, the
+/// common ones) and line or paragraph separators.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+        )
+}
+
 fuzz_target!(|input: Input<'_>| {
-    let Ok(restriction) = input.text.parse::<Restriction>() else {
-        return;
+    let restriction = match input.text.parse::<Restriction>() {
+        Ok(restriction) => restriction,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!message.chars().any(invisible), "{message:?}");
+            return;
+        }
     };
     let canonical = restriction.to_string();
+    assert!(!canonical.chars().any(invisible), "{canonical:?}");
     let reparsed: Restriction = canonical
         .parse()
         .unwrap_or_else(|e| panic!("canonical form `{canonical}` does not parse: {e}"));

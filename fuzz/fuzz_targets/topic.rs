@@ -1,8 +1,10 @@
 //! MQTT topics: topic and filter parsing never panics and accepts exactly the MQTT
 //! grammar; matching agrees with a plain reference matcher; intersection and
-//! containment never contradict matching; and for a restricted principal no topic
+//! containment never contradict matching; for a restricted principal no topic
 //! of an out-of-scope device, or of a device of another application, is ever
-//! allowed by publish, subscribe or `may_receive`.
+//! allowed by publish, subscribe or `may_receive`; and a `$` custom topic is
+//! reached only through an allow-list filter naming its first level (never by
+//! `all` or under a deny-list).
 //!
 //! The input is text, one item a line, so the seeds are readable:
 //!
@@ -267,6 +269,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     });
+    // A filter of `$` custom topics needs an allow-list that covers it.
+    if let (Some(filter), Some(decision)) = (filter, subscribed) {
+        let first = filter.levels().next().unwrap_or_default();
+        if first.starts_with('$') && first != rules.prefix() {
+            let covered = match &policy {
+                AdditionalTopics::AllowList { subscribe, .. } => subscribe.covers(filter),
+                _ => false,
+            };
+            assert_eq!(decision.is_granted(), covered, "subscribe {filter_text}");
+        }
+    }
     for t in &topics {
         let Ok(topic) = Topic::new(t) else { continue };
         let publish = principal.may_publish(&rules, t, &directory).unwrap();
@@ -296,6 +309,25 @@ fuzz_target!(|data: &[u8]| {
             TopicClass::Custom => {
                 assert_eq!(publish == Decision::Allow, policy.allows_publish(topic));
                 assert_eq!(receive, policy.allows_receive(topic));
+                // A `$` topic is reached only through an allow-list filter that
+                // names its first level: never by `all`, never under a deny-list
+                // (whose `#` means "no custom topics", `$` ones included).
+                if topic.is_dollar() {
+                    let named = |list: &FilterList| {
+                        list.as_slice().iter().any(|f| {
+                            let f = f.as_filter();
+                            f.levels().next() == topic.levels().next() && f.matches(topic)
+                        })
+                    };
+                    let (may_publish, may_receive) = match &policy {
+                        AdditionalTopics::AllowList { publish, subscribe } => {
+                            (named(publish), named(subscribe))
+                        }
+                        _ => (false, false),
+                    };
+                    assert_eq!(publish == Decision::Allow, may_publish, "publish {t}");
+                    assert_eq!(receive, may_receive, "receive {t}");
+                }
                 // An allowed subscription delivers only what may be received.
                 if subscribed.is_some_and(|d| d.is_granted())
                     && filter.is_some_and(|f| f.matches(topic))

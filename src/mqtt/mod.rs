@@ -27,6 +27,11 @@
 //! | any other topic whose first level is `structure` | [`TopicClass::Reserved`]: always denied |
 //! | anything else | [`TopicClass::Custom`]: the key's [`AdditionalTopics`] decide |
 //!
+//! Custom topics whose first level starts with `$` (MQTT reserves them for the
+//! broker) are allowed only by an allow-list filter that names that first level,
+//! such as `$fleet/#`: `All` and every deny-list deny them, so a deny-list of `#`
+//! means "no custom topics", `$` ones included (see [`AdditionalTopics`]).
+//!
 //! `{deviceId}` must be a valid [`DeviceId`](crate::DeviceId), and a device topic
 //! has exactly three levels.
 //!

@@ -227,6 +227,7 @@ pub enum Decision {
 impl Decision {
     /// Whether the subscription or publication may go ahead ([`Allow`](Self::Allow)
     /// or [`Filter`](Self::Filter)).
+    #[must_use]
     pub const fn is_granted(self) -> bool {
         !matches!(self, Self::Deny)
     }
@@ -297,7 +298,7 @@ where
 #[non_exhaustive]
 pub enum FilterListError {
     /// A filter is invalid or longer than [`MAX_FILTER_LEN`].
-    #[error("invalid topic filter at index {index}: {source}")]
+    #[error("invalid topic filter at index {index}")]
     Filter {
         /// Its index in the list, from 0.
         index: usize,
@@ -365,16 +366,19 @@ impl FilterList {
     }
 
     /// Whether the list is empty.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
     }
 
     /// Whether some filter of the list matches `topic`.
+    #[must_use]
     pub fn matches(&self, topic: Topic<'_>) -> bool {
         self.filters.iter().any(|f| f.as_filter().matches(topic))
     }
 
     /// Whether some filter of the list has a topic in common with `filter`.
+    #[must_use]
     pub fn intersects(&self, filter: TopicFilter<'_>) -> bool {
         self.filters
             .iter()
@@ -394,6 +398,7 @@ impl FilterList {
     /// covering the rest in the same way. The empty string is not a topic, so
     /// `/#` needs nothing for its parent level. Each listed filter is read once; the
     /// work is O(total length of the list) and nothing is allocated.
+    #[must_use]
     pub fn covers(&self, filter: TopicFilter<'_>) -> bool {
         if let Some(topic) = filter.as_topic() {
             return self.matches(topic);
@@ -529,9 +534,20 @@ impl ListBuilder {
 /// | policy | PUBLISH of a custom topic | SUBSCRIBE to a custom filter |
 /// |---|---|---|
 /// | `None` (default) | denied | denied |
-/// | `All` | allowed | allowed |
+/// | `All` | allowed, except `$` topics | allowed, except filters of `$` topics |
 /// | `AllowList` | allowed if a `publish` filter matches it | allowed if every topic it can match is matched by some `subscribe` filter ([`FilterList::covers`]) |
-/// | `DenyList` | allowed unless a `publish` filter matches it | allowed unless it has a topic in common with a `subscribe` filter ([`FilterList::intersects`]) |
+/// | `DenyList` | allowed unless a `publish` filter matches it, or it is a `$` topic | allowed unless it has a topic in common with a `subscribe` filter ([`FilterList::intersects`]), or its first level starts with `$` |
+///
+/// # `$` topics
+///
+/// MQTT reserves topics whose first level starts with `$` (`$SYS/…`) for the
+/// broker, and a filter whose first level is `+` or `#` never matches them. So
+/// that no policy reaches them by accident, a custom `$` topic is allowed only by
+/// an **allow-list** filter that names its first level (`$fleet/#` allows
+/// `$fleet/x`; `#` and `+/x` do not). `All` and every deny-list deny them: a
+/// deny-list of `#` ("no custom topics") denies `$covert/x` as it denies
+/// `covert/x`. A wildcard subscription (`#`, `+/x`) never matches a `$` topic, so
+/// it is judged on the other custom topics alone.
 ///
 /// With the `serde` feature it reads and writes the platform's shape,
 /// `{"filterType": "none" | "all" | "whitelist" | "blacklist", "pubTopics": [...],
@@ -558,7 +574,7 @@ pub enum AdditionalTopics {
     /// No topic outside the device topics.
     #[default]
     None,
-    /// Every topic outside the device topics.
+    /// Every topic outside the device topics, except `$` topics.
     All,
     /// Only the listed topics.
     AllowList {
@@ -567,7 +583,7 @@ pub enum AdditionalTopics {
         /// Filters of the topics the device may subscribe to.
         subscribe: FilterList,
     },
-    /// Every topic except the listed ones.
+    /// Every topic except the listed ones and `$` topics.
     DenyList {
         /// Filters of the topics the device may not publish to.
         publish: FilterList,
@@ -582,23 +598,29 @@ static NO_ADDITIONAL_TOPICS: AdditionalTopics = AdditionalTopics::None;
 
 impl AdditionalTopics {
     /// Whether the policy lets a device publish to `topic` (a custom topic;
-    /// device topics are not the policy's business).
+    /// device topics are not the policy's business). A `$` topic needs an
+    /// allow-list filter that names its first level.
+    #[must_use]
     pub fn allows_publish(&self, topic: Topic<'_>) -> bool {
         match self {
+            Self::AllowList { publish, .. } => publish.matches(topic),
+            _ if topic.is_dollar() => false,
             Self::None => false,
             Self::All => true,
-            Self::AllowList { publish, .. } => publish.matches(topic),
             Self::DenyList { publish, .. } => !publish.matches(topic),
         }
     }
 
     /// Whether the policy lets a device receive a message on `topic` through a
-    /// subscription: the `subscribe` list applied to one topic.
+    /// subscription: the `subscribe` list applied to one topic. A `$` topic
+    /// needs an allow-list filter that names its first level.
+    #[must_use]
     pub fn allows_receive(&self, topic: Topic<'_>) -> bool {
         match self {
+            Self::AllowList { subscribe, .. } => subscribe.matches(topic),
+            _ if topic.is_dollar() => false,
             Self::None => false,
             Self::All => true,
-            Self::AllowList { subscribe, .. } => subscribe.matches(topic),
             Self::DenyList { subscribe, .. } => !subscribe.matches(topic),
         }
     }
@@ -606,11 +628,14 @@ impl AdditionalTopics {
     /// Whether the policy lets a device subscribe to `filter`: every topic the
     /// filter can match must be allowed by the `subscribe` list (an allow-list
     /// must cover the filter, a deny-list must have no topic in common with it).
+    /// A filter of `$` topics needs allow-list filters that name its first level.
+    #[must_use]
     pub fn allows_subscribe(&self, filter: TopicFilter<'_>) -> bool {
         match self {
+            Self::AllowList { subscribe, .. } => subscribe.covers(filter),
+            _ if is_dollar_filter(filter) => false,
             Self::None => false,
             Self::All => true,
-            Self::AllowList { subscribe, .. } => subscribe.covers(filter),
             Self::DenyList { subscribe, .. } => !subscribe.intersects(filter),
         }
     }
@@ -622,12 +647,19 @@ impl AdditionalTopics {
     /// a first level other than the prefix.
     fn allows_subscribe_outside(&self, filter: TopicFilter<'_>, prefix: &str) -> bool {
         match self {
+            Self::AllowList { subscribe, .. } => subscribe.covers(filter),
+            _ if is_dollar_filter(filter) => false,
             Self::None => false,
             Self::All => true,
-            Self::AllowList { subscribe, .. } => subscribe.covers(filter),
             Self::DenyList { subscribe, .. } => !subscribe.intersects_outside(filter, prefix),
         }
     }
+}
+
+/// Whether `filter` matches only `$` topics: its first level, a literal, starts
+/// with `$`. (A wildcard first level matches no `$` topic at all.)
+fn is_dollar_filter(filter: TopicFilter<'_>) -> bool {
+    filter.as_str().starts_with('$')
 }
 
 /// An [`AdditionalTopics`] as a record and its principals hold it: shared, and

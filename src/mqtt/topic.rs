@@ -360,6 +360,7 @@ impl<'a> Topic<'a> {
 
     /// Whether the first level starts with `$` (such topics are for the server,
     /// and wildcards in a filter's first level never match them).
+    #[must_use]
     pub fn is_dollar(&self) -> bool {
         self.0.starts_with('$')
     }
@@ -444,6 +445,7 @@ impl<'a> TopicFilter<'a> {
     }
 
     /// Whether the filter holds a `+` or `#` level.
+    #[must_use]
     pub const fn has_wildcards(&self) -> bool {
         self.literal < self.text.len()
     }
@@ -461,6 +463,7 @@ impl<'a> TopicFilter<'a> {
     /// Whether the filter matches `topic`, per MQTT: level by level, `+`
     /// matching any one level, `#` any number of remaining levels including
     /// none, and neither matching a first level that starts with `$`.
+    #[must_use]
     pub fn matches(&self, topic: Topic<'_>) -> bool {
         let (Some(literal), Some(wild)) =
             (self.text.get(..self.literal), self.text.get(self.literal..))
@@ -503,6 +506,7 @@ impl<'a> TopicFilter<'a> {
     /// assert!(!TopicFilter::new("+/x")?.intersects(TopicFilter::new("$SYS/x")?));
     /// # Ok::<(), structure_access::mqtt::TopicError>(())
     /// ```
+    #[must_use]
     pub fn intersects(&self, other: TopicFilter<'_>) -> bool {
         if self.literals_conflict(other) {
             return false;
@@ -644,6 +648,24 @@ impl FromStr for TopicFilterBuf {
     }
 }
 
+impl TryFrom<&str> for TopicFilterBuf {
+    type Error = TopicError;
+
+    /// Same as [`TopicFilterBuf::new`].
+    fn try_from(text: &str) -> Result<Self, TopicError> {
+        Self::new(text)
+    }
+}
+
+impl TryFrom<String> for TopicFilterBuf {
+    type Error = TopicError;
+
+    /// Same as [`TopicFilterBuf::new`].
+    fn try_from(text: String) -> Result<Self, TopicError> {
+        Self::new(&text)
+    }
+}
+
 impl From<TopicFilter<'_>> for TopicFilterBuf {
     fn from(filter: TopicFilter<'_>) -> Self {
         Self {
@@ -672,6 +694,7 @@ impl fmt::Debug for TopicFilterBuf {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl serde::Serialize for TopicFilterBuf {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.text)
@@ -679,6 +702,7 @@ impl serde::Serialize for TopicFilterBuf {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for TopicFilterBuf {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(crate::serde_util::FromStrVisitor::new(

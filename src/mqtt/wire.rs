@@ -24,18 +24,21 @@ enum FilterType {
     Blacklist,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for FilterList {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.as_slice().serialize(serializer)
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for FilterList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_seq(ListVisitor { name: None })
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for AdditionalTopics {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let none: &[TopicFilterBuf] = &[];
@@ -87,6 +90,7 @@ fn sub_topics<'de, D: Deserializer<'de>>(deserializer: D) -> Result<FilterList, 
     })
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for AdditionalTopics {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = WireIn::deserialize(deserializer)?;
@@ -109,7 +113,7 @@ struct ListVisitor {
 impl ListVisitor {
     fn error<E: de::Error>(&self, error: FilterListError) -> E {
         let Some(name) = self.name else {
-            return E::custom(error);
+            return E::custom(crate::text::Chain(&error));
         };
         match error {
             FilterListError::Filter { index, source } => {

@@ -51,7 +51,9 @@ impl Item {
         match self {
             Self::DeviceId => "one of `0-9 A-Z a-z _ . : -`",
             Self::TagKey => "one of `0-9 A-Z a-z _ -`",
-            Self::TagValue => "a character that is not a control character",
+            Self::TagValue => {
+                "a visible character (not a control, format, line or paragraph separator character)"
+            }
         }
     }
 }

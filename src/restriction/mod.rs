@@ -20,10 +20,14 @@
 //! A tag key is 1 to 255 characters of `0-9 A-Z a-z _ -`. A tag value is 1 to 255
 //! characters (Unicode scalar values, counted after unescaping). A bare value
 //! may not contain `,`, `=` or `"` and loses its leading and trailing white
-//! space; a quoted value may contain anything but a control character. Control
-//! characters (Unicode category Cc: U+0000–U+001F, U+007F–U+009F) are rejected in
-//! every value, quoted or not: no platform value needs them and they make
-//! restrictions that print misleadingly. `=`, `*=*`, `=*`, `*=` and an empty
+//! space; a quoted value may contain anything but an invisible character.
+//! Invisible characters are rejected in every value, quoted or not: control
+//! characters (Unicode category Cc: U+0000–U+001F, U+007F–U+009F), format
+//! characters (Cf: zero-width characters such as U+200B, bidirectional controls
+//! such as U+202E, the byte order mark) and the line and paragraph separators
+//! U+2028 and U+2029. No platform value needs them, and they make restrictions
+//! that print alike but differ: `vehicle=truck` followed by a U+200B would look
+//! like `vehicle=truck` and match no truck. `=`, `*=*`, `=*`, `*=` and an empty
 //! list are errors: an unrestricted key is
 //! [`Scope::Unrestricted`](crate::Scope::Unrestricted), not a pattern that
 //! matches everything.
@@ -36,7 +40,8 @@
 //! A value is quoted only when its bare form would read back differently: when it
 //! is `*`, contains `,`, `=` or `"`, or starts or ends with white space
 //! ([`char::is_whitespace`]); inside quotes `"` and `\` are escaped. So
-//! `parse(display(r)) == r` for every restriction.
+//! `parse(display(r)) == r` for every restriction, and since no value holds an
+//! invisible character, two different restrictions never print alike.
 //!
 //! # Limits
 //!
@@ -76,6 +81,7 @@ use core::str::FromStr;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::device::{Device, MAX_DEVICE_ID_LEN, is_device_id_byte};
+use crate::text::is_invisible;
 
 pub use error::{Item, Location, RestrictionError};
 
@@ -166,6 +172,7 @@ impl TagPattern {
     }
 
     /// Whether a tag `key=value` matches this pattern (case-sensitive).
+    #[must_use]
     pub fn matches(&self, key: &str, value: &str) -> bool {
         self.key().is_none_or(|k| k == key) && self.value().is_none_or(|v| v == value)
     }
@@ -300,6 +307,7 @@ impl Restriction {
     /// one time in 64): the same whatever the size of the restriction. Allocates
     /// nothing.
     #[inline]
+    #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
         self.index.contains_id(device.id())
             || device
@@ -308,11 +316,13 @@ impl Restriction {
     }
 
     /// Whether `id` is one of the listed device IDs.
+    #[must_use]
     pub fn contains_device_id(&self, id: &str) -> bool {
         self.index.contains_id(id)
     }
 
     /// Whether a tag `key=value` matches one of the tag patterns.
+    #[must_use]
     pub fn matches_tag(&self, key: &str, value: &str) -> bool {
         self.index.matches_tag(key, value)
     }
@@ -615,7 +625,7 @@ impl<'l> Builder<'l> {
             )?;
         }
         if let Some(value) = value {
-            check_chars(value, Item::TagValue, at, |c| !c.is_control())?;
+            check_chars(value, Item::TagValue, at, |c| !is_invisible(c))?;
             let chars = value.chars().count();
             check_len(
                 value,

@@ -25,6 +25,7 @@ use super::{
     is_tag_key_char,
 };
 use crate::device::is_device_id_byte;
+use crate::text::is_invisible;
 
 const EXPECTED_ENTRY: &str = "a device ID or a tag pattern";
 const EXPECTED_AFTER_ID: &str = "`,`, `=` or the end of the input after a device ID";
@@ -205,7 +206,7 @@ fn is_ws(c: char) -> bool {
 
 /// A character of a bare value.
 fn is_bare_char(c: char) -> bool {
-    !matches!(c, ',' | '=' | '"') && !c.is_control()
+    !matches!(c, ',' | '=' | '"') && !is_invisible(c)
 }
 
 struct Cx<'a, 'l> {
@@ -340,7 +341,7 @@ impl<'a> Cx<'a, '_> {
         let next = skip_ws(rest);
         if !(next.is_empty() || next.starts_with(',')) {
             match rest.chars().next() {
-                Some(found) if found.is_control() => {
+                Some(found) if is_invisible(found) => {
                     let written = found_at(input).unwrap_or_default();
                     return Err(self.reject(
                         rest,
@@ -424,7 +425,7 @@ impl<'a> Cx<'a, '_> {
                         }));
                     }
                 },
-                c if c.is_control() => {
+                c if is_invisible(c) => {
                     // The value as written, up to and including the character.
                     let end = input
                         .len()

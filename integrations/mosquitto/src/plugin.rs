@@ -556,7 +556,7 @@ impl Plugin {
                 log: None,
             },
             Ok(_) => denied(String::new()),
-            Err(e) => denied(format!(": {}", escape(&e.to_string()))),
+            Err(e) => denied(format!(": {}", escape(&with_causes(&e)))),
         }
     }
 
@@ -698,6 +698,18 @@ fn evaluate(loaded: &Loaded, id: &DeviceId, session: &Session) -> Result<Princip
     Principal::reauthorize(record, device).map_err(|e| reason(&e))
 }
 
+/// An error and its causes, `: ` between them (each one says its cause once).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 /// A refusal's cause in words, without the key (the line names it once).
 fn reason(error: &AuthError) -> String {
     match error {
@@ -710,7 +722,7 @@ fn reason(error: &AuthError) -> String {
             "the device belongs to another application than the access key".into()
         }
         AuthError::OutOfScope { .. } => "the device is outside the scope of the access key".into(),
-        other => escape(&other.to_string()),
+        other => escape(&with_causes(other)),
     }
 }
 

@@ -73,11 +73,13 @@ impl Throttle {
 
     /// Takes one Argon2 run from the budgets of the broker and of `address`
     /// (`None`: the broker's only), or says there is none left.
+    #[must_use]
     pub fn permit(&self, address: Option<&str>) -> bool {
         self.permit_at(address, Instant::now())
     }
 
     /// [`permit`](Self::permit) at the time `now`.
+    #[must_use]
     pub fn permit_at(&self, address: Option<&str>, now: Instant) -> bool {
         if self.global_rate == 0 || (address.is_some() && self.per_address_rate == 0) {
             return false;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
+use structure_access::mqtt::{AdditionalTopics, FilterList};
 use structure_access::{AccessKey, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
 
 /// Two applications share the broker.
@@ -411,9 +412,13 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         return;
     }
     let mut fixture = Fixture::new(2026);
+    let mut generate_with = |app: &str, scope: Scope, status: KeyStatus, topics| {
+        let (record, _, key) = fixture.key(app, scope, status);
+        let record = record.with_additional_topics(topics);
+        (serde_json::to_string(&record).unwrap(), key)
+    };
     let mut generate = |app: &str, scope: Scope, status: KeyStatus| {
-        let (_, line, key) = fixture.key(app, scope, status);
-        (line.trim_end().to_owned(), key)
+        generate_with(app, scope, status, AdditionalTopics::None)
     };
     let trucks: Restriction = "vehicle=truck,gw-1".parse().unwrap();
     let (restricted_json, restricted) = generate(APP_A, trucks.into(), KeyStatus::Active);
@@ -421,6 +426,13 @@ fn a_real_broker_enforces_access_keys_and_topics() {
     let (inactive_json, inactive) = generate(APP_A, Scope::Unrestricted, KeyStatus::Inactive);
     // An unrestricted key of a second application on the same broker.
     let (b_json, b_open) = generate(APP_B, Scope::Unrestricted, KeyStatus::Active);
+    // "No custom topics": a deny-list of `#`, which must cover `$` topics too.
+    let no_custom = AdditionalTopics::DenyList {
+        publish: FilterList::new(["#"]).unwrap(),
+        subscribe: FilterList::new(["#"]).unwrap(),
+    };
+    let (no_custom_json, no_custom) =
+        generate_with(APP_A, Scope::Unrestricted, KeyStatus::Active, no_custom);
     let unknown = Key {
         id: "stk_000000000000000000000u".into(),
         secret: restricted.secret.clone(),
@@ -429,7 +441,8 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         id: restricted.id.clone(),
         secret: open.secret.clone(),
     };
-    let keys = format!("{restricted_json}\n{open_json}\n{inactive_json}\n{b_json}\n");
+    let keys =
+        format!("{restricted_json}\n{open_json}\n{inactive_json}\n{b_json}\n{no_custom_json}\n");
     let devices = [
         device(APP_A, "gw-1", &[]),
         device(APP_A, "truck-1", &[("vehicle", "truck")]),
@@ -569,6 +582,27 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         "{}",
         log()
     );
+
+    // A deny-list of `#` denies `$covert/x` as it denies `covert/x`: neither a
+    // subscription nor a publication gets through.
+    for filter in ["covert/x", "$covert/x", "$covert/#"] {
+        let denied = broker.subscribe("monitor", &no_custom, filter, 1);
+        let out = denied.wait_with_output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("subscription requests were denied"),
+            "subscribe `{filter}`: {out:?}\n{}",
+            log()
+        );
+    }
+    for topic in ["covert/x", "$covert/x"] {
+        let out = broker.publish("gw-1", &no_custom, topic, "covert");
+        assert!(connected(&out), "{out:?}\n{}", log());
+        assert!(
+            log().contains(&format!("publish `{topic}`")),
+            "publish `{topic}`:\n{}",
+            log()
+        );
+    }
 }
 
 /// Done when 1 and 2: after each change and a SIGHUP, the live session of the
