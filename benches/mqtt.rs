@@ -13,7 +13,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{AdditionalTopics, FilterList, TopicRules};
 use structure_access::{
-    AccessKey, Authenticator, DeviceRecord, HashPolicy, Principal, Restriction,
+    AccessKey, Authenticator, Cost, DeviceRecord, HashPolicy, Principal, Restriction,
 };
 
 /// The application of every key and device here.
@@ -48,7 +48,9 @@ fn device(id: &str, tags: &[(&str, &str)]) -> DeviceRecord {
 }
 
 fn principal(topics: AdditionalTopics) -> Principal {
-    let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
+    let policy = HashPolicy::default()
+        .with_params(Cost::new(64, 1, 1))
+        .unwrap();
     let new = AccessKey::generate(
         &mut ChaCha20Rng::seed_from_u64(1),
         APP.parse().unwrap(),

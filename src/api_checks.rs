@@ -167,7 +167,7 @@
 //! ```
 //! # use structure_access::{AccessKey, HashPolicy, NewAccessKey, Scope};
 //! # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-//! # let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
+//! # let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1)).unwrap();
 //! let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse().unwrap(), Scope::Unrestricted, &policy).unwrap();
 //! let NewAccessKey { record, secret, .. } = new;
 //! # let _ = (record, secret);
@@ -176,7 +176,7 @@
 //! ```compile_fail,E0638
 //! # use structure_access::{AccessKey, HashPolicy, NewAccessKey, Scope};
 //! # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-//! # let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
+//! # let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1)).unwrap();
 //! let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse().unwrap(), Scope::Unrestricted, &policy).unwrap();
 //! let NewAccessKey { record, secret } = new;
 //! ```

@@ -165,7 +165,7 @@ impl Principal {
     /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyStatus, Principal, Scope};
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     ///
-    /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
+    /// let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?; // cheap, for the example
     /// let app = "app1".parse()?;
     /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, Scope::Unrestricted, &policy)?;
     /// let device = DeviceRecord::new(app, "d1".parse()?);
@@ -249,7 +249,7 @@ impl Principal {
 /// use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scope};
 /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 ///
-/// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
+/// let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?; // cheap, for the example
 /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
 /// let auth = Authenticator::new(policy);
 /// let device = DeviceRecord::new("app1".parse()?, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?);
@@ -423,11 +423,11 @@ impl Authenticator {
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     ///
     /// // A record from before the fast scheme: Argon2id for a generated secret.
-    /// let old = HashPolicy::default().argon2id_for_generated(true).with_params(64, 1, 1)?;
+    /// let old = HashPolicy::default().argon2id_for_generated(true).with_params(structure_access::Cost::new(64, 1, 1))?;
     /// let app = "app1".parse()?;
     /// let mut rng = ChaCha20Rng::seed_from_u64(1);
     /// let new = AccessKey::generate(&mut rng, app, Scope::Unrestricted, &old)?;
-    /// let auth = Authenticator::new(HashPolicy::default().with_params(64, 1, 1)?);
+    /// let auth = Authenticator::new(HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?);
     /// let device = DeviceRecord::new(app, "d1".parse()?);
     /// let done = auth.authenticate_and_upgrade(Some(&new.record), &new.secret, &device, &mut rng)?;
     /// let upgraded = done.upgrade.expect("another scheme than the policy's");

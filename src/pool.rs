@@ -106,7 +106,7 @@ impl Drop for PooledMemory<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verifier::{HashPolicy, Verifier};
+    use crate::verifier::{Cost, HashPolicy, Verifier};
 
     /// Grows `memory` by verifying against an Argon2id verifier of `m` KiB.
     fn grow(memory: &mut Argon2Memory, m: u32) {
@@ -114,8 +114,8 @@ mod tests {
         let verifier: Verifier = phc.parse().unwrap();
         let secret = crate::Secret::imported("0123456789abcdef").unwrap();
         let policy = HashPolicy::default()
-            .with_params(8, 1, 1)
-            .and_then(|p| p.with_bounds(m, 1, 1))
+            .with_params(Cost::new(8, 1, 1))
+            .and_then(|p| p.with_bounds(Cost::new(m, 1, 1)))
             .unwrap();
         let _ = verifier.verify_with_memory(&secret, &policy, memory);
     }

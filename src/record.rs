@@ -170,7 +170,7 @@ impl AccessKey {
     /// use structure_access::{AccessKey, HashPolicy, Scope};
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     ///
-    /// let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
+    /// let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?; // cheap, for the example
     /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
     /// new.record.verifier().verify(&new.secret, &policy)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -249,7 +249,7 @@ impl AccessKey {
     /// use structure_access::mqtt::{AdditionalTopics, FilterList};
     /// # use structure_access::{AccessKey, HashPolicy, Scope};
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-    /// # let policy = HashPolicy::default().with_params(64, 1, 1)?;
+    /// # let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?;
     /// # let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
     ///
     /// let topics = AdditionalTopics::AllowList {

@@ -274,7 +274,7 @@ pub struct Cost {
 /// let imported = Secret::imported("correct-horse-battery-staple")?;
 /// assert_eq!(policy.scheme_for(&imported), Scheme::Argon2(Variant::Argon2id));
 /// // Cheap Argon2 parameters, for tests only.
-/// let cheap = HashPolicy::default().with_params(64, 1, 1)?;
+/// let cheap = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -350,27 +350,18 @@ fn argon2_reason(e: argon2::Error) -> &'static str {
 impl HashPolicy {
     /// Sets the Argon2 parameters of new verifiers (`m` in KiB). They must lie
     /// within the policy's bounds and be valid Argon2 parameters.
-    pub fn with_params(mut self, m: u32, t: u32, p: u32) -> Result<Self, VerifierError> {
-        self.params = Cost { m, t, p };
+    pub fn with_params(mut self, params: Cost) -> Result<Self, VerifierError> {
+        self.params = params;
         self.check_cost(self.params)?;
         argon2_params(self.params, OUTPUT_LEN)?;
         Ok(self)
     }
 
     /// Sets the largest Argon2 parameters accepted in stored verifiers (the
-    /// bound on `m × t` becomes `max_m × max_t`). The parameters of new
+    /// bound on `m × t` becomes `max.m × max.t`). The parameters of new
     /// verifiers must stay within them.
-    pub fn with_bounds(
-        mut self,
-        max_m: u32,
-        max_t: u32,
-        max_p: u32,
-    ) -> Result<Self, VerifierError> {
-        self.max = Cost {
-            m: max_m,
-            t: max_t,
-            p: max_p,
-        };
+    pub fn with_bounds(mut self, max: Cost) -> Result<Self, VerifierError> {
+        self.max = max;
         self.max_work = work(self.max);
         self.check_cost(self.params)?;
         Ok(self)
@@ -378,17 +369,8 @@ impl HashPolicy {
 
     /// Refuses stored Argon2 verifiers weaker than these parameters outright
     /// (none by default). The parameters of new verifiers must meet them.
-    pub fn with_minimum(
-        mut self,
-        min_m: u32,
-        min_t: u32,
-        min_p: u32,
-    ) -> Result<Self, VerifierError> {
-        self.min = Some(Cost {
-            m: min_m,
-            t: min_t,
-            p: min_p,
-        });
+    pub fn with_minimum(mut self, min: Cost) -> Result<Self, VerifierError> {
+        self.min = Some(min);
         self.check_cost(self.params)?;
         Ok(self)
     }
@@ -1093,7 +1075,7 @@ impl Cost {
     /// ```
     /// use structure_access::Cost;
     ///
-    /// const OWASP: Cost = Cost::new(19456, 2, 1);
+    /// const OWASP: Cost = structure_access::Cost::new(19456, 2, 1);
     /// assert_eq!((OWASP.m, OWASP.t, OWASP.p), (19456, 2, 1));
     /// ```
     #[must_use]

@@ -8,8 +8,8 @@ use std::cell::Cell;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{
-    AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, Restriction, Scope, Secret,
-    VerificationCache,
+    AccessKey, AuthError, Authenticator, Cost, DeviceRecord, HashPolicy, Restriction, Scope,
+    Secret, VerificationCache,
 };
 
 /// The application of every key and device here.
@@ -66,7 +66,7 @@ fn measure<T>(f: impl FnOnce() -> T) -> (usize, usize, T) {
 fn setup(cache: bool, argon2: bool) -> (Authenticator, AccessKey, Secret, DeviceRecord) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let policy = HashPolicy::default()
-        .with_params(256, 1, 1)
+        .with_params(Cost::new(256, 1, 1))
         .unwrap()
         .argon2id_for_generated(argon2);
     let restriction: Restriction = "dev-1,dev-2".parse().unwrap();

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{Decision, TopicRules};
 use structure_access::{
-    AccessKey, ApplicationId, ApplicationIdError, AuthError, Authenticator, DeviceRecord,
+    AccessKey, ApplicationId, ApplicationIdError, AuthError, Authenticator, Cost, DeviceRecord,
     HashPolicy, KeyStatus, MAX_DEVICE_TAGS, Principal, Restriction, Scope, Secret,
 };
 
@@ -19,7 +19,9 @@ fn app(text: &str) -> ApplicationId {
 }
 
 fn cheap_policy() -> HashPolicy {
-    HashPolicy::default().with_params(64, 1, 1).unwrap()
+    HashPolicy::default()
+        .with_params(Cost::new(64, 1, 1))
+        .unwrap()
 }
 
 fn key(application: &str, scope: Scope, seed: u64) -> (AccessKey, Secret) {

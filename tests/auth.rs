@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{
-    AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyId, KeyStatus, Restriction,
-    Scope, Secret, VerificationCache, Verifier, VerifierError,
+    AccessKey, AuthError, Authenticator, Cost, DeviceRecord, HashPolicy, KeyId, KeyStatus,
+    Restriction, Scope, Secret, VerificationCache, Verifier, VerifierError,
 };
 
 /// The application of every key and device here.
@@ -23,7 +23,7 @@ fn rng(seed: u64) -> ChaCha20Rng {
 /// path (pool, cache, bounds). `tests/fast.rs` tests the fast scheme.
 fn cheap_policy() -> HashPolicy {
     HashPolicy::default()
-        .with_params(64, 1, 1)
+        .with_params(Cost::new(64, 1, 1))
         .unwrap()
         .argon2id_for_generated(true)
 }
@@ -77,7 +77,9 @@ fn verifiers_from_libargon2_verify() {
         legacy.verify(&secret, &policy),
         Err(VerifierError::TooCostly { m: 65536, t: 3, .. })
     ));
-    let wide = HashPolicy::default().with_bounds(65536, 3, 4).unwrap();
+    let wide = HashPolicy::default()
+        .with_bounds(Cost::new(65536, 3, 4))
+        .unwrap();
     assert_eq!(legacy.verify(&secret, &wide), Ok(()));
 }
 
@@ -342,8 +344,14 @@ fn policy_can_allow_other_variants_and_bounds() {
         as_i.verify(&secret, &cheap_policy()),
         Err(VerifierError::AlgorithmNotAllowed { .. })
     ));
-    let tight = HashPolicy::default().with_bounds(19456, 2, 1).unwrap();
-    assert!(HashPolicy::default().with_bounds(1024, 2, 1).is_err());
+    let tight = HashPolicy::default()
+        .with_bounds(Cost::new(19456, 2, 1))
+        .unwrap();
+    assert!(
+        HashPolicy::default()
+            .with_bounds(Cost::new(1024, 2, 1))
+            .is_err()
+    );
     let big: Verifier = "$argon2id$v=19$m=19457,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA"
         .parse()
         .unwrap();

@@ -7,8 +7,8 @@ use std::cell::Cell;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{
-    AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, Scheme, Scope, Secret, Variant,
-    VerificationCache, Verifier, VerifierError,
+    AccessKey, AuthError, Authenticator, Cost, DeviceRecord, HashPolicy, Scheme, Scope, Secret,
+    Variant, VerificationCache, Verifier, VerifierError,
 };
 
 const APP: &str = "app1";
@@ -50,7 +50,9 @@ fn record(verifier: Verifier) -> AccessKey {
 
 /// Cheap Argon2 parameters, within the bounds.
 fn cheap() -> HashPolicy {
-    HashPolicy::default().with_params(64, 1, 1).unwrap()
+    HashPolicy::default()
+        .with_params(Cost::new(64, 1, 1))
+        .unwrap()
 }
 
 #[test]
@@ -189,7 +191,9 @@ fn default_bounds_are_four_times_the_policys_cost() {
         })
     ));
     // Minimums refuse weaker stored verifiers outright.
-    let strict = HashPolicy::default().with_minimum(19456, 2, 1).unwrap();
+    let strict = HashPolicy::default()
+        .with_minimum(Cost::new(19456, 2, 1))
+        .unwrap();
     let weak: Verifier = format!("$argon2id$v=19$m=4096,t=2,p=1${salt_hash}")
         .parse()
         .unwrap();
@@ -202,7 +206,11 @@ fn default_bounds_are_four_times_the_policys_cost() {
         })
     );
     assert_eq!(HashPolicy::default().check(&weak), Ok(()));
-    assert!(HashPolicy::default().with_minimum(65536, 2, 1).is_err());
+    assert!(
+        HashPolicy::default()
+            .with_minimum(Cost::new(65536, 2, 1))
+            .is_err()
+    );
 }
 
 #[test]
@@ -333,7 +341,9 @@ fn upgrades_replace_weaker_or_other_scheme_verifiers() {
     assert!(done.upgrade.is_none());
 
     // Argon2 below the policy's parameters → Argon2 at the policy's.
-    let stronger = HashPolicy::default().with_params(128, 2, 1).unwrap();
+    let stronger = HashPolicy::default()
+        .with_params(Cost::new(128, 2, 1))
+        .unwrap();
     let weak = record_for(&imported, &cheap(), &mut r);
     assert!(stronger.needs_upgrade(weak.verifier(), &imported));
     let auth2 = Authenticator::new(stronger.clone());

@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{
-    AccessKey, DeviceId, HashPolicy, KeyError, KeyId, KeyStatus, RecordError, Restriction, Scope,
-    Secret, SecretError, VerifierError,
+    AccessKey, Cost, DeviceId, HashPolicy, KeyError, KeyId, KeyStatus, RecordError, Restriction,
+    Scope, Secret, SecretError, VerifierError,
 };
 
 /// The application of every key and device here.
@@ -16,7 +16,9 @@ fn rng(seed: u64) -> ChaCha20Rng {
 }
 
 fn cheap_policy() -> HashPolicy {
-    HashPolicy::default().with_params(64, 1, 1).unwrap()
+    HashPolicy::default()
+        .with_params(Cost::new(64, 1, 1))
+        .unwrap()
 }
 
 fn is_base62(s: &str) -> bool {

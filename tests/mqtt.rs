@@ -17,7 +17,7 @@ use structure_access::mqtt::{
     TopicFilterBuf, TopicKind, TopicRules,
 };
 use structure_access::{
-    AccessKey, Authenticator, DeviceRecord, HashPolicy, Principal, Restriction, Scope,
+    AccessKey, Authenticator, Cost, DeviceRecord, HashPolicy, Principal, Restriction, Scope,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -29,7 +29,9 @@ fn rules() -> TopicRules {
 }
 
 fn cheap_policy() -> HashPolicy {
-    HashPolicy::default().with_params(64, 1, 1).unwrap()
+    HashPolicy::default()
+        .with_params(Cost::new(64, 1, 1))
+        .unwrap()
 }
 
 fn record(scope: Scope, topics: AdditionalTopics) -> (AccessKey, structure_access::Secret) {

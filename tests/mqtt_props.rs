@@ -13,7 +13,7 @@ use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{
     AdditionalTopics, Decision, FilterList, Topic, TopicFilter, TopicRules,
 };
-use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Restriction};
+use structure_access::{AccessKey, Authenticator, Cost, DeviceRecord, HashPolicy, Restriction};
 
 /// The application of every key and device here.
 const APP: &str = "app1";
@@ -324,7 +324,7 @@ proptest! {
         subscriptions in vec(policy_filter(), 1..6),
         single_application in any::<bool>(),
     ) {
-        let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
+        let policy = HashPolicy::default().with_params(Cost::new(64, 1, 1)).unwrap();
         let restriction: Restriction = world
             .listed
             .iter()

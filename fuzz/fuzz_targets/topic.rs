@@ -30,7 +30,7 @@ use structure_access::mqtt::{
     AdditionalTopics, Decision, FilterList, Topic, TopicClass, TopicFilter, TopicFilterBuf,
     TopicRules,
 };
-use structure_access::{
+use structure_access::{Cost, 
     AccessKey, Authenticator, Device, DeviceRecord, HashPolicy, Restriction, Secret,
     VerificationCache,
 };
@@ -51,7 +51,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
+        let policy = HashPolicy::default().with_params(Cost::new(64, 1, 1)).unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let scope: Restriction = "site=n,listed".parse().unwrap();
         let new =

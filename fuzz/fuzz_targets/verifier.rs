@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
-use structure_access::{Argon2Memory, HashPolicy, Scheme, Secret, Verifier, VerifierError};
+use structure_access::{Cost, Argon2Memory, HashPolicy, Scheme, Secret, Verifier, VerifierError};
 
 struct Peak;
 
@@ -46,8 +46,8 @@ fuzz_target!(|data: &[u8]| {
         .parse()
         .unwrap();
     let policy = HashPolicy::default()
-        .with_params(64, 1, 1)
-        .and_then(|p| p.with_bounds(MAX_M, 2, 2))
+        .with_params(Cost::new(64, 1, 1))
+        .and_then(|p| p.with_bounds(Cost::new(MAX_M, 2, 2)))
         .unwrap()
         .allow_argon2i(true)
         .allow_argon2d(true);

@@ -81,7 +81,7 @@
 //! use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Restriction};
 //! # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 //!
-//! let policy = HashPolicy::default().with_params(64, 1, 1)?; // cheap, for the example
+//! let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?; // cheap, for the example
 //! let scope: Restriction = "site=north".parse()?;
 //! let app = "acme".parse()?;
 //! let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, scope.into(), &policy)?;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::{APP, connect_packet_keepalive, free_port, plugin_config, start_logged};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use structure_access::{AccessKey, HashPolicy, Scope};
+use structure_access::{AccessKey, Cost, HashPolicy, Scope};
 
 /// Keys at the default Argon2id parameters, shared by the connected devices.
 const FLEET_KEYS: usize = 100;
@@ -59,7 +59,9 @@ fn main() {
     // Argon2id for the fleet, the worst case for Mosquitto's re-check of every
     // connected client on SIGHUP (generated secrets would get the fast scheme).
     let fleet_policy = HashPolicy::default().argon2id_for_generated(true);
-    let cheap_policy = HashPolicy::default().with_params(64, 1, 1).unwrap();
+    let cheap_policy = HashPolicy::default()
+        .with_params(Cost::new(64, 1, 1))
+        .unwrap();
     let mut keys = String::new();
     let mut fleet = Vec::new();
     for i in 0..keys_n {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use structure_access::{AccessKey, DeviceId, DeviceRecord, HashPolicy, KeyId};
+use structure_access::{AccessKey, Cost, DeviceId, DeviceRecord, HashPolicy, KeyId};
 
 /// Why the plugin refuses to start. Every message names the option, or the file
 /// and line, at fault.
@@ -145,7 +145,7 @@ impl Config {
             defaults.clone()
         } else {
             HashPolicy::default()
-                .with_bounds(max_m, max_t, max_p)
+                .with_bounds(Cost::new(max_m, max_t, max_p))
                 .map_err(|e| {
                     // Name the bound below the parameters of new verifiers.
                     let name = if max_m < params.m {

@@ -502,7 +502,7 @@ mod tests {
     use crate::broker::fake::{FakeClient, KICKED, LOG, REGISTERED};
     use rand_chacha::ChaCha20Rng;
     use rand_chacha::rand_core::SeedableRng;
-    use structure_access::{AccessKey, HashPolicy, KeyStatus, Restriction, Scope};
+    use structure_access::{AccessKey, Cost, HashPolicy, KeyStatus, Restriction, Scope};
 
     fn logged() -> String {
         LOG.with(|l| l.borrow().join("\n"))
@@ -518,7 +518,9 @@ mod tests {
     }
 
     fn policy() -> HashPolicy {
-        HashPolicy::default().with_params(64, 1, 1).unwrap()
+        HashPolicy::default()
+            .with_params(Cost::new(64, 1, 1))
+            .unwrap()
     }
 
     /// A key record (as a line of the keys file) and its secret.
@@ -778,9 +780,9 @@ mod tests {
             "app1".parse().unwrap(),
             Scope::Unrestricted,
             &HashPolicy::default()
-                .with_bounds(262_144, 17, 8)
+                .with_bounds(Cost::new(262_144, 17, 8))
                 .unwrap()
-                .with_params(64, 17, 1)
+                .with_params(Cost::new(64, 17, 1))
                 .unwrap()
                 .argon2id_for_generated(true),
         )

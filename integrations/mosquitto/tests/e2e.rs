@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{AdditionalTopics, FilterList};
-use structure_access::{AccessKey, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
+use structure_access::{AccessKey, Cost, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
 
 /// Two applications share the broker.
 const APP_A: &str = "64b1f0c2a7e3d95b8c4f2a10";
@@ -371,7 +371,9 @@ impl Fixture {
     fn new(seed: u64) -> Self {
         Self {
             // Cheap parameters: the tests are about the broker, not Argon2.
-            policy: HashPolicy::default().with_params(256, 1, 1).unwrap(),
+            policy: HashPolicy::default()
+                .with_params(Cost::new(256, 1, 1))
+                .unwrap(),
             rng: ChaCha20Rng::seed_from_u64(seed),
         }
     }
