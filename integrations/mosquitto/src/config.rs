@@ -1,11 +1,13 @@
 //! Plugin options and the keys and devices files.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use structure_access::{AccessKey, Cost, DeviceId, DeviceRecord, HashPolicy, KeyId};
+use structure_access::{Cost, HashPolicy};
+pub use structure_access_files::{
+    FileError, FileStamp, escape, excerpt, read_devices, read_keys, single_application,
+};
 
 /// Why the plugin refuses to start. Every message names the option, or the file
 /// and line, at fault.
@@ -55,6 +57,20 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl From<FileError> for ConfigError {
+    fn from(error: FileError) -> Self {
+        match error {
+            FileError::Read { path, error } => Self::Read { path, error },
+            FileError::Line { path, line, reason } => Self::Line { path, line, reason },
+            // `FileError` may grow: a new kind reads as a line-less read error.
+            other => Self::Read {
+                path: PathBuf::new(),
+                error: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+}
+
 /// What the plugin is configured with (the options; the files are read by
 /// [`read_keys`] and [`read_devices`], at start and at each reload).
 #[derive(Debug)]
@@ -88,9 +104,6 @@ pub struct Config {
 pub const DEFAULT_ARGON2_PER_SECOND: u32 = 10;
 /// Default of `plugin_opt_argon2_per_address_per_second`.
 pub const DEFAULT_ARGON2_PER_ADDRESS_PER_SECOND: u32 = 2;
-
-/// Longest line accepted in the keys and devices files.
-const MAX_LINE: usize = 1 << 20;
 
 /// Longest `plugin_opt_reload_interval`: a day.
 const MAX_RELOAD_INTERVAL: u64 = 86_400;
@@ -232,124 +245,3 @@ const KNOWN_OPTIONS: &[&str] = &[
     "argon2_per_second",
     "argon2_per_address_per_second",
 ];
-
-/// At most 64 characters of `text`, for a message, escaped with [`escape`].
-pub fn excerpt(text: &str) -> String {
-    let mut shown = escape(&text.chars().take(64).collect::<String>());
-    if text.chars().nth(64).is_some() {
-        shown.push('…');
-    }
-    shown
-}
-
-/// `text` with every character that could forge or disguise a log line
-/// escaped as `\u{…}`: control characters (line breaks included), the Unicode
-/// line and paragraph separators, bidirectional formatting characters, and
-/// the backslash and backtick that delimit quoted input.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let hidden = c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}' // line and paragraph separators
-                | '\u{061C}' | '\u{200E}' | '\u{200F}' // ALM, LRM, RLM
-                | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
-                | '\u{2066}'..='\u{2069}' // LRI, RLI, FSI, PDI
-                | '\u{FEFF}' | '\u{200B}'..='\u{200D}' // zero-width
-                | '\\' | '`'
-            );
-        if hidden {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// What identifies a version of a file without reading it: modification
-/// time, length and inode. A reload on tick happens when it changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-impl FileStamp {
-    /// The stamp of `path` now (`None` if it cannot be read).
-    pub fn of(path: &Path) -> Option<Self> {
-        let meta = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Some(Self {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            inode,
-        })
-    }
-}
-
-/// Calls `each(line_number, line)` for every non-empty, non-comment line.
-fn for_each_line(
-    path: &Path,
-    mut each: impl FnMut(usize, &str) -> Result<(), String>,
-) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
-    })?;
-    for (index, line) in text.lines().enumerate() {
-        let line_error = |reason: String| ConfigError::Line {
-            path: path.to_owned(),
-            line: index + 1,
-            reason,
-        };
-        if line.len() > MAX_LINE {
-            return Err(line_error(format!("longer than {MAX_LINE} bytes")));
-        }
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        each(index + 1, trimmed).map_err(line_error)?;
-    }
-    Ok(())
-}
-
-/// One access key record (the core's JSON) per line; `check` is asked about
-/// each record (the hash policy), and its refusal names the file and line.
-pub fn read_keys(
-    path: &Path,
-    check: impl Fn(&AccessKey) -> Result<(), String>,
-) -> Result<HashMap<KeyId, AccessKey>, ConfigError> {
-    let mut keys = HashMap::new();
-    for_each_line(path, |_, line| {
-        let record: AccessKey = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let key = *record.key();
-        check(&record).map_err(|e| format!("access key `{key}`: {e}"))?;
-        if keys.insert(key, record).is_some() {
-            return Err(format!("access key `{key}` appears twice"));
-        }
-        Ok(())
-    })?;
-    Ok(keys)
-}
-
-/// One device per line, in the core's [`DeviceRecord`] JSON (the platform's
-/// shape): `{"id": "...", "application": "...", "tags": [{"key": "...", "value": "..."}]}`.
-pub fn read_devices(path: &Path) -> Result<HashMap<DeviceId, DeviceRecord>, ConfigError> {
-    let mut devices = HashMap::new();
-    for_each_line(path, |_, line| {
-        let record: DeviceRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let id = *record.device_id();
-        if devices.insert(id, record).is_some() {
-            return Err(format!("device `{id}` appears twice"));
-        }
-        Ok(())
-    })?;
-    Ok(devices)
-}

@@ -33,12 +33,12 @@ use blake2::digest::consts::U32;
 use blake2::digest::{FixedOutput, KeyInit, Update};
 use structure_access::mqtt::{Decision, TopicRules};
 use structure_access::{
-    AccessKey, ApplicationId, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal,
-    Secret, VerificationCache, Verifier,
+    AccessKey, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal, Secret,
+    VerificationCache, Verifier,
 };
 use subtle::ConstantTimeEq;
 
-use crate::config::{self, Config, ConfigError, FileStamp, escape, excerpt};
+use crate::config::{self, Config, ConfigError, FileStamp, escape, excerpt, single_application};
 use crate::throttle::Throttle;
 
 /// What the broker is told.
@@ -740,17 +740,4 @@ impl structure_access::Device for Unlisted<'_> {
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         std::iter::empty()
     }
-}
-
-/// The one application of every key and device, if there is exactly one.
-fn single_application(
-    keys: &HashMap<KeyId, AccessKey>,
-    devices: &HashMap<DeviceId, DeviceRecord>,
-) -> Option<ApplicationId> {
-    let mut applications = keys
-        .values()
-        .map(AccessKey::application)
-        .chain(devices.values().map(DeviceRecord::application_id));
-    let first = *applications.next()?;
-    applications.all(|a| *a == first).then_some(first)
 }

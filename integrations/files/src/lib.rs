@@ -1,0 +1,245 @@
+//! The keys and devices files that the broker integrations of
+//! `structure-access` read at start and at each reload, one JSON record per
+//! line, and the escaping of client text in their log lines.
+//!
+//! - keys file: one [`AccessKey`] record per line, the core's JSON;
+//! - devices file: one [`DeviceRecord`] per line, the platform's JSON
+//!   (`{"id": "...", "application": "...", "tags": [{"key": "...", "value": "..."}]}`).
+//!
+//! Empty lines and lines starting with `#` are skipped; every error names the
+//! file and the line.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use structure_access::{AccessKey, ApplicationId, DeviceId, DeviceRecord, KeyId};
+
+/// Longest line accepted in the keys and devices files.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Why a file was not read: it could not be, or one of its lines is invalid.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FileError {
+    /// A file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A line of a file is invalid.
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// Its 1-based line number.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, error } => write!(f, "cannot read `{}`: {error}", path.display()),
+            Self::Line { path, line, reason } => {
+                write!(f, "`{}` line {line}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// The one application of every key and device, if there is exactly one: a
+/// broker can then declare it (`TopicRules::with_single_application`).
+pub fn single_application(
+    keys: &HashMap<KeyId, AccessKey>,
+    devices: &HashMap<DeviceId, DeviceRecord>,
+) -> Option<ApplicationId> {
+    let mut applications = keys
+        .values()
+        .map(AccessKey::application)
+        .chain(devices.values().map(DeviceRecord::application_id));
+    let first = *applications.next()?;
+    applications.all(|a| *a == first).then_some(first)
+}
+
+/// At most 64 characters of `text`, for a message, escaped with [`escape`].
+pub fn excerpt(text: &str) -> String {
+    let mut shown = escape(&text.chars().take(64).collect::<String>());
+    if text.chars().nth(64).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// `text` with every character that could forge or disguise a log line
+/// escaped as `\u{…}`: control characters (line breaks included), the Unicode
+/// line and paragraph separators, bidirectional formatting characters, and
+/// the backslash and backtick that delimit quoted input.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let hidden = c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' // line and paragraph separators
+                | '\u{061C}' | '\u{200E}' | '\u{200F}' // ALM, LRM, RLM
+                | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
+                | '\u{2066}'..='\u{2069}' // LRI, RLI, FSI, PDI
+                | '\u{FEFF}' | '\u{200B}'..='\u{200D}' // zero-width
+                | '\\' | '`'
+            );
+        if hidden {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What identifies a version of a file without reading it: modification
+/// time, length and inode. A reload on tick happens when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now (`None` if it cannot be read).
+    pub fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode,
+        })
+    }
+}
+
+/// Calls `each(line_number, line)` for every non-empty, non-comment line.
+fn for_each_line(
+    path: &Path,
+    mut each: impl FnMut(usize, &str) -> Result<(), String>,
+) -> Result<(), FileError> {
+    let text = std::fs::read_to_string(path).map_err(|error| FileError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    for (index, line) in text.lines().enumerate() {
+        let line_error = |reason: String| FileError::Line {
+            path: path.to_owned(),
+            line: index + 1,
+            reason,
+        };
+        if line.len() > MAX_LINE {
+            return Err(line_error(format!("longer than {MAX_LINE} bytes")));
+        }
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        each(index + 1, trimmed).map_err(line_error)?;
+    }
+    Ok(())
+}
+
+/// One access key record (the core's JSON) per line; `check` is asked about
+/// each record (the hash policy), and its refusal names the file and line.
+pub fn read_keys(
+    path: &Path,
+    check: impl Fn(&AccessKey) -> Result<(), String>,
+) -> Result<HashMap<KeyId, AccessKey>, FileError> {
+    let mut keys = HashMap::new();
+    for_each_line(path, |_, line| {
+        let record: AccessKey = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let key = *record.key();
+        check(&record).map_err(|e| format!("access key `{key}`: {e}"))?;
+        if keys.insert(key, record).is_some() {
+            return Err(format!("access key `{key}` appears twice"));
+        }
+        Ok(())
+    })?;
+    Ok(keys)
+}
+
+/// One device per line, in the core's [`DeviceRecord`] JSON (the platform's
+/// shape): `{"id": "...", "application": "...", "tags": [{"key": "...", "value": "..."}]}`.
+pub fn read_devices(path: &Path) -> Result<HashMap<DeviceId, DeviceRecord>, FileError> {
+    let mut devices = HashMap::new();
+    for_each_line(path, |_, line| {
+        let record: DeviceRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let id = *record.device_id();
+        if devices.insert(id, record).is_some() {
+            return Err(format!("device `{id}` appears twice"));
+        }
+        Ok(())
+    })?;
+    Ok(devices)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("structure-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn devices_are_read_with_their_application_and_errors_name_file_and_line() {
+        let path = write(
+            "devices",
+            "# a comment\n\n{\"id\": \"d1\", \"application\": \"a1\"}\n{\"id\": \"d2\", \"application\": \"a1\", \"tags\": [{\"key\": \"k\", \"value\": \"v\"}]}\n",
+        );
+        let devices = read_devices(&path).unwrap();
+        assert_eq!(devices.len(), 2);
+        let bad = write(
+            "bad",
+            "{\"id\": \"d1\", \"application\": \"a1\"}\n{\"id\": \"d1\", \"application\": \"a1\"}\n",
+        );
+        let err = read_devices(&bad).unwrap_err().to_string();
+        assert!(
+            err.ends_with("` line 2: device `d1` appears twice"),
+            "{err}"
+        );
+        let missing = write("missing", "{\"id\": \"d1\"}\n");
+        let err = read_devices(&missing).unwrap_err().to_string();
+        assert!(err.contains("line 1: missing field `application`"), "{err}");
+        assert_eq!(
+            single_application(&HashMap::new(), &devices),
+            Some("a1".parse().unwrap())
+        );
+        let err = read_keys(&path.with_file_name("nope"), |_| Ok(())).unwrap_err();
+        assert!(matches!(err, FileError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn escape_shows_what_could_forge_or_hide_a_log_line() {
+        assert_eq!(escape("dev-1"), "dev-1");
+        assert_eq!(
+            escape("a\nb\u{2028}c\u{202e}d`e\\"),
+            "a\\u{a}b\\u{2028}c\\u{202e}d\\u{60}e\\u{5c}"
+        );
+        assert_eq!(excerpt(&"x".repeat(65)), format!("{}…", "x".repeat(64)));
+    }
+}
