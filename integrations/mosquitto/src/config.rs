@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
-pub use structure_access_files::{
+pub use structure_access_common::{
     FileError, FileStamp, escape, excerpt, read_devices, read_keys, single_application,
 };
 

@@ -17,4 +17,4 @@ mod broker;
 pub mod config;
 pub mod ffi;
 pub mod plugin;
-pub mod throttle;
+pub use structure_access_common::throttle;

@@ -1,6 +1,7 @@
-//! The keys and devices files that the broker integrations of
-//! `structure-access` read at start and at each reload, one JSON record per
-//! line, and the escaping of client text in their log lines.
+//! What the broker integrations of `structure-access` share: the keys and
+//! devices files they read at start and at each reload, one JSON record per
+//! line; the escaping of client text in their log lines; and the budget of
+//! Argon2 verifications ([`throttle`]).
 //!
 //! - keys file: one [`AccessKey`] record per line, the core's JSON;
 //! - devices file: one [`DeviceRecord`] per line, the platform's JSON
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use structure_access::{AccessKey, ApplicationId, DeviceId, DeviceRecord, KeyId};
+
+pub mod throttle;
 
 /// Longest line accepted in the keys and devices files.
 pub const MAX_LINE: usize = 1 << 20;
