@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use structure_access::{AccessKey, ApplicationId, DeviceId, DeviceRecord, KeyId};
+use structure_access::{AccessKey, ApplicationId, AuthError, DeviceId, DeviceRecord, KeyId};
 
 pub mod throttle;
 
@@ -73,6 +73,48 @@ pub fn single_application(
         .chain(devices.values().map(DeviceRecord::application_id));
     let first = *applications.next()?;
     applications.all(|a| *a == first).then_some(first)
+}
+
+/// A refusal's cause in words, for a log line that names the device and the
+/// key once: the key is not repeated, and nothing the client typed is shown.
+pub fn refusal_reason(error: &AuthError) -> String {
+    match error {
+        AuthError::MalformedSecret(_) => "malformed secret".into(),
+        AuthError::InvalidDeviceId(_) => "the client id is not a valid device ID".into(),
+        AuthError::UnknownKey => "unknown access key".into(),
+        AuthError::WrongSecret { .. } => "wrong secret".into(),
+        AuthError::InactiveKey { .. } => "the access key is inactive".into(),
+        AuthError::WrongApplication { .. } => {
+            "the device belongs to another application than the access key".into()
+        }
+        AuthError::OutOfScope { .. } => "the device is outside the scope of the access key".into(),
+        AuthError::ImportedSecretForFastVerifier { .. } => {
+            "an imported secret for an access key whose fast verifier proves generated secrets only"
+                .into()
+        }
+        AuthError::Throttled => {
+            "refused without verifying: the budget of slow (argon2) verifications is spent".into()
+        }
+        AuthError::BadVerifier { source, .. } => {
+            format!(
+                "the stored verifier is refused: {}",
+                escape(&with_causes(source))
+            )
+        }
+        other => escape(&with_causes(other)),
+    }
+}
+
+/// An error and its causes, `: ` between them (each one says its cause once).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// At most 64 characters of `text`, for a message, escaped with [`escape`].

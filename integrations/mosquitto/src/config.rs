@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
 pub use structure_access_common::{
-    FileError, FileStamp, escape, excerpt, read_devices, read_keys, single_application,
+    FileError, FileStamp, escape, excerpt, read_devices, read_keys, refusal_reason,
+    single_application, with_causes,
 };
 
 /// Why the plugin refuses to start. Every message names the option, or the file

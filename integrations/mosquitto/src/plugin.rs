@@ -38,7 +38,10 @@ use structure_access::{
 };
 use subtle::ConstantTimeEq;
 
-use crate::config::{self, Config, ConfigError, FileStamp, escape, excerpt, single_application};
+use crate::config::{
+    self, Config, ConfigError, FileStamp, escape, excerpt, refusal_reason as reason,
+    single_application, with_causes,
+};
 use crate::throttle::Throttle;
 
 /// What the broker is told.
@@ -696,34 +699,6 @@ fn evaluate(loaded: &Loaded, id: &DeviceId, session: &Session) -> Result<Princip
     }
     let device = loaded.devices.get(id).ok_or("the device was deleted")?;
     Principal::reauthorize(record, device).map_err(|e| reason(&e))
-}
-
-/// An error and its causes, `: ` between them (each one says its cause once).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
-}
-
-/// A refusal's cause in words, without the key (the line names it once).
-fn reason(error: &AuthError) -> String {
-    match error {
-        AuthError::MalformedSecret(_) => "malformed secret".into(),
-        AuthError::InvalidDeviceId(_) => "the client id is not a valid device ID".into(),
-        AuthError::UnknownKey => "unknown access key".into(),
-        AuthError::WrongSecret { .. } => "wrong secret".into(),
-        AuthError::InactiveKey { .. } => "the access key is inactive".into(),
-        AuthError::WrongApplication { .. } => {
-            "the device belongs to another application than the access key".into()
-        }
-        AuthError::OutOfScope { .. } => "the device is outside the scope of the access key".into(),
-        other => escape(&with_causes(other)),
-    }
 }
 
 /// A device the devices file does not list: of no application, so no key

@@ -1,0 +1,157 @@
+//! The node's configuration: one TOML file per cluster node.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One cluster node, as its TOML file describes it:
+///
+/// ```toml
+/// node_id = 1
+/// mqtt_listen = "127.0.0.1:1883"
+/// grpc_listen = "127.0.0.1:5363"
+/// # Every node of the cluster, this one included: "id@host:port" (gRPC).
+/// peers = ["1@127.0.0.1:5363", "2@127.0.0.1:5364"]
+/// keys_file = "/etc/structure/keys.jsonl"
+/// devices_file = "/etc/structure/devices.jsonl"
+/// # Optional, with their defaults:
+/// topic_prefix = "structure"
+/// reload_interval = 0            # seconds between looks at the files; 0: SIGHUP only
+/// cache_capacity = 10000         # verification cache (Argon2 verifiers); 0: none
+/// argon2_per_second = 10         # Argon2 budget of the node...
+/// argon2_per_address_per_second = 2   # ...and of each client address
+/// access_keys = true             # false: no plugin (a baseline for benchmarks)
+/// ```
+///
+/// Relative file paths are read from the configuration file's directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id in the cluster (1, 2, …).
+    pub node_id: u64,
+    /// The MQTT listener.
+    pub mqtt_listen: SocketAddr,
+    /// The gRPC listener the other nodes reach.
+    pub grpc_listen: SocketAddr,
+    /// Every node, `id@host:port`, this one included.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// The access key records, one JSON record per line.
+    pub keys_file: PathBuf,
+    /// The devices, one JSON record per line.
+    pub devices_file: PathBuf,
+    /// The first level of the device topics.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// Seconds between looks at the files' modification times (0: SIGHUP only).
+    #[serde(default)]
+    pub reload_interval: u64,
+    /// Entries of the verification cache (0: none).
+    #[serde(default = "default_cache")]
+    pub cache_capacity: usize,
+    /// Argon2 verifications per second on this node.
+    #[serde(default = "default_argon2")]
+    pub argon2_per_second: u32,
+    /// Argon2 verifications per second per client address.
+    #[serde(default = "default_argon2_per_address")]
+    pub argon2_per_address_per_second: u32,
+    /// Whether the access-key plugin runs (false: a node without it, for
+    /// benchmarks only: anonymous clients are then allowed).
+    #[serde(default = "yes")]
+    pub access_keys: bool,
+}
+
+fn default_prefix() -> String {
+    "structure".into()
+}
+const fn default_cache() -> usize {
+    10_000
+}
+const fn default_argon2() -> u32 {
+    10
+}
+const fn default_argon2_per_address() -> u32 {
+    2
+}
+const fn yes() -> bool {
+    true
+}
+
+impl NodeConfig {
+    /// Reads and checks the TOML file at `path`.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut config.keys_file, &mut config.devices_file] {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.node_id == 0 {
+            return Err("`node_id` must be at least 1".into());
+        }
+        for peer in &self.peers {
+            let valid = peer.split_once('@').is_some_and(|(id, addr)| {
+                id.parse::<u64>().is_ok() && addr.parse::<SocketAddr>().is_ok()
+            });
+            if !valid {
+                return Err(format!(
+                    "peer `{}` is not `id@host:port`",
+                    structure_access_common::excerpt(peer)
+                ));
+            }
+        }
+        structure_access::mqtt::TopicRules::new(&self.topic_prefix)
+            .map_err(|e| format!("`topic_prefix`: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_file_gets_the_defaults_and_bad_ones_say_why() {
+        let dir = std::env::temp_dir().join(format!("structure-rmqtt-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "node_id = 2\nmqtt_listen = \"127.0.0.1:1884\"\ngrpc_listen = \"127.0.0.1:5364\"\n\
+             peers = [\"1@127.0.0.1:5363\", \"2@127.0.0.1:5364\"]\n\
+             keys_file = \"keys.jsonl\"\ndevices_file = \"/abs/devices.jsonl\"\n",
+        )
+        .unwrap();
+        let config = NodeConfig::read(&path).unwrap();
+        assert_eq!(config.keys_file, dir.join("keys.jsonl"));
+        assert_eq!(config.devices_file, PathBuf::from("/abs/devices.jsonl"));
+        assert_eq!(config.topic_prefix, "structure");
+        assert_eq!(
+            (config.argon2_per_second, config.cache_capacity),
+            (10, 10_000)
+        );
+        assert!(config.access_keys);
+
+        std::fs::write(&path, "node_id = 1\nmqtt = 1\n").unwrap();
+        let err = NodeConfig::read(&path).unwrap_err();
+        assert!(err.contains("unknown field `mqtt`"), "{err}");
+        std::fs::write(
+            &path,
+            "node_id = 1\nmqtt_listen = \"127.0.0.1:1884\"\ngrpc_listen = \"127.0.0.1:5364\"\n\
+             peers = [\"one@x\"]\nkeys_file = \"k\"\ndevices_file = \"d\"\n",
+        )
+        .unwrap();
+        let err = NodeConfig::read(&path).unwrap_err();
+        assert_eq!(err, "peer `one@x` is not `id@host:port`");
+    }
+}

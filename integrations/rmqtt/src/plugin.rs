@@ -1,0 +1,476 @@
+//! The RMQTT plugin: CONNECT through the core's `Authenticator` (Argon2 on a
+//! blocking thread, within a budget), PUBLISH and SUBSCRIBE through the topic
+//! policy, per-delivery decisions for `Filter` subscriptions, and revocation of
+//! live sessions on any node after a reload.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
+use rmqtt::plugin::{PackageInfo, Plugin};
+use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
+use structure_access::mqtt::Decision;
+use structure_access::{Authenticator, HashPolicy, Secret, VerificationCache};
+use structure_access_common::throttle::Throttle;
+use structure_access_common::{escape, refusal_reason};
+
+use crate::config::NodeConfig;
+use crate::state::{Loaded, Store, affected, revoked};
+
+/// The plugin's name in RMQTT's plugin manager.
+pub const NAME: &str = "structure-access";
+
+/// The hooks' priority: before any other plugin's.
+const PRIORITY: u32 = 10;
+
+/// What the hooks share.
+struct Shared {
+    scx: ServerContext,
+    store: Store,
+    auth: Arc<Authenticator>,
+    throttle: Arc<Throttle>,
+    /// Per client id, its subscriptions answered `Filter`: each delivery
+    /// through them is decided by `may_receive`.
+    filtered: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl Shared {
+    fn filtered(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.filtered.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The plugin, as RMQTT's plugin manager holds it.
+pub struct AccessKeyPlugin {
+    shared: Arc<Shared>,
+    register: Box<dyn Register>,
+    reload_interval: Option<Duration>,
+}
+
+/// Registers and starts the plugin on `scx`, reading the files now: an error
+/// in them refuses to start.
+pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), String> {
+    let rules = structure_access::mqtt::TopicRules::new(&config.topic_prefix)
+        .map_err(|e| format!("`topic_prefix`: {e}"))?;
+    let policy = HashPolicy::default();
+    let store = Store::open(
+        config.keys_file.clone(),
+        config.devices_file.clone(),
+        rules,
+        policy.clone(),
+    )?;
+    let mut auth = Authenticator::new(policy);
+    if config.cache_capacity > 0 {
+        let cache = VerificationCache::new(config.cache_capacity).map_err(|e| e.to_string())?;
+        auth = auth.with_cache(cache);
+    }
+    let loaded = store.current();
+    log::info!(
+        "{NAME}: loaded {} access key(s) and {} device(s)",
+        loaded.keys.len(),
+        loaded.devices.len()
+    );
+    let shared = Arc::new(Shared {
+        scx: scx.clone(),
+        store,
+        auth: Arc::new(auth),
+        throttle: Arc::new(Throttle::new(
+            config.argon2_per_second,
+            config.argon2_per_address_per_second,
+        )),
+        filtered: Mutex::new(HashMap::new()),
+    });
+    let reload_interval =
+        (config.reload_interval > 0).then(|| Duration::from_secs(config.reload_interval));
+    let register = scx.extends.hook_mgr().register();
+    let plugin = Arc::new(Mutex::new(Some(AccessKeyPlugin {
+        shared,
+        register,
+        reload_interval,
+    })));
+    scx.plugins
+        .register(
+            NAME,
+            true,
+            true,
+            move || -> rmqtt::plugin::DynPluginResult {
+                let plugin = plugin.clone();
+                Box::pin(async move {
+                    let plugin = plugin
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take()
+                        .ok_or_else(|| anyhow::anyhow!("{NAME} can be started once"))?;
+                    Ok(Box::new(plugin) as rmqtt::plugin::DynPlugin)
+                })
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+impl PackageInfo for AccessKeyPlugin {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+    fn descr(&self) -> Option<&str> {
+        Some(env!("CARGO_PKG_DESCRIPTION"))
+    }
+}
+
+#[async_trait]
+impl Plugin for AccessKeyPlugin {
+    async fn init(&mut self) -> rmqtt::Result<()> {
+        for typ in [
+            Type::ClientAuthenticate,
+            Type::ClientSubscribeCheckAcl,
+            Type::MessagePublishCheckAcl,
+            Type::MessageExpiryCheck,
+            Type::SessionUnsubscribed,
+            Type::SessionTerminated,
+        ] {
+            self.register
+                .add_priority(typ, PRIORITY, Box::new(Hooks(self.shared.clone())))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn get_config(&self) -> rmqtt::Result<serde_json::Value> {
+        Ok(serde_json::json!({ "reload_interval": self.reload_interval.map(|d| d.as_secs()) }))
+    }
+
+    async fn start(&mut self) -> rmqtt::Result<()> {
+        self.register.start().await;
+        spawn_reloaders(self.shared.clone(), self.reload_interval);
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> rmqtt::Result<bool> {
+        // Stopping it would let every client through: refuse.
+        Ok(false)
+    }
+}
+
+/// Reloads on SIGHUP, and when the files change with `interval`.
+fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
+    let on_signal = shared.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            log::error!("{NAME}: cannot listen for SIGHUP; reload by signal is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            reload(&on_signal, "SIGHUP").await;
+        }
+    });
+    if let Some(interval) = interval {
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                if shared.store.changed_on_disk() {
+                    reload(&shared, "a change of the files").await;
+                }
+            }
+        });
+    }
+}
+
+/// Reloads the files, all or nothing, then ends every live session, on any
+/// node, that the new records no longer allow.
+async fn reload(shared: &Shared, cause: &str) {
+    let (old, new) = match shared.store.reload() {
+        Ok(versions) => versions,
+        Err(e) => {
+            log::error!("{NAME}: reload after {cause} refused, the previous records stay: {e}");
+            return;
+        }
+    };
+    log::info!(
+        "{NAME}: reloaded after {cause}: {} access key(s), {} device(s)",
+        new.keys.len(),
+        new.devices.len()
+    );
+    revoke(shared, &old, &new).await;
+}
+
+/// Kicks the sessions `new` no longer allows: every local one is looked at,
+/// and the other nodes are asked about the devices the change may concern.
+async fn revoke(shared: &Shared, old: &Loaded, new: &Loaded) {
+    let cluster = shared.scx.extends.shared().await;
+    let local: Vec<Id> = cluster
+        .iter()
+        .filter_map(|entry| entry.session().map(|session| session.id.clone()))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut doomed = Vec::new();
+    for id in local {
+        seen.insert(id.client_id.to_string());
+        if let Some(why) = revoked(old, new, &id.client_id, id.username_ref()) {
+            doomed.push((id, why));
+        }
+    }
+    for device in affected(old, new) {
+        if seen.contains(device.as_str()) {
+            continue;
+        }
+        let Some(status) = cluster.session_status(device.as_str()).await else {
+            continue;
+        };
+        if !status.online {
+            continue;
+        }
+        if let Some(why) = revoked(old, new, &status.id.client_id, status.id.username_ref()) {
+            doomed.push((status.id.clone(), why));
+        }
+    }
+    for (id, why) in doomed {
+        let entry = cluster.entry(id.clone());
+        let kicked = match entry.try_lock().await {
+            Ok(mut locked) => locked.kick(true, true, true).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        // A remote kick may report `NotExist` for a session it did end: ask.
+        let gone = kicked.is_ok() || !entry.online().await;
+        let shown = escape(&id.client_id);
+        if gone {
+            log::warn!(
+                "{NAME}: disconnected device `{shown}` (access key `{}`) on node {}: {why}",
+                escape(id.username_ref()),
+                id.node()
+            );
+        } else {
+            log::error!(
+                "{NAME}: could not disconnect device `{shown}` on node {}: {why}",
+                id.node()
+            );
+        }
+    }
+}
+
+/// The hook handler.
+struct Hooks(Arc<Shared>);
+
+#[async_trait]
+impl Handler for Hooks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let shared = &self.0;
+        match param {
+            Parameter::ClientAuthenticate(connect) => {
+                let result = authenticate(shared, connect).await;
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let loaded = shared.store.current();
+                let filter = &subscribe.topic_filter;
+                let decision = loaded
+                    .principal(&session.id.client_id, session.id.username_ref())
+                    .and_then(|p| {
+                        let directory = |id: &str| loaded.device(id);
+                        p.may_subscribe(&loaded.rules, filter, &directory)
+                            .map_err(|e| e.to_string())
+                    });
+                let result = match decision {
+                    Ok(Decision::Allow) => {
+                        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                    }
+                    Ok(Decision::Filter) => {
+                        shared
+                            .filtered()
+                            .entry(session.id.client_id.to_string())
+                            .or_default()
+                            .insert(filter.to_string());
+                        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                    }
+                    Ok(_) => {
+                        log::warn!(
+                            "{NAME}: denied device `{}` (access key `{}`): subscribe `{}`",
+                            escape(&session.id.client_id),
+                            escape(session.id.username_ref()),
+                            escape(filter)
+                        );
+                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                    }
+                    Err(why) => {
+                        log::warn!(
+                            "{NAME}: denied `{}`: subscribe `{}`: {}",
+                            escape(&session.id.client_id),
+                            escape(filter),
+                            escape(&why)
+                        );
+                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                    }
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let loaded = shared.store.current();
+                let allowed = loaded
+                    .principal(&session.id.client_id, session.id.username_ref())
+                    .is_ok_and(|p| {
+                        let directory = |id: &str| loaded.device(id);
+                        p.may_publish(&loaded.rules, &publish.topic, &directory)
+                            == Ok(Decision::Allow)
+                    });
+                let result = if allowed {
+                    PublishAclResult::allow()
+                } else {
+                    log::warn!(
+                        "{NAME}: denied device `{}` (access key `{}`): publish `{}`",
+                        escape(&session.id.client_id),
+                        escape(session.id.username_ref()),
+                        escape(&publish.topic)
+                    );
+                    PublishAclResult::rejected(false, None)
+                };
+                (false, Some(HookResult::PublishAclResult(result)))
+            }
+            Parameter::MessageExpiryCheck(session, _from, publish) => {
+                let client = session.id.client_id.to_string();
+                let has_filters = shared
+                    .filtered()
+                    .get(&client)
+                    .is_some_and(|filters| !filters.is_empty());
+                if !has_filters {
+                    return (true, acc);
+                }
+                let loaded = shared.store.current();
+                let receive = loaded
+                    .principal(&client, session.id.username_ref())
+                    .is_ok_and(|p| {
+                        let directory = |id: &str| loaded.device(id);
+                        p.may_receive(&loaded.rules, &publish.topic, &directory) == Ok(true)
+                    });
+                if receive {
+                    (true, acc)
+                } else {
+                    // This one delivery is dropped; nothing else is.
+                    (false, Some(HookResult::MessageExpiry))
+                }
+            }
+            Parameter::SessionUnsubscribed(session, unsubscribe) => {
+                let client = session.id.client_id.to_string();
+                if let Some(filters) = shared.filtered().get_mut(&client) {
+                    filters.remove(unsubscribe.topic_filter.as_ref() as &str);
+                }
+                (true, acc)
+            }
+            Parameter::SessionTerminated(session, _reason) => {
+                shared
+                    .filtered()
+                    .remove(session.id.client_id.as_ref() as &str);
+                (true, acc)
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
+/// CONNECT: client id = device ID, username = key, password = secret. Runs the
+/// core's `Authenticator`, on a blocking thread whenever Argon2 may run, and
+/// asks the budget (of the node and of the client's address) before any Argon2.
+async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo) -> AuthResult {
+    let id = connect.id();
+    let address = id.remote_addr.map(|a| a.ip().to_string());
+    let shown_address = address
+        .as_deref()
+        .unwrap_or("an unknown address")
+        .to_owned();
+    let refuse = |why: &str| {
+        log::warn!("{NAME}: refused a client at {shown_address}: {why}");
+        AuthResult::NotAuthorized
+    };
+    let Some(username) = connect.username() else {
+        return refuse("no username");
+    };
+    let Ok(key) = username.parse::<structure_access::KeyId>() else {
+        // It may be anything the client typed, a secret included: not repeated.
+        return refuse("the username is not an access key");
+    };
+    let Some(password) = connect.password().and_then(|p| std::str::from_utf8(p).ok()) else {
+        return refuse("password missing or not UTF-8");
+    };
+    let secret = match Secret::parse_any(password) {
+        Ok(secret) => secret,
+        Err(e) => return refuse(&escape(&e.to_string())),
+    };
+    let Ok(device_id) = connect.client_id().parse::<structure_access::DeviceId>() else {
+        return refuse("the client id is not a device ID");
+    };
+    let loaded = shared.store.current();
+    let record = loaded.keys.get(&key).cloned();
+    let known_key = record.is_some();
+    let device = match loaded.devices.get(&device_id) {
+        Some(device) => Connecting::Listed(device.clone()),
+        // Not in the devices file: refused, at the cost of a listed device.
+        None => Connecting::Unlisted(device_id),
+    };
+    let known_device = matches!(device, Connecting::Listed(_));
+    let slow = shared.auth.policy().scheme_for(&secret).is_slow()
+        || record.as_ref().is_some_and(|r| r.verifier().is_slow());
+    let (auth, throttle) = (shared.auth.clone(), shared.throttle.clone());
+    let run = move || {
+        auth.authenticate_with(record.as_ref(), &secret, &device, || {
+            throttle.permit(address.as_deref())
+        })
+    };
+    let result = if slow {
+        match tokio::task::spawn_blocking(run).await {
+            Ok(result) => result,
+            Err(_) => return refuse("internal error"),
+        }
+    } else {
+        run()
+    };
+    let who = if known_key {
+        format!("device `{device_id}` with access key `{key}`")
+    } else {
+        format!("device `{device_id}`")
+    };
+    match result {
+        Ok(_) => {
+            log::debug!("{NAME}: {who} authenticated");
+            AuthResult::Allow(false, None)
+        }
+        Err(_) if !known_device => refuse(&format!("{who}: unknown device")),
+        Err(e) => refuse(&format!("{who}: {}", refusal_reason(&e))),
+    }
+}
+
+/// The device of a CONNECT: listed in the devices file, or not (then of no
+/// application, so that no key covers it).
+enum Connecting {
+    Listed(structure_access::DeviceRecord),
+    Unlisted(structure_access::DeviceId),
+}
+
+impl structure_access::Device for Connecting {
+    fn application(&self) -> &str {
+        match self {
+            Self::Listed(device) => device.application(),
+            Self::Unlisted(_) => "",
+        }
+    }
+    fn id(&self) -> &str {
+        match self {
+            Self::Listed(device) => device.id(),
+            Self::Unlisted(id) => id.as_str(),
+        }
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        let tags = match self {
+            Self::Listed(device) => Some(device.tags()),
+            Self::Unlisted(_) => None,
+        };
+        tags.into_iter().flatten()
+    }
+}
