@@ -14,7 +14,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::plugin::{PackageInfo, Plugin};
 use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use structure_access::mqtt::Decision;
-use structure_access::{Authenticator, HashPolicy, Secret, VerificationCache};
+use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
 use structure_access_common::throttle::Throttle;
 use structure_access_common::{escape, refusal_reason};
 
@@ -33,14 +33,47 @@ struct Shared {
     store: Store,
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
-    /// Per client id, its subscriptions answered `Filter`: each delivery
-    /// through them is decided by `may_receive`.
-    filtered: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per client id: its subscriptions answered `Filter` (each delivery
+    /// through them is decided by `may_receive`) and its principal under the
+    /// records in force, derived once per load.
+    clients: Mutex<HashMap<String, ClientState>>,
+}
+
+/// What the plugin keeps of a connected client.
+#[derive(Default)]
+struct ClientState {
+    filters: HashSet<String>,
+    /// (load generation, username, principal or why there is none)
+    principal: Option<(u64, String, Result<Principal, String>)>,
 }
 
 impl Shared {
-    fn filtered(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
-        self.filtered.lock().unwrap_or_else(PoisonError::into_inner)
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClientState>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The principal of a session under the records in force: derived once
+    /// per client, username and load, then reused for every check.
+    fn principal(
+        &self,
+        loaded: &Loaded,
+        client_id: &str,
+        username: &str,
+    ) -> Result<Principal, String> {
+        let mut clients = self.clients();
+        let state = match clients.get_mut(client_id) {
+            Some(state) => state,
+            None => clients.entry(client_id.to_owned()).or_default(),
+        };
+        if let Some((generation, name, principal)) = &state.principal
+            && *generation == loaded.generation
+            && name == username
+        {
+            return principal.clone();
+        }
+        let principal = loaded.principal(client_id, username);
+        state.principal = Some((loaded.generation, username.to_owned(), principal.clone()));
+        principal
     }
 }
 
@@ -82,7 +115,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
             config.argon2_per_second,
             config.argon2_per_address_per_second,
         )),
-        filtered: Mutex::new(HashMap::new()),
+        clients: Mutex::new(HashMap::new()),
     });
     let reload_interval =
         (config.reload_interval > 0).then(|| Duration::from_secs(config.reload_interval));
@@ -272,8 +305,8 @@ impl Handler for Hooks {
             Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
                 let loaded = shared.store.current();
                 let filter = &subscribe.topic_filter;
-                let decision = loaded
-                    .principal(&session.id.client_id, session.id.username_ref())
+                let decision = shared
+                    .principal(&loaded, &session.id.client_id, session.id.username_ref())
                     .and_then(|p| {
                         let directory = |id: &str| loaded.device(id);
                         p.may_subscribe(&loaded.rules, filter, &directory)
@@ -285,9 +318,10 @@ impl Handler for Hooks {
                     }
                     Ok(Decision::Filter) => {
                         shared
-                            .filtered()
+                            .clients()
                             .entry(session.id.client_id.to_string())
                             .or_default()
+                            .filters
                             .insert(filter.to_string());
                         SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                     }
@@ -314,8 +348,8 @@ impl Handler for Hooks {
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 let loaded = shared.store.current();
-                let allowed = loaded
-                    .principal(&session.id.client_id, session.id.username_ref())
+                let allowed = shared
+                    .principal(&loaded, &session.id.client_id, session.id.username_ref())
                     .is_ok_and(|p| {
                         let directory = |id: &str| loaded.device(id);
                         p.may_publish(&loaded.rules, &publish.topic, &directory)
@@ -335,17 +369,17 @@ impl Handler for Hooks {
                 (false, Some(HookResult::PublishAclResult(result)))
             }
             Parameter::MessageExpiryCheck(session, _from, publish) => {
-                let client = session.id.client_id.to_string();
+                let client: &str = &session.id.client_id;
                 let has_filters = shared
-                    .filtered()
-                    .get(&client)
-                    .is_some_and(|filters| !filters.is_empty());
+                    .clients()
+                    .get(client)
+                    .is_some_and(|state| !state.filters.is_empty());
                 if !has_filters {
                     return (true, acc);
                 }
                 let loaded = shared.store.current();
-                let receive = loaded
-                    .principal(&client, session.id.username_ref())
+                let receive = shared
+                    .principal(&loaded, client, session.id.username_ref())
                     .is_ok_and(|p| {
                         let directory = |id: &str| loaded.device(id);
                         p.may_receive(&loaded.rules, &publish.topic, &directory) == Ok(true)
@@ -358,16 +392,15 @@ impl Handler for Hooks {
                 }
             }
             Parameter::SessionUnsubscribed(session, unsubscribe) => {
-                let client = session.id.client_id.to_string();
-                if let Some(filters) = shared.filtered().get_mut(&client) {
-                    filters.remove(unsubscribe.topic_filter.as_ref() as &str);
+                let client: &str = &session.id.client_id;
+                if let Some(state) = shared.clients().get_mut(client) {
+                    state.filters.remove(&*unsubscribe.topic_filter);
                 }
                 (true, acc)
             }
             Parameter::SessionTerminated(session, _reason) => {
-                shared
-                    .filtered()
-                    .remove(session.id.client_id.as_ref() as &str);
+                let client: &str = &session.id.client_id;
+                shared.clients().remove(client);
                 (true, acc)
             }
             _ => (true, acc),

@@ -20,6 +20,8 @@ pub struct Loaded {
     /// The topic rules, with the single application declared when the files
     /// hold only one.
     pub rules: TopicRules,
+    /// Which load this is (0 at start, one more at each reload).
+    pub generation: u64,
     stamps: (Option<FileStamp>, Option<FileStamp>),
 }
 
@@ -117,15 +119,16 @@ impl Store {
                 keys: HashMap::new(),
                 devices: HashMap::new(),
                 rules: TopicRules::default(),
+                generation: 0,
                 stamps: (None, None),
             })),
         };
-        let loaded = store.load()?;
+        let loaded = store.load(0)?;
         store.current = RwLock::new(Arc::new(loaded));
         Ok(store)
     }
 
-    fn load(&self) -> Result<Loaded, String> {
+    fn load(&self, generation: u64) -> Result<Loaded, String> {
         // Stamps first: a change while reading is seen at the next look.
         let stamps = (
             FileStamp::of(&self.keys_file),
@@ -145,6 +148,7 @@ impl Store {
             keys,
             devices,
             rules,
+            generation,
             stamps,
         })
     }
@@ -170,7 +174,8 @@ impl Store {
     /// error the version in force stays, and the error names file and line.
     /// Returns the previous version and the new one.
     pub fn reload(&self) -> Result<(Arc<Loaded>, Arc<Loaded>), String> {
-        let new = Arc::new(self.load()?);
+        let generation = self.current().generation + 1;
+        let new = Arc::new(self.load(generation)?);
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::replace(&mut *current, new.clone());
         Ok((old, new))
