@@ -39,6 +39,7 @@ pub mod mqtt;
 mod pool;
 mod record;
 pub mod restriction;
+mod scan;
 mod secret;
 #[cfg(feature = "serde")]
 mod serde_util;
@@ -62,6 +63,7 @@ pub use record::{
     RecordError, Scope,
 };
 pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
+pub use scan::{Finding, FindingKind, Findings, SHOWN_CHARS, Scanner, scan};
 pub use secret::{
     GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,
     SecretError,

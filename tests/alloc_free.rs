@@ -154,3 +154,21 @@ fn the_counter_counts() {
     let (n, r) = allocations(|| "a,k=v".parse::<Restriction>());
     assert!(n >= 1 && r.is_ok());
 }
+
+#[test]
+fn scanning_allocates_nothing() {
+    use rand_chacha::rand_core::SeedableRng;
+    use structure_access::{Scanner, Secret};
+    let secret = Secret::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(4));
+    let text = format!(
+        "a=stk_4DmVJcy3ZpW0gNqk8TbX2a b={} c={} sts_x\n",
+        secret.expose_secret(),
+        secret.expose_secret()
+    )
+    .repeat(100);
+    let scanner = Scanner::new().with_key_ids(true);
+    let (n, found) = allocations(|| {
+        structure_access::scan(text.as_bytes()).count() + scanner.scan(text.as_bytes()).count()
+    });
+    assert_eq!((n, found), (0, 200 + 300));
+}
