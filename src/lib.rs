@@ -30,6 +30,7 @@ mod application;
 mod auth;
 #[cfg(feature = "std")]
 mod cache;
+mod credentials;
 mod device;
 mod encoding;
 mod inline;
@@ -50,6 +51,7 @@ pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN}
 pub use auth::{AuthError, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
+pub use credentials::{CredentialsError, DeviceCredentials};
 pub use device::{
     Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN, MAX_DEVICE_TAGS,
 };

@@ -34,7 +34,7 @@ pub const SHOWN_CHARS: usize = 4;
 /// let findings: Vec<_> = scan(text.as_bytes()).collect();
 /// assert_eq!(findings.len(), 1);
 /// assert_eq!(findings[0].offset(), "MQTT_PASSWORD=".len());
-/// assert_eq!(findings[0].to_string(), format!("{}… (access secret)", &text[(14, 22)]));
+/// assert_eq!(findings[0].to_string(), format!("{}… (access secret)", &text[14..22]));
 /// // To revoke the key it belongs to: find the record whose verifier it opens.
 /// assert_eq!(findings[0].secret(), Some(secret));
 /// ```

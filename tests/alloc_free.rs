@@ -172,3 +172,20 @@ fn scanning_allocates_nothing() {
     });
     assert_eq!((n, found), (0, 200 + 300));
 }
+
+#[test]
+fn device_credentials_allocate_nothing() {
+    use structure_access::DeviceCredentials;
+    let secret = "sts_dGlMoiyrlfxX1rTnyFf3vA7NUtFOY6aF0kDQHBwtnOA2WSIsB";
+    let peer = "sensor-7".parse().unwrap();
+    let (n, len) = allocations(|| {
+        let device =
+            DeviceCredentials::parse("dev-1", "stk_4DmVJcy3ZpW0gNqk8TbX2a", secret).unwrap();
+        device.state_topic().as_str().len()
+            + device.command_topic().as_str().len()
+            + device.peer_state_topic(&peer).as_str().len()
+            + device.peer_command_topic(&peer).as_str().len()
+            + device.password().expose_secret().len()
+    });
+    assert_eq!((n, len), (0, 21 + 23 + 24 + 26 + 53));
+}
