@@ -30,8 +30,14 @@ fn main() {
         best = best.min(start.elapsed().as_secs_f64());
         assert_eq!(found, PLANTED);
     }
-    println!("corpus: {size:.0} MiB, {PLANTED} secrets, {}", path.display());
-    println!("scan:     {:>8.0} MiB/s (best of 5, in memory)", size / best);
+    println!(
+        "corpus: {size:.0} MiB, {PLANTED} secrets, {}",
+        path.display()
+    );
+    println!(
+        "scan:     {:>8.0} MiB/s (best of 5, in memory)",
+        size / best
+    );
 
     for (name, program, args) in [
         ("grep -cE", "grep", vec!["-cE", ERE]),
