@@ -9,11 +9,14 @@
 //! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
 //! keytool topic --record FILE --application ID --device ID [--tag K=V]... (publish|subscribe) TOPIC
 //!                                                             `allow`, `deny` or `filter`
+//! keytool scan [--max-size BYTES] [--key-ids] [PATH]...       `path:line:column: sts_AbCd… (access secret)`
+//!                                                             per leaked secret; exit 1 if any
 //! ```
 //!
 //! Results go to stdout, errors to stderr. Exit status: 0 on success, 2 when an
 //! argument is invalid (as for clap's usage errors), 1 when the work itself
-//! failed. Run with `cargo run --example keytool --features serde -- …`.
+//! failed. `scan` exits 1 when it finds a secret, 0 when it finds none and 2 on
+//! an invalid argument or an unreadable path. Run with `cargo run --example keytool --features serde -- …`.
 //!
 //! Each subcommand is a variant of [`Command`] and a function returning its
 //! output, so a new one is a variant and a match arm in [`run`].
@@ -123,6 +126,24 @@ enum Command {
         /// The topic; a topic filter for `subscribe`
         topic: String,
     },
+    /// Finds leaked access secrets in files, directories or standard input:
+    /// prints `path:line:column: sts_AbCd… (access secret)` for each one (never
+    /// more of it) and exits 1 when it finds one, 0 otherwise
+    ///
+    /// Directories are walked (`.git` skipped). A symbolic link is followed only
+    /// when it stays inside the tree being scanned (the directory given, or the
+    /// current directory for a path given directly); one that leads out of it is
+    /// skipped, saying so on stderr.
+    Scan {
+        /// Files or directories; standard input when none is given
+        paths: Vec<std::path::PathBuf>,
+        /// Skips, saying so on stderr, files larger than this
+        #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
+        max_size: u64,
+        /// Also reports key ids (`stk_…`): public identifiers, not leaks
+        #[arg(long)]
+        key_ids: bool,
+    },
 }
 
 /// The scheme `generate` writes.
@@ -169,6 +190,14 @@ impl Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Scan {
+        paths,
+        max_size,
+        key_ids,
+    } = cli.command
+    {
+        return scan::run(&paths, max_size, key_ids);
+    }
     match run(cli.command) {
         Ok(output) => {
             println!("{}", output.as_str());
@@ -222,6 +251,8 @@ fn run(command: Command) -> Result<Zeroizing<String>, Failure> {
             action,
             topic: text,
         } => topic(&record, &application, &device, &tags, action, &text).map(Zeroizing::new),
+        // Streams its output and has exit statuses of its own: see `main`.
+        Command::Scan { .. } => Err(Failure::invalid("scan runs from main")),
     }
 }
 
@@ -426,5 +457,183 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, found `{text}`")),
+    }
+}
+
+/// `keytool scan`: the walk, the size limit, the symbolic links and the report.
+mod scan {
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+
+    use structure_access::Scanner;
+    use zeroize::Zeroizing;
+
+    /// What a scan found, and how it went.
+    struct Scan {
+        scanner: Scanner,
+        max_size: u64,
+        found: bool,
+        errors: bool,
+    }
+
+    pub(super) fn run(paths: &[PathBuf], max_size: u64, key_ids: bool) -> ExitCode {
+        let mut scan = Scan {
+            scanner: Scanner::new().with_key_ids(key_ids),
+            max_size,
+            found: false,
+            errors: false,
+        };
+        if paths.is_empty() {
+            match read_bounded(std::io::stdin().lock(), max_size) {
+                Ok(Some(bytes)) => scan.report("<stdin>", &bytes),
+                Ok(None) => scan.skip("<stdin>", &format!("larger than --max-size {max_size}")),
+                Err(e) => scan.error("<stdin>", &e),
+            }
+        }
+        for path in paths {
+            scan.argument(path);
+        }
+        match (scan.found, scan.errors) {
+            (true, _) => ExitCode::from(1),
+            (false, true) => ExitCode::from(2),
+            (false, false) => ExitCode::SUCCESS,
+        }
+    }
+
+    impl Scan {
+        /// A path given on the command line.
+        fn argument(&mut self, path: &Path) {
+            let metadata = match std::fs::symlink_metadata(path) {
+                Ok(metadata) => metadata,
+                Err(e) => return self.error(&path.display().to_string(), &e),
+            };
+            if metadata.is_symlink() {
+                // Given directly: the tree is the current directory.
+                let inside = std::env::current_dir()
+                    .and_then(|cwd| cwd.canonicalize())
+                    .ok()
+                    .and_then(|cwd| Some(path.canonicalize().ok()?.starts_with(cwd)));
+                if inside != Some(true) {
+                    return self.skip(
+                        &path.display().to_string(),
+                        "symbolic link out of the scanned tree",
+                    );
+                }
+            }
+            match std::fs::metadata(path) {
+                Ok(metadata) if metadata.is_dir() => match path.canonicalize() {
+                    Ok(root) => self.walk(&root, path),
+                    Err(e) => self.error(&path.display().to_string(), &e),
+                },
+                Ok(_) => self.file(path),
+                Err(e) => self.error(&path.display().to_string(), &e),
+            }
+        }
+
+        /// A directory under `root` (canonical), in name order.
+        fn walk(&mut self, root: &Path, dir: &Path) {
+            let mut entries = match std::fs::read_dir(dir)
+                .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+            {
+                Ok(entries) => entries,
+                Err(e) => return self.error(&dir.display().to_string(), &e),
+            };
+            entries.sort_by_key(std::fs::DirEntry::file_name);
+            for entry in entries {
+                let path = entry.path();
+                let shown = path.display().to_string();
+                match entry.file_type() {
+                    Err(e) => self.error(&shown, &e),
+                    Ok(kind) if kind.is_symlink() => {
+                        // Inside the tree, its target is scanned where it is.
+                        match path.canonicalize() {
+                            Ok(target) if target.starts_with(root) => {}
+                            _ => self.skip(&shown, "symbolic link out of the scanned tree"),
+                        }
+                    }
+                    Ok(kind) if kind.is_dir() => {
+                        if entry.file_name() != ".git" {
+                            self.walk(root, &path);
+                        }
+                    }
+                    Ok(kind) if kind.is_file() => self.file(&path),
+                    Ok(_) => self.skip(&shown, "not a regular file"),
+                }
+            }
+        }
+
+        fn file(&mut self, path: &Path) {
+            let shown = path.display().to_string();
+            let read = std::fs::File::open(path).and_then(|file| {
+                let len = file.metadata()?.len();
+                if len > self.max_size {
+                    return Ok(None);
+                }
+                read_bounded(file, self.max_size)
+            });
+            match read {
+                Ok(Some(bytes)) => self.report(&shown, &bytes),
+                Ok(None) => {
+                    let message = format!("larger than --max-size {}", self.max_size);
+                    self.skip(&shown, &message);
+                }
+                Err(e) => self.error(&shown, &e),
+            }
+        }
+
+        /// Prints `path:line:column: finding` for each finding.
+        fn report(&mut self, shown: &str, bytes: &[u8]) {
+            let mut out = std::io::stdout().lock();
+            let (mut line, mut line_start, mut counted) = (1, 0, 0);
+            for finding in self.scanner.scan(bytes) {
+                let offset = finding.offset();
+                for newline in
+                    memchr::memchr_iter(b'\n', bytes.get(counted..offset).unwrap_or_default())
+                {
+                    line += 1;
+                    line_start = counted + newline + 1;
+                }
+                counted = offset;
+                let column = offset - line_start + 1;
+                self.found |= finding.is_secret();
+                // A closed stdout (`| head`) ends the report, not the scan's verdict.
+                let _ = writeln!(out, "{shown}:{line}:{column}: {finding}");
+            }
+        }
+
+        fn skip(&mut self, shown: &str, why: &str) {
+            eprintln!("keytool scan: skipped {shown}: {why}");
+        }
+
+        fn error(&mut self, shown: &str, error: &std::io::Error) {
+            eprintln!("keytool scan: cannot read {shown}: {error}");
+            self.errors = true;
+        }
+    }
+
+    /// Everything `reader` holds, or `None` if it is longer than `max` bytes.
+    /// The text may hold secrets: it lives in buffers wiped when dropped, and a
+    /// full one is copied into a larger one (the old one wiped), never
+    /// reallocated in place.
+    fn read_bounded(reader: impl Read, max: u64) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+        let mut reader = reader.take(max.saturating_add(1));
+        let mut bytes = Zeroizing::new(Vec::with_capacity(64 * 1024));
+        let mut chunk = Zeroizing::new([0u8; 16 * 1024]);
+        loop {
+            let n = match reader.read(&mut chunk[..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if bytes.len() + n > bytes.capacity() {
+                let mut larger = Zeroizing::new(Vec::with_capacity(2 * (bytes.len() + n)));
+                larger.extend_from_slice(&bytes);
+                bytes = larger;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        Ok((bytes.len() as u64 <= max).then_some(bytes))
     }
 }

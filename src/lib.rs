@@ -30,6 +30,7 @@ mod application;
 mod auth;
 #[cfg(feature = "std")]
 mod cache;
+mod credentials;
 mod device;
 mod encoding;
 mod inline;
@@ -39,6 +40,7 @@ pub mod mqtt;
 mod pool;
 mod record;
 pub mod restriction;
+mod scan;
 mod secret;
 #[cfg(feature = "serde")]
 mod serde_util;
@@ -49,6 +51,7 @@ pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN}
 pub use auth::{AuthError, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
+pub use credentials::{CredentialsError, DeviceCredentials};
 pub use device::{
     Device, DeviceId, DeviceIdError, DeviceRecord, MAX_DEVICE_ID_LEN, MAX_DEVICE_TAGS,
 };
@@ -62,6 +65,7 @@ pub use record::{
     RecordError, Scope,
 };
 pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
+pub use scan::{Finding, FindingKind, Findings, SHOWN_CHARS, Scanner, scan};
 pub use secret::{
     GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,
     SecretError,

@@ -195,25 +195,31 @@ impl FromStr for Secret {
     /// Parses a generated secret, checking its shape and checksum.
     /// Takes tens of nanoseconds and never allocates.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bytes = text.as_bytes();
-        if bytes.len() != GENERATED_SECRET_LEN
-            || !bytes.starts_with(SECRET_PREFIX.as_bytes())
-            || !bytes
-                .get(SECRET_PREFIX.len()..)
-                .unwrap_or_default()
-                .iter()
-                .all(|&b| is_base62(b))
-        {
-            return Err(SecretError::Malformed { len: bytes.len() });
-        }
-        let (body, checksum) = bytes.split_at(BODY_LEN);
-        // Decoding the six digits costs multiplications; encoding the CRC would
-        // cost divisions. Both directions are one-to-one below 62^6.
-        if base62_value(checksum) != Some(u64::from(crc32(body))) {
-            return Err(SecretError::Checksum);
-        }
-        Ok(Self::copy_from(bytes))
+        check_generated(text.as_bytes())?;
+        Ok(Self::copy_from(text.as_bytes()))
     }
+}
+
+/// Checks the generated shape of `bytes`, then its checksum: the one rule
+/// behind [`Secret::from_str`] and [`scan`](crate::scan()).
+pub(crate) fn check_generated(bytes: &[u8]) -> Result<(), SecretError> {
+    if bytes.len() != GENERATED_SECRET_LEN
+        || !bytes.starts_with(SECRET_PREFIX.as_bytes())
+        || !bytes
+            .get(SECRET_PREFIX.len()..)
+            .unwrap_or_default()
+            .iter()
+            .all(|&b| is_base62(b))
+    {
+        return Err(SecretError::Malformed { len: bytes.len() });
+    }
+    let (body, checksum) = bytes.split_at(BODY_LEN);
+    // Decoding the six digits costs multiplications; encoding the CRC would
+    // cost divisions. Both directions are one-to-one below 62^6.
+    if base62_value(checksum) != Some(u64::from(crc32(body))) {
+        return Err(SecretError::Checksum);
+    }
+    Ok(())
 }
 
 impl TryFrom<&str> for Secret {

@@ -154,3 +154,38 @@ fn the_counter_counts() {
     let (n, r) = allocations(|| "a,k=v".parse::<Restriction>());
     assert!(n >= 1 && r.is_ok());
 }
+
+#[test]
+fn scanning_allocates_nothing() {
+    use rand_chacha::rand_core::SeedableRng;
+    use structure_access::{Scanner, Secret};
+    let secret = Secret::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(4));
+    let text = format!(
+        "a=stk_4DmVJcy3ZpW0gNqk8TbX2a b={} c={} sts_x\n",
+        secret.expose_secret(),
+        secret.expose_secret()
+    )
+    .repeat(100);
+    let scanner = Scanner::new().with_key_ids(true);
+    let (n, found) = allocations(|| {
+        structure_access::scan(text.as_bytes()).count() + scanner.scan(text.as_bytes()).count()
+    });
+    assert_eq!((n, found), (0, 200 + 300));
+}
+
+#[test]
+fn device_credentials_allocate_nothing() {
+    use structure_access::DeviceCredentials;
+    let secret = "sts_dGlMoiyrlfxX1rTnyFf3vA7NUtFOY6aF0kDQHBwtnOA2WSIsB";
+    let peer = "sensor-7".parse().unwrap();
+    let (n, len) = allocations(|| {
+        let device =
+            DeviceCredentials::parse("dev-1", "stk_4DmVJcy3ZpW0gNqk8TbX2a", secret).unwrap();
+        device.state_topic().as_str().len()
+            + device.command_topic().as_str().len()
+            + device.peer_state_topic(&peer).as_str().len()
+            + device.peer_command_topic(&peer).as_str().len()
+            + device.password().expose_secret().len()
+    });
+    assert_eq!((n, len), (0, 21 + 23 + 24 + 26 + 53));
+}

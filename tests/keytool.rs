@@ -280,3 +280,137 @@ fn keytool_topic_prints_the_decision() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fresh directory under the system's temporary directory.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("keytool-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A generated secret, made by keytool itself.
+fn new_secret() -> String {
+    let out = keytool_args(&["generate", "--application", "app1"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["secret"].as_str().unwrap().to_owned()
+}
+
+fn assert_never_shows(out: &Output, secret: &str) {
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(!text.contains(&secret[..9]), "{text}");
+    }
+}
+
+#[test]
+fn scan_reads_stdin_and_exits_1_on_a_secret() {
+    let secret = new_secret();
+    let shown = &secret[..8];
+
+    let out = keytool(&["scan"], &format!("a\nMQTT_PASS={secret}\n"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!("<stdin>:2:11: {shown}… (access secret)")
+    );
+    assert_never_shows(&out, &secret);
+
+    // A changed checksum, a glued character, a key id: nothing to report.
+    let mut bad = secret.clone();
+    bad.replace_range(52.., if secret.ends_with('a') { "b" } else { "a" });
+    let clean = format!("{bad}\nx{secret}\nstk_4DmVJcy3ZpW0gNqk8TbX2a\n");
+    let out = keytool(&["scan"], &clean);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+
+    // Key ids on request, as public identifiers: still exit 0.
+    let out = keytool(&["scan", "--key-ids"], &clean);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out),
+        "<stdin>:3:1: stk_4DmV… (access key id, a public identifier)"
+    );
+
+    // Too large for --max-size: skipped, saying so.
+    let out = keytool(&["scan", "--max-size", "20"], &format!("{secret}\n"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("skipped <stdin>: larger than --max-size 20")
+    );
+}
+
+#[test]
+fn scan_walks_a_tree_without_leaving_it() {
+    let secret = new_secret();
+    let shown = &secret[..8];
+    let outside = scratch("scan-outside");
+    std::fs::write(outside.join("elsewhere.txt"), format!("{secret}\n")).unwrap();
+    let dir = scratch("scan-tree");
+    std::fs::create_dir_all(dir.join("src/deep")).unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join("a.txt"), format!("one\ntwo\n  \"{secret}\"\n")).unwrap();
+    std::fs::write(
+        dir.join("src/deep/b.rs"),
+        format!("const S: &str = \"{secret}\";"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".git/config"), format!("{secret}\n")).unwrap();
+    std::fs::write(
+        dir.join("big.txt"),
+        format!("{secret}\n{}", "x".repeat(4000)),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.join("elsewhere.txt"), dir.join("out-link")).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("out-dir")).unwrap();
+    std::os::unix::fs::symlink(dir.join("a.txt"), dir.join("in-link")).unwrap();
+
+    let root = dir.display().to_string();
+    let out = keytool(&["scan", "--max-size", "1000", &root], "");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{root}/a.txt:3:4: {shown}… (access secret)\n\
+             {root}/src/deep/b.rs:1:18: {shown}… (access secret)"
+        )
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "skipped {root}/big.txt: larger than --max-size 1000"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "skipped {root}/out-link: symbolic link out of the scanned tree"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "skipped {root}/out-dir: symbolic link out of the scanned tree"
+        )),
+        "{stderr}"
+    );
+    assert_never_shows(&out, &secret);
+
+    // A file given directly is scanned; a link given directly that leads out of
+    // the current directory is not.
+    let out = keytool(&["scan", &format!("{root}/src/deep/b.rs")], "");
+    assert_eq!(out.status.code(), Some(1));
+    let out = keytool(&["scan", &format!("{root}/out-link")], "");
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+
+    // A missing path is an error: exit 2, unless a secret was found.
+    let out = keytool(&["scan", &format!("{root}/missing")], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = keytool(
+        &["scan", &format!("{root}/missing"), &format!("{root}/a.txt")],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
+}

@@ -112,6 +112,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod device_topic;
 mod policy;
 mod topic;
 #[cfg(feature = "serde")]
@@ -120,6 +121,7 @@ mod wire;
 #[cfg(doc)]
 use crate::Principal;
 
+pub use device_topic::{DeviceTopic, DeviceTopicError, MAX_DEVICE_TOPIC_LEN};
 pub(crate) use policy::SharedTopics;
 pub use policy::{
     AdditionalTopics, Decision, DeviceDirectory, FilterList, FilterListError, MAX_FILTER_LEN,

@@ -348,6 +348,12 @@ impl<'a> Topic<'a> {
         Ok(Self(text))
     }
 
+    /// A topic built from parts that are valid by construction (a
+    /// [`TopicRules`](super::TopicRules) prefix, a device ID, a fixed level).
+    pub(crate) const fn from_valid_parts(text: &'a str) -> Self {
+        Self(text)
+    }
+
     /// The topic as text.
     pub const fn as_str(&self) -> &'a str {
         self.0

@@ -960,3 +960,146 @@ fn defer_unknown_lets_a_password_file_user_in() {
         let _ = std::fs::remove_file(&passwords);
     }
 }
+
+/// `examples/device.rs`, built beside this test (`target/<profile>/examples/device`).
+fn build_device_example() -> PathBuf {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args([
+        "build",
+        "--example",
+        "device",
+        "-p",
+        "structure-access-mosquitto",
+    ]);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    assert!(
+        cargo.status().unwrap().success(),
+        "building the device example failed"
+    );
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/device");
+    assert!(
+        path.exists(),
+        "device example not built at {}",
+        path.display()
+    );
+    path
+}
+
+/// Issue 15: a Rust device (`DeviceCredentials` + `rumqttc`) connects with a
+/// generated key, publishes its state and receives a command. The platform's
+/// side is a `password_file` user (with `defer_unknown`): it watches the state
+/// and sends the command, which no access key may publish.
+#[test]
+fn the_rust_device_example_connects_publishes_and_receives_a_command() {
+    if !broker_available() || !have("mosquitto_passwd") {
+        assert!(
+            std::env::var_os("STRUCTURE_E2E_REQUIRED").is_none() || have("mosquitto_passwd"),
+            "mosquitto_passwd is required"
+        );
+        return;
+    }
+    use std::io::BufRead;
+    let example = build_device_example();
+    let mut f = Fixture::new(1515);
+    let restriction: Restriction = "dev-1".parse().unwrap();
+    let (_, line, key) = f.key(APP_A, Scope::from(Some(restriction)), KeyStatus::Active);
+    let platform = Key {
+        id: "platform".into(),
+        secret: "platform password".into(),
+    };
+    let passwords = std::env::temp_dir().join(format!(
+        "structure-e2e-{}-device-passwd",
+        std::process::id()
+    ));
+    let status = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwords)
+        .args([&platform.id, &platform.secret])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The plugin defers the platform user's ACL checks to Mosquitto's own.
+    let acl = passwords.with_extension("acl");
+    write(&acl, "user platform\ntopic readwrite structure/#\n");
+    let broker = start_broker(
+        "device",
+        &line,
+        &device(APP_A, "dev-1", &[]),
+        &format!(
+            "password_file {}\nacl_file {}\nplugin_opt_defer_unknown true\n",
+            passwords.display(),
+            acl.display()
+        ),
+    );
+
+    let watcher = broker.subscribe("platform-watch", &platform, "structure/dev-1/state", 1);
+    broker.wait_log("Sending SUBACK to platform-watch");
+
+    let mut device = Command::new(&example)
+        .args(["--port", &broker.port.to_string(), "--device", "dev-1"])
+        .args([
+            "--key",
+            &key.id,
+            "--state",
+            r#"{"temp": 21}"#,
+            "--timeout",
+            "20",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(device.stdin.take().unwrap(), "{}", key.secret).unwrap();
+    let mut lines = std::io::BufReader::new(device.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.starts_with("subscribed")) {
+        match lines.next() {
+            Some(line) => seen.push(line.unwrap()),
+            None => panic!(
+                "device exited early: {seen:?}\n{:?}\n{}",
+                device.wait_with_output(),
+                broker.log()
+            ),
+        }
+    }
+    let out = broker.publish(
+        "platform-send",
+        &platform,
+        "structure/dev-1/command",
+        "reboot",
+    );
+    assert!(out.status.success(), "{out:?}\n{}", broker.log());
+    seen.extend(lines.map(Result::unwrap));
+    let status = device.wait().unwrap();
+    assert!(status.success(), "{seen:?}\n{}", broker.log());
+    assert_eq!(
+        seen,
+        [
+            "connected",
+            "subscribed structure/dev-1/command",
+            "published structure/dev-1/state",
+            "command reboot"
+        ],
+        "{}",
+        broker.log()
+    );
+    let watched = watcher.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&watched.stdout).trim_end(),
+        r#"structure/dev-1/state {"temp": 21}"#
+    );
+    // The plugin authenticated the device with its access key.
+    assert!(!broker.log().contains("not authorised"), "{}", broker.log());
+    let _ = std::fs::remove_file(&passwords);
+    let _ = std::fs::remove_file(&acl);
+}
