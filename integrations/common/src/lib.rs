@@ -19,7 +19,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use structure_access::{AccessKey, ApplicationId, AuthError, DeviceId, DeviceRecord, KeyId};
+use structure_access::mqtt::TopicRules;
+use structure_access::{
+    AccessKey, ApplicationId, AuthError, DeviceId, DeviceRecord, HashPolicy, KeyId,
+};
 
 pub mod throttle;
 
@@ -60,6 +63,77 @@ impl fmt::Display for FileError {
 }
 
 impl std::error::Error for FileError {}
+
+/// The stamps of the keys file and of the devices file.
+pub type Stamps = (Option<FileStamp>, Option<FileStamp>);
+
+/// The stamps of `keys_file` and `devices_file` now.
+pub fn stamps(keys_file: &Path, devices_file: &Path) -> Stamps {
+    (FileStamp::of(keys_file), FileStamp::of(devices_file))
+}
+
+/// One consistent version of the keys and devices files: what a broker
+/// decides with until the next reload.
+#[derive(Debug)]
+pub struct Records {
+    /// Key records by key id.
+    pub keys: HashMap<KeyId, AccessKey>,
+    /// Devices by ID.
+    pub devices: HashMap<DeviceId, DeviceRecord>,
+    /// The topic rules, declaring the single application when the files hold
+    /// only one (unrestricted wildcard subscriptions then cost nothing per
+    /// message).
+    pub rules: TopicRules,
+    /// The files' stamps, taken before they were read.
+    pub stamps: Stamps,
+}
+
+impl Records {
+    /// No keys and no devices.
+    pub fn empty() -> Self {
+        Self {
+            keys: HashMap::new(),
+            devices: HashMap::new(),
+            rules: TopicRules::default(),
+            stamps: (None, None),
+        }
+    }
+
+    /// Reads both files, whose `stamps` the caller took just before, checking
+    /// every record's verifier against `policy`; `base_rules` get the single
+    /// application declared when there is one.
+    pub fn load(
+        keys_file: &Path,
+        devices_file: &Path,
+        stamps: Stamps,
+        policy: &HashPolicy,
+        base_rules: &TopicRules,
+    ) -> Result<Self, FileError> {
+        let keys = read_keys(keys_file, |record| {
+            policy
+                .check(record.verifier())
+                .map_err(|e| format!("verifier refused by the hash policy: {e}"))
+        })?;
+        let devices = read_devices(devices_file)?;
+        let rules = match single_application(&keys, &devices) {
+            Some(application) => base_rules.clone().with_single_application(application),
+            None => base_rules.clone(),
+        };
+        Ok(Self {
+            keys,
+            devices,
+            rules,
+            stamps,
+        })
+    }
+
+    /// The device with ID `id`: the topic policy's directory.
+    pub fn device(&self, id: &str) -> Option<&DeviceRecord> {
+        id.parse::<DeviceId>()
+            .ok()
+            .and_then(|id| self.devices.get(&id))
+    }
+}
 
 /// The one application of every key and device, if there is exactly one: a
 /// broker can then declare it (`TopicRules::with_single_application`).

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
 pub use structure_access_common::{
-    FileError, FileStamp, escape, excerpt, read_devices, read_keys, refusal_reason,
-    single_application, with_causes,
+    FileError, FileStamp, Records, Stamps, escape, excerpt, read_devices, read_keys,
+    refusal_reason, single_application, stamps, with_causes,
 };
 
 /// Why the plugin refuses to start. Every message names the option, or the file
@@ -23,22 +23,9 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
-    /// A file could not be read.
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        error: std::io::Error,
-    },
-    /// A line of a file is invalid.
-    Line {
-        /// The file.
-        path: PathBuf,
-        /// Its 1-based line number.
-        line: usize,
-        /// Why.
-        reason: String,
-    },
+    /// The keys or devices file could not be read, or one of its lines is
+    /// invalid (the error names the file and line).
+    File(FileError),
 }
 
 impl fmt::Display for ConfigError {
@@ -48,10 +35,7 @@ impl fmt::Display for ConfigError {
             Self::BadOption { name, reason } => {
                 write!(f, "option `plugin_opt_{name}`: {reason}")
             }
-            Self::Read { path, error } => write!(f, "cannot read `{}`: {error}", path.display()),
-            Self::Line { path, line, reason } => {
-                write!(f, "`{}` line {line}: {reason}", path.display())
-            }
+            Self::File(error) => error.fmt(f),
         }
     }
 }
@@ -60,15 +44,7 @@ impl std::error::Error for ConfigError {}
 
 impl From<FileError> for ConfigError {
     fn from(error: FileError) -> Self {
-        match error {
-            FileError::Read { path, error } => Self::Read { path, error },
-            FileError::Line { path, line, reason } => Self::Line { path, line, reason },
-            // `FileError` may grow: a new kind reads as a line-less read error.
-            other => Self::Read {
-                path: PathBuf::new(),
-                error: std::io::Error::other(other.to_string()),
-            },
-        }
+        Self::File(error)
     }
 }
 

@@ -39,8 +39,8 @@ use structure_access::{
 use subtle::ConstantTimeEq;
 
 use crate::config::{
-    self, Config, ConfigError, FileStamp, escape, excerpt, refusal_reason as reason,
-    single_application, with_causes,
+    Config, ConfigError, Records, Stamps, escape, excerpt, refusal_reason as reason, stamps,
+    with_causes,
 };
 use crate::throttle::Throttle;
 
@@ -179,16 +179,7 @@ struct Session {
 }
 
 /// The keys and devices in force, with what they were read from.
-#[derive(Debug)]
-struct Loaded {
-    keys: HashMap<KeyId, AccessKey>,
-    devices: HashMap<DeviceId, DeviceRecord>,
-    rules: TopicRules,
-    stamps: Stamps,
-}
-
-/// The stamps of the keys file and the devices file.
-type Stamps = (Option<FileStamp>, Option<FileStamp>);
+type Loaded = Records;
 
 #[derive(Debug)]
 struct State {
@@ -269,12 +260,7 @@ impl Plugin {
             base_rules,
             mac,
             state: Mutex::new(State {
-                loaded: Loaded {
-                    keys: HashMap::new(),
-                    devices: HashMap::new(),
-                    rules: TopicRules::default(),
-                    stamps: (None, None),
-                },
+                loaded: Records::empty(),
                 sessions: HashMap::new(),
                 last_check: None,
                 failed: None,
@@ -292,25 +278,13 @@ impl Plugin {
 
     /// Reads both files, checking every record against the hash policy.
     fn load(&self, stamps: Stamps) -> Result<Loaded, ConfigError> {
-        let keys = config::read_keys(&self.config.keys_file, |record| {
-            self.auth
-                .policy()
-                .check(record.verifier())
-                .map_err(|e| format!("verifier refused by the hash policy: {e}"))
-        })?;
-        let devices = config::read_devices(&self.config.devices_file)?;
-        // Every key and device of one application: say so, and unrestricted
-        // wildcard subscriptions need no per-message check.
-        let rules = match single_application(&keys, &devices) {
-            Some(application) => self.base_rules.clone().with_single_application(application),
-            None => self.base_rules.clone(),
-        };
-        Ok(Loaded {
-            keys,
-            devices,
-            rules,
+        Ok(Records::load(
+            &self.config.keys_file,
+            &self.config.devices_file,
             stamps,
-        })
+            self.auth.policy(),
+            &self.base_rules,
+        )?)
     }
 
     /// Number of key records loaded.
@@ -329,10 +303,7 @@ impl Plugin {
     }
 
     fn stamps(&self) -> Stamps {
-        (
-            FileStamp::of(&self.config.keys_file),
-            FileStamp::of(&self.config.devices_file),
-        )
+        stamps(&self.config.keys_file, &self.config.devices_file)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -2,27 +2,28 @@
 //! swapped all-or-nothing on reload, and the decisions a reload takes about
 //! live sessions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use structure_access::mqtt::TopicRules;
-use structure_access::{AccessKey, DeviceId, DeviceRecord, HashPolicy, KeyId, Principal};
-use structure_access_common::{FileStamp, read_devices, read_keys, single_application};
+use structure_access::{DeviceId, HashPolicy, KeyId, Principal};
+use structure_access_common::{Records, stamps};
 
-/// One consistent version of the files.
+/// One consistent version of the files, and which load it is.
 #[derive(Debug)]
 pub struct Loaded {
-    /// Key records by key id.
-    pub keys: HashMap<KeyId, AccessKey>,
-    /// Devices by ID.
-    pub devices: HashMap<DeviceId, DeviceRecord>,
-    /// The topic rules, with the single application declared when the files
-    /// hold only one.
-    pub rules: TopicRules,
+    /// The keys, devices and topic rules.
+    pub records: Records,
     /// Which load this is (0 at start, one more at each reload).
     pub generation: u64,
-    stamps: (Option<FileStamp>, Option<FileStamp>),
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Records;
+    fn deref(&self) -> &Records {
+        &self.records
+    }
 }
 
 impl Loaded {
@@ -45,13 +46,6 @@ impl Loaded {
             .get(&device_id)
             .ok_or_else(|| "the device was deleted".to_string())?;
         Principal::reauthorize(record, device).map_err(|e| e.to_string())
-    }
-
-    /// The device with ID `id`, for the topic policy's directory.
-    pub fn device(&self, id: &str) -> Option<&DeviceRecord> {
-        id.parse::<DeviceId>()
-            .ok()
-            .and_then(|id| self.devices.get(&id))
     }
 }
 
@@ -116,11 +110,8 @@ impl Store {
             base_rules,
             policy,
             current: RwLock::new(Arc::new(Loaded {
-                keys: HashMap::new(),
-                devices: HashMap::new(),
-                rules: TopicRules::default(),
+                records: Records::empty(),
                 generation: 0,
-                stamps: (None, None),
             })),
         };
         let loaded = store.load(0)?;
@@ -130,26 +121,18 @@ impl Store {
 
     fn load(&self, generation: u64) -> Result<Loaded, String> {
         // Stamps first: a change while reading is seen at the next look.
-        let stamps = (
-            FileStamp::of(&self.keys_file),
-            FileStamp::of(&self.devices_file),
-        );
-        let policy = &self.policy;
-        let keys = read_keys(&self.keys_file, |record| {
-            policy.check(record.verifier()).map_err(|e| e.to_string())
-        })
-        .map_err(|e| e.to_string())?;
-        let devices = read_devices(&self.devices_file).map_err(|e| e.to_string())?;
-        let rules = match single_application(&keys, &devices) {
-            Some(application) => self.base_rules.clone().with_single_application(application),
-            None => self.base_rules.clone(),
-        };
-        Ok(Loaded {
-            keys,
-            devices,
-            rules,
-            generation,
+        let stamps = stamps(&self.keys_file, &self.devices_file);
+        let records = Records::load(
+            &self.keys_file,
+            &self.devices_file,
             stamps,
+            &self.policy,
+            &self.base_rules,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Loaded {
+            records,
+            generation,
         })
     }
 
@@ -163,11 +146,7 @@ impl Store {
 
     /// Whether a file changed on disk since the version in force was read.
     pub fn changed_on_disk(&self) -> bool {
-        let current = self.current();
-        (
-            FileStamp::of(&self.keys_file),
-            FileStamp::of(&self.devices_file),
-        ) != current.stamps
+        stamps(&self.keys_file, &self.devices_file) != self.current().stamps
     }
 
     /// Reads the files again and puts them in force, all or nothing: on any
