@@ -25,6 +25,7 @@ use structure_access::{
 };
 
 pub mod throttle;
+pub mod wire;
 
 /// Longest line accepted in the keys and devices files.
 pub const MAX_LINE: usize = 1 << 20;

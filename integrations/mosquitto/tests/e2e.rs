@@ -17,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{AdditionalTopics, FilterList};
 use structure_access::{AccessKey, Cost, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
+use structure_access_common::wire;
 
 /// Two applications share the broker.
 const APP_A: &str = "64b1f0c2a7e3d95b8c4f2a10";
@@ -274,51 +275,28 @@ struct Mqtt {
     stream: TcpStream,
 }
 
-fn mqtt_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn packet(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut packet = vec![kind];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(body);
-    packet
-}
-
 impl Mqtt {
     /// CONNECT (clean session, keep-alive 60 s, QoS 0 will if given);
     /// returns the connection and the CONNACK return code.
     fn connect(port: u16, device: &str, key: &Key, will: Option<(&str, &str)>) -> (Self, u8) {
         let mut body = Vec::new();
-        mqtt_string(&mut body, "MQTT");
+        wire::string(&mut body, "MQTT");
         body.push(4);
         body.push(0xC2 | if will.is_some() { 0x04 } else { 0 });
         body.extend_from_slice(&60u16.to_be_bytes());
-        mqtt_string(&mut body, device);
+        wire::string(&mut body, device);
         if let Some((topic, message)) = will {
-            mqtt_string(&mut body, topic);
-            mqtt_string(&mut body, message);
+            wire::string(&mut body, topic);
+            wire::string(&mut body, message);
         }
-        mqtt_string(&mut body, &key.id);
-        mqtt_string(&mut body, &key.secret);
+        wire::string(&mut body, &key.id);
+        wire::string(&mut body, &key.secret);
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        stream.write_all(&packet(0x10, &body)).unwrap();
+        stream.write_all(&wire::packet(0x10, &body)).unwrap();
         let mut connack = [0u8; 4];
         stream.read_exact(&mut connack).unwrap();
         assert_eq!(connack[0], 0x20, "not a CONNACK: {connack:?}");

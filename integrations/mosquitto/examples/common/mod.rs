@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{AccessKey, DeviceRecord, HashPolicy, Scope};
+use structure_access_common::wire;
 
 /// The application of every key and device.
 pub const APP: &str = "app1";
@@ -137,34 +138,10 @@ pub fn write_keys(dir: &Path, count: usize, policy: &HashPolicy) -> Vec<(String,
     credentials
 }
 
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// An MQTT packet: fixed header byte, remaining length, body.
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut packet = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(body);
-    packet
-}
-
 /// An MQTT 3.1.1 CONNECT packet (clean session, keep-alive 60 s, optional
 /// username/password).
 pub fn connect_packet(client_id: &str, credentials: Option<(&str, &str)>) -> Vec<u8> {
-    connect_packet_keepalive(client_id, credentials, 60)
+    wire::connect(client_id, credentials, 60)
 }
 
 /// [`connect_packet`] with another keep-alive, in seconds.
@@ -173,17 +150,7 @@ pub fn connect_packet_keepalive(
     credentials: Option<(&str, &str)>,
     keepalive: u16,
 ) -> Vec<u8> {
-    let mut body = Vec::new();
-    string(&mut body, "MQTT");
-    body.push(4);
-    body.push(if credentials.is_some() { 0xC2 } else { 0x02 });
-    body.extend_from_slice(&keepalive.to_be_bytes());
-    string(&mut body, client_id);
-    if let Some((user, pass)) = credentials {
-        string(&mut body, user);
-        string(&mut body, pass);
-    }
-    packet(0x10, &body)
+    wire::connect(client_id, credentials, keepalive)
 }
 
 /// PINGREQ.

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use structure_access_common::wire;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -127,29 +129,6 @@ pub fn single(broker: &Path, dir: &Path, name: &str, extra: &str) -> Node {
     node
 }
 
-fn string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut packet = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(body);
-    packet
-}
-
 /// An MQTT client over one TCP connection.
 pub struct Client(pub TcpStream);
 
@@ -162,18 +141,14 @@ pub struct Key {
 impl Client {
     /// CONNECT; returns the client and the CONNACK return code.
     pub fn connect(port: u16, client_id: &str, key: &Key) -> (Self, u8) {
-        let mut body = Vec::new();
-        string(&mut body, "MQTT");
-        body.extend_from_slice(&[4, 0xC2, 0, 60]);
-        string(&mut body, client_id);
-        string(&mut body, &key.id);
-        string(&mut body, &key.secret);
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        stream.write_all(&packet(0x10, &body)).unwrap();
+        stream
+            .write_all(&wire::connect(client_id, Some((&key.id, &key.secret)), 60))
+            .unwrap();
         let mut client = Self(stream);
         let (kind, body) = client.read().expect("no CONNACK");
         assert_eq!(kind >> 4, 2, "expected CONNACK");
@@ -213,9 +188,9 @@ impl Client {
     /// SUBSCRIBE at QoS 0; returns the SUBACK return code.
     pub fn subscribe(&mut self, filter: &str) -> u8 {
         let mut body = vec![0, 1];
-        string(&mut body, filter);
+        wire::string(&mut body, filter);
         body.push(0);
-        self.0.write_all(&packet(0x82, &body)).unwrap();
+        self.0.write_all(&wire::packet(0x82, &body)).unwrap();
         loop {
             let (kind, body) = self.read().expect("no SUBACK");
             if kind >> 4 == 9 {
@@ -227,9 +202,9 @@ impl Client {
     /// PUBLISH at QoS 0.
     pub fn publish(&mut self, topic: &str, payload: &str) {
         let mut body = Vec::new();
-        string(&mut body, topic);
+        wire::string(&mut body, topic);
         body.extend_from_slice(payload.as_bytes());
-        self.0.write_all(&packet(0x30, &body)).unwrap();
+        self.0.write_all(&wire::packet(0x30, &body)).unwrap();
     }
 
     /// The messages received within `wait`, as `topic payload`.
