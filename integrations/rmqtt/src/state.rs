@@ -160,3 +160,128 @@ impl Store {
         Ok((old, new))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    use structure_access::{AccessKey, DeviceRecord, Restriction, Scope};
+
+    struct Files {
+        dir: PathBuf,
+    }
+
+    impl Files {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "structure-rmqtt-state-{}-{name}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self { dir }
+        }
+        fn write(&self, keys: &[&AccessKey], devices: &[DeviceRecord]) {
+            let keys: String = keys
+                .iter()
+                .map(|k| serde_json::to_string(k).unwrap() + "\n")
+                .collect();
+            let devices: String = devices
+                .iter()
+                .map(|d| serde_json::to_string(d).unwrap() + "\n")
+                .collect();
+            std::fs::write(self.dir.join("keys"), keys).unwrap();
+            std::fs::write(self.dir.join("devices"), devices).unwrap();
+        }
+        fn store(&self) -> Store {
+            Store::open(
+                self.dir.join("keys"),
+                self.dir.join("devices"),
+                TopicRules::default(),
+                HashPolicy::default(),
+            )
+            .unwrap()
+        }
+    }
+
+    fn key(seed: u64, scope: Scope) -> AccessKey {
+        AccessKey::generate(
+            &mut ChaCha20Rng::seed_from_u64(seed),
+            "app1".parse().unwrap(),
+            scope,
+            &HashPolicy::default(),
+        )
+        .unwrap()
+        .record
+    }
+
+    fn device(id: &str, tags: &[(&str, &str)]) -> DeviceRecord {
+        tags.iter().fold(
+            DeviceRecord::new("app1".parse().unwrap(), id.parse().unwrap()),
+            |d, (k, v)| d.with_tag(k, v),
+        )
+    }
+
+    #[test]
+    fn a_reload_is_all_or_nothing_and_says_what_it_revokes() {
+        let files = Files::new("reload");
+        let trucks: Restriction = "vehicle=truck".parse().unwrap();
+        let (open, fleet) = (key(1, Scope::Unrestricted), key(2, trucks.into()));
+        let devices = [
+            device("d1", &[]),
+            device("t1", &[("vehicle", "truck")]),
+            device("t2", &[("vehicle", "truck")]),
+        ];
+        files.write(&[&open, &fleet], &devices);
+        let store = files.store();
+        assert_eq!(store.current().generation, 0);
+        assert!(!store.changed_on_disk());
+        let (o, f) = (open.key().as_str(), fleet.key().as_str());
+        assert!(store.current().principal("t1", f).is_ok());
+
+        // A broken file: refused with its line, the records in force stay.
+        std::fs::write(files.dir.join("keys"), "not json\n").unwrap();
+        assert!(store.changed_on_disk());
+        let err = store.reload().unwrap_err();
+        assert!(err.contains("keys` line 1"), "{err}");
+        assert!(store.current().principal("t1", f).is_ok());
+
+        // The fleet key deleted, t2 moved out of the trucks: only their
+        // sessions end; the unrestricted key's stand.
+        let moved = [
+            device("d1", &[]),
+            device("t1", &[("vehicle", "truck")]),
+            device("t2", &[("vehicle", "car")]),
+        ];
+        files.write(&[&open], &moved);
+        let (old, new) = store.reload().unwrap();
+        assert_eq!(new.generation, 1);
+        assert_eq!(
+            revoked(&old, &new, "t1", f).as_deref(),
+            Some("the access key was deleted")
+        );
+        assert_eq!(revoked(&old, &new, "t1", o), None);
+        assert_eq!(revoked(&old, &new, "d1", o), None);
+        assert_eq!(revoked(&old, &new, "d1", "not a key"), None);
+        let ids: Vec<String> = affected(&old, &new).iter().map(|d| d.to_string()).collect();
+        assert_eq!(ids, ["t1", "t2"]);
+
+        // A rotated verifier ends the key's sessions.
+        let rotated = open
+            .clone()
+            .with_verifier(key(3, Scope::Unrestricted).verifier().clone());
+        files.write(&[&rotated], &moved);
+        let (old, new) = store.reload().unwrap();
+        assert_eq!(
+            revoked(&old, &new, "d1", o).as_deref(),
+            Some("the access key's secret was rotated (new verifier)")
+        );
+        // A deleted device ends its sessions.
+        files.write(&[&rotated], &moved[..2]);
+        let (old, new) = store.reload().unwrap();
+        assert_eq!(
+            revoked(&old, &new, "t2", o).as_deref(),
+            Some("the device was deleted")
+        );
+    }
+}
