@@ -87,6 +87,10 @@ pub struct Records {
     pub rules: TopicRules,
     /// The files' stamps, taken before they were read.
     pub stamps: Stamps,
+    /// Whether any key record has an Argon2 verifier. When none has, no
+    /// imported-shaped password can open any key, and refusing one needs no
+    /// Argon2 dummy: known and unknown keys are then refused alike at once.
+    pub argon2_on_file: bool,
 }
 
 impl Records {
@@ -97,6 +101,7 @@ impl Records {
             devices: HashMap::new(),
             rules: TopicRules::default(),
             stamps: (None, None),
+            argon2_on_file: false,
         }
     }
 
@@ -120,12 +125,31 @@ impl Records {
             Some(application) => base_rules.clone().with_single_application(application),
             None => base_rules.clone(),
         };
+        let argon2_on_file = keys.values().any(|record| record.verifier().is_slow());
         Ok(Self {
             keys,
             devices,
             rules,
             stamps,
+            argon2_on_file,
         })
+    }
+
+    /// May an Argon2 verification run? Never when no record has an Argon2
+    /// verifier (see [`Records::argon2_on_file`]); otherwise as `budget` says.
+    pub fn permit_argon2(&self, budget: impl FnOnce() -> bool) -> bool {
+        self.argon2_on_file && budget()
+    }
+
+    /// [`refusal_reason`], saying why a password was refused without
+    /// verifying when no record has an Argon2 verifier.
+    pub fn refusal_reason(&self, error: &AuthError) -> String {
+        match error {
+            AuthError::Throttled if !self.argon2_on_file => {
+                "an imported-shaped password, and no access key on file has an argon2 verifier: refused without verifying".into()
+            }
+            other => refusal_reason(other),
+        }
     }
 
     /// The device with ID `id`: the topic policy's directory.

@@ -1236,33 +1236,56 @@ mod tests {
     #[test]
     fn a_spent_argon2_budget_refuses_at_once_but_never_generated_secrets() {
         let key = Key::new(1, Scope::Unrestricted);
-        let f = Files::new("budget", &[key.line()], &["dev-1", "dev-2"]);
-        let mut opts = f.options(&[("argon2_per_second", "0")]);
-        let (rc, userdata) = init(&mut opts);
-        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
-        // The generated secret needs no Argon2: it connects with no budget at all.
-        let dev = client(c"dev-1", &key.id);
-        assert_eq!(
-            connect(userdata, &dev, &key.secret),
-            MOSQ_ERR_SUCCESS,
-            "{}",
-            logged()
-        );
-        // An imported-shaped password would cost an Argon2 run: refused at once.
-        clear();
-        let other = client(c"dev-2", &key.id);
-        assert_eq!(
-            connect(userdata, &other, c"an-imported-password-0123"),
-            MOSQ_ERR_AUTH
-        );
-        assert!(logged().contains("budget"), "{}", logged());
-        assert!(!logged().contains("an-imported-password"), "{}", logged());
-        let unknown = client(c"dev-2", c"stk_000000000000000000000u");
-        assert_eq!(
-            connect(userdata, &unknown, c"an-imported-password-0123"),
-            MOSQ_ERR_AUTH
-        );
-        cleanup(userdata);
+        // A record from before the fast scheme: an Argon2id verifier is on file.
+        let legacy = AccessKey::generate(
+            &mut ChaCha20Rng::seed_from_u64(2),
+            "app1".parse().unwrap(),
+            Scope::Unrestricted,
+            &policy().argon2id_for_generated(true),
+        )
+        .unwrap()
+        .record;
+        let legacy = serde_json::to_string(&legacy).unwrap();
+        let imported = c"an-imported-password-0123";
+        for (keys, why) in [
+            // No Argon2 verifier on file: no imported-shaped password can open
+            // anything, and none costs an Argon2 dummy, whatever the budget.
+            (
+                vec![key.line()],
+                "no access key on file has an argon2 verifier",
+            ),
+            // One on file: the budget (here none) decides.
+            (
+                vec![key.line(), legacy.clone()],
+                "the budget of slow (argon2) verifications is spent",
+            ),
+        ] {
+            let f = Files::new("budget", &keys, &["dev-1", "dev-2"]);
+            let mut opts = f.options(&[("argon2_per_second", "0")]);
+            let (rc, userdata) = init(&mut opts);
+            assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+            // The generated secret needs no Argon2: it connects with no budget.
+            let dev = client(c"dev-1", &key.id);
+            assert_eq!(
+                connect(userdata, &dev, &key.secret),
+                MOSQ_ERR_SUCCESS,
+                "{}",
+                logged()
+            );
+            // An imported-shaped password would cost an Argon2 run: refused at
+            // once, for a known key and an unknown one alike.
+            for (username, logged_why) in [
+                (key.id.as_c_str(), why),
+                (c"stk_000000000000000000000u", "unknown access key"),
+            ] {
+                clear();
+                let other = client(c"dev-2", username);
+                assert_eq!(connect(userdata, &other, imported), MOSQ_ERR_AUTH);
+                assert!(logged().contains(logged_why), "{logged_why}: {}", logged());
+                assert!(!logged().contains("an-imported-password"), "{}", logged());
+            }
+            cleanup(userdata);
+        }
     }
 
     #[test]

@@ -362,7 +362,7 @@ impl Plugin {
             if let (Some(device), Ok(password)) = (&device_id, text(password)) {
                 // Run the same verification as for a known key, so that the
                 // keys file cannot be probed by timing.
-                let _ = self.authenticate(None, password, &Unlisted(device), &client);
+                let _ = self.authenticate(loaded, None, password, &Unlisted(device), &client);
             }
             return Self::refused(&client, device_id.as_ref(), None, &why);
         };
@@ -410,10 +410,10 @@ impl Plugin {
         let Some(device) = loaded.devices.get(&device_id) else {
             // The same verification as for a known device, so that the
             // devices file cannot be probed by timing.
-            let _ = self.authenticate(record, password, &Unlisted(&device_id), &client);
+            let _ = self.authenticate(loaded, record, password, &Unlisted(&device_id), &client);
             return Self::refused(&client, Some(&device_id), Some(&key), "unknown device");
         };
-        match self.authenticate(record, password, device, &client) {
+        match self.authenticate(loaded, record, password, device, &client) {
             Ok(principal) => {
                 if let Some(record) = record {
                     sessions.insert(
@@ -432,7 +432,12 @@ impl Plugin {
                     "device `{device_id}` authenticated with access key `{key}`"
                 ))
             }
-            Err(e) => Self::refused(&client, Some(&device_id), Some(&key), &reason(&e)),
+            Err(e) => Self::refused(
+                &client,
+                Some(&device_id),
+                Some(&key),
+                &loaded.refusal_reason(&e),
+            ),
         }
     }
 
@@ -441,6 +446,7 @@ impl Plugin {
     /// and cache hits never ask for it).
     fn authenticate(
         &self,
+        loaded: &Loaded,
         record: Option<&AccessKey>,
         password: &str,
         device: &impl structure_access::Device,
@@ -448,8 +454,9 @@ impl Plugin {
     ) -> Result<Principal, AuthError> {
         let secret = Secret::parse_any(password)?;
         let address = client.address.and_then(|a| std::str::from_utf8(a).ok());
-        self.auth
-            .authenticate_with(record, &secret, device, || self.throttle.permit(address))
+        self.auth.authenticate_with(record, &secret, device, || {
+            loaded.permit_argon2(|| self.throttle.permit(address))
+        })
     }
 
     /// An ACL check for `topic` (a topic name, or a filter for subscribe),

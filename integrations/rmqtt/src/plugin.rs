@@ -15,8 +15,8 @@ use rmqtt::plugin::{PackageInfo, Plugin};
 use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use structure_access::mqtt::Decision;
 use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
+use structure_access_common::escape;
 use structure_access_common::throttle::Throttle;
-use structure_access_common::{escape, refusal_reason};
 
 use crate::config::NodeConfig;
 use crate::state::{Loaded, Store, affected, revoked};
@@ -448,12 +448,15 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
         None => Connecting::Unlisted(device_id),
     };
     let known_device = matches!(device, Connecting::Listed(_));
-    let slow = shared.auth.policy().scheme_for(&secret).is_slow()
-        || record.as_ref().is_some_and(|r| r.verifier().is_slow());
-    let (auth, throttle) = (shared.auth.clone(), shared.throttle.clone());
+    // Argon2 may run: on a blocking thread. (With no Argon2 verifier on file
+    // it never does: an imported-shaped password is refused at once.)
+    let slow = loaded.argon2_on_file
+        && (shared.auth.policy().scheme_for(&secret).is_slow()
+            || record.as_ref().is_some_and(|r| r.verifier().is_slow()));
+    let (auth, throttle, on_file) = (shared.auth.clone(), shared.throttle.clone(), loaded.clone());
     let run = move || {
         auth.authenticate_with(record.as_ref(), &secret, &device, || {
-            throttle.permit(address.as_deref())
+            on_file.permit_argon2(|| throttle.permit(address.as_deref()))
         })
     };
     let result = if slow {
@@ -475,7 +478,7 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
             AuthResult::Allow(false, None)
         }
         Err(_) if !known_device => refuse(&format!("{who}: unknown device")),
-        Err(e) => refuse(&format!("{who}: {}", refusal_reason(&e))),
+        Err(e) => refuse(&format!("{who}: {}", loaded.refusal_reason(&e))),
     }
 }
 
