@@ -65,6 +65,13 @@ impl ApplicationId {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// Whether `text` is this ID (compared as bytes: no UTF-8 check on the
+    /// hot path of `can_see`).
+    #[inline]
+    pub(crate) fn is(&self, text: &str) -> bool {
+        self.0.as_bytes() == text.as_bytes()
+    }
 }
 
 impl FromStr for ApplicationId {

@@ -194,7 +194,7 @@ impl Principal {
         if !record.status().is_active() {
             return Err(AuthError::InactiveKey { key });
         }
-        if device.application() != record.application().as_str() {
+        if !record.application().is(device.application()) {
             return Err(AuthError::WrongApplication { key });
         }
         if !record.scope().contains(device) {
@@ -215,7 +215,7 @@ impl Principal {
     #[inline]
     #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, other: &D) -> bool {
-        other.application() == self.application.as_str() && self.scope.contains(other)
+        self.application.is(other.application()) && self.scope.contains(other)
     }
 }
 

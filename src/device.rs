@@ -72,6 +72,12 @@ impl DeviceId {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The ID's length in bytes, read without the UTF-8 check of `as_str`.
+    #[inline]
+    fn byte_len(&self) -> usize {
+        self.0.as_bytes().len()
+    }
 }
 
 impl FromStr for DeviceId {
@@ -174,7 +180,19 @@ pub const MAX_DEVICE_TAGS: usize = 100;
 pub struct DeviceRecord {
     application: ApplicationId,
     id: DeviceId,
+    /// The ID, then the application, as one text: what `Device` hands out on
+    /// the hot path of `can_see`, without the UTF-8 check of the inline IDs.
+    text: Box<str>,
     tags: Tags,
+}
+
+/// The text of a [`DeviceRecord`]: its ID, then its application.
+fn record_text(id: &DeviceId, application: &ApplicationId) -> Box<str> {
+    let mut text =
+        alloc::string::String::with_capacity(id.as_str().len() + application.as_str().len());
+    text.push_str(id.as_str());
+    text.push_str(application.as_str());
+    text.into()
 }
 
 /// A device's tags, in order, keys possibly repeated.
@@ -184,6 +202,7 @@ impl DeviceRecord {
     /// A device of `application` with no tags.
     pub fn new(application: ApplicationId, id: DeviceId) -> Self {
         Self {
+            text: record_text(&id, &application),
             application,
             id,
             tags: Vec::new(),
@@ -210,10 +229,10 @@ impl DeviceRecord {
 
 impl Device for DeviceRecord {
     fn application(&self) -> &str {
-        self.application.as_str()
+        self.text.get(self.id.byte_len()..).unwrap_or_default()
     }
     fn id(&self) -> &str {
-        self.id.as_str()
+        self.text.get(..self.id.byte_len()).unwrap_or_default()
     }
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         self.tags.iter().map(|(k, v)| (&**k, &**v))
@@ -300,6 +319,7 @@ mod wire {
         fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
             let wire = WireIn::deserialize(deserializer)?;
             Ok(Self {
+                text: record_text(&wire.id, &wire.application),
                 application: wire.application,
                 id: wire.id,
                 tags: wire.tags,

@@ -28,6 +28,13 @@ impl<const N: usize> InlineStr<N> {
         Some(Self { len, bytes })
     }
 
+    /// The text's bytes, without the UTF-8 check `as_str` makes: for
+    /// comparisons on the hot path.
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
         // Built only from a `&str`, so always valid UTF-8.

@@ -302,7 +302,7 @@ impl AccessKey {
     #[inline]
     #[must_use]
     pub fn can_see<D: Device + ?Sized>(&self, device: &D) -> bool {
-        device.application() == self.application.as_str() && self.scope.contains(device)
+        self.application.is(device.application()) && self.scope.contains(device)
     }
 
     /// The secret's verifier.

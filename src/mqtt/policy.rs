@@ -857,7 +857,7 @@ impl Principal {
         // The listed IDs are ruled out: only the device's tags can bring it in.
         devices.find(id).is_some_and(|device| {
             device.id() == id
-                && device.application() == application.as_str()
+                && application.is(device.application())
                 && device
                     .tags()
                     .any(|(key, value)| restriction.matches_tag(key, value))

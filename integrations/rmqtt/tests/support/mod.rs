@@ -86,7 +86,7 @@ fn spawn(
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(broker)
         .arg(&config)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", std::env::var("STRUCTURE_NODE_LOG").unwrap_or("info".into()))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
