@@ -86,7 +86,10 @@ fn spawn(
     let log = dir.join(format!("{name}.log"));
     let child = Command::new(broker)
         .arg(&config)
-        .env("RUST_LOG", std::env::var("STRUCTURE_NODE_LOG").unwrap_or("info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("STRUCTURE_NODE_LOG").unwrap_or("info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
