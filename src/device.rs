@@ -176,7 +176,7 @@ pub const MAX_DEVICE_TAGS: usize = 100;
 ///     .with_tag("color", "red");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DeviceRecord {
     application: ApplicationId,
     id: DeviceId,
@@ -224,6 +224,17 @@ impl DeviceRecord {
     /// The device's application.
     pub fn application_id(&self) -> &ApplicationId {
         &self.application
+    }
+}
+
+impl core::fmt::Debug for DeviceRecord {
+    // The ID and application once each (`text` repeats them).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeviceRecord")
+            .field("application", &self.application)
+            .field("id", &self.id)
+            .field("tags", &self.tags)
+            .finish()
     }
 }
 

@@ -33,8 +33,8 @@ use blake2::digest::consts::U32;
 use blake2::digest::{FixedOutput, KeyInit, Update};
 use structure_access::mqtt::{Decision, TopicRules};
 use structure_access::{
-    AccessKey, AuthError, Authenticator, DeviceId, DeviceRecord, KeyId, Principal, Secret,
-    VerificationCache, Verifier,
+    AccessKey, AuthError, Authenticator, DeviceId, KeyId, Principal, Secret, VerificationCache,
+    Verifier,
 };
 use subtle::ConstantTimeEq;
 
@@ -505,11 +505,7 @@ impl Plugin {
             }
         };
         let loaded = &state.loaded;
-        let directory = |id: &str| -> Option<&DeviceRecord> {
-            id.parse::<DeviceId>()
-                .ok()
-                .and_then(|id| loaded.devices.get(&id))
-        };
+        let directory = |id: &str| loaded.device(id);
         let rules = &loaded.rules;
         let decision = match access {
             Access::Unsubscribe => return Outcome::allow(None),

@@ -448,6 +448,16 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         // Unrestricted, but of application A: not a device of application B.
         ("b-truck", &open, "another application"),
         ("monitor", &b_open, "another application"),
+        // No key on file has an Argon2 verifier: an imported-shaped password
+        // is refused at once, without the Argon2 dummy, known key or not.
+        (
+            "truck-1",
+            &Key {
+                id: restricted.id.clone(),
+                secret: "an-imported-password-0123".into(),
+            },
+            "no access key on file has an argon2 verifier",
+        ),
     ] {
         let out = broker.publish(device, key, &format!("structure/{device}/state"), "x");
         assert!(refused(&out), "{why}: {out:?}");

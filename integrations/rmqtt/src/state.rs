@@ -69,6 +69,11 @@ pub fn revoked(old: &Loaded, new: &Loaded, client_id: &str, username: &str) -> O
 pub fn affected(old: &Loaded, new: &Loaded) -> BTreeSet<DeviceId> {
     let mut ids = BTreeSet::new();
     for (key, before) in &old.keys {
+        // Every device already in: the other changed keys add nothing (and a
+        // reload changing many keys stays linear in the devices).
+        if ids.len() == old.devices.len() {
+            break;
+        }
         if new.keys.get(key) != Some(before) {
             ids.extend(
                 old.devices
