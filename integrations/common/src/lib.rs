@@ -1,7 +1,7 @@
 //! What the broker integrations of `structure-access` share: the keys and
 //! devices files they read at start and at each reload, one JSON record per
-//! line; the escaping of client text in their log lines; and the budget of
-//! Argon2 verifications ([`throttle`]).
+//! line; the escaping of client text in their log lines; the budget of
+//! Argon2 verifications and the holding of refusals ([`throttle`]).
 //!
 //! - keys file: one [`AccessKey`] record per line, the core's JSON;
 //! - devices file: one [`DeviceRecord`] per line, the platform's JSON

@@ -6,10 +6,16 @@
 //! secrets never need Argon2; only imported secrets, unknown keys presented an
 //! imported-shaped password, and records from before the fast scheme do. The
 //! budget bounds that work: past it, such a CONNECT is refused at once.
+//!
+//! A [`Tarpit`] answers the refusals of a client address past its budget late,
+//! for brokers that can wait without holding anyone else up (RMQTT's async
+//! hooks): a client that floods with bogus CONNECTs and waits for each answer
+//! gets one a second per socket, and costs the broker nearly nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Most client addresses tracked at once; past it, idle ones are forgotten,
 /// and a new address finds no budget until some are.
@@ -116,10 +122,92 @@ impl Throttle {
     }
 }
 
+/// Refusals answered late: each client address may be refused
+/// `per_address_rate` times a second at once; past that, each refusal is held
+/// for `delay` before it is answered, at most `max_held` at a time (past that,
+/// at once). The decision depends on the address's refusals only, never on
+/// why the CONNECT was refused, so the delay tells an attacker nothing.
+#[derive(Debug)]
+pub struct Tarpit {
+    budget: Throttle,
+    delay: Duration,
+    max_held: usize,
+    held: AtomicUsize,
+}
+
+/// One refusal being held; counted among the held ones until dropped.
+#[derive(Debug)]
+#[must_use = "the refusal is held until this is dropped"]
+pub struct Held<'a> {
+    tarpit: &'a Tarpit,
+}
+
+impl Held<'_> {
+    /// How long to hold the refusal before answering it.
+    pub fn delay(&self) -> Duration {
+        self.tarpit.delay
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.tarpit.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Tarpit {
+    /// Refusals of each address answered at once up to `per_address_rate` a
+    /// second, then after `delay` (zero: never held), at most `max_held` at a
+    /// time.
+    pub fn new(per_address_rate: u32, delay: Duration, max_held: usize) -> Self {
+        Self {
+            budget: Throttle::new(u32::MAX, per_address_rate),
+            delay,
+            max_held,
+            held: AtomicUsize::new(0),
+        }
+    }
+
+    /// For one refusal of a client at `address`: `Some` when it is to be
+    /// held for [`Held::delay`] before it is answered, `None` when it is
+    /// answered at once (within the address's budget, no address known, no
+    /// delay configured, or `max_held` refusals already held).
+    pub fn hold(&self, address: Option<&str>) -> Option<Held<'_>> {
+        self.hold_at(address, Instant::now())
+    }
+
+    /// [`hold`](Self::hold) at the time `now`.
+    pub fn hold_at(&self, address: Option<&str>, now: Instant) -> Option<Held<'_>> {
+        let address = address?;
+        if self.delay.is_zero() || self.budget.permit_at(Some(address), now) {
+            return None;
+        }
+        let mut held = self.held.load(Ordering::Acquire);
+        loop {
+            if held >= self.max_held {
+                return None;
+            }
+            match self.held.compare_exchange_weak(
+                held,
+                held + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Held { tarpit: self }),
+                Err(now_held) => held = now_held,
+            }
+        }
+    }
+
+    /// How many refusals are being held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn budgets_refill_over_time_and_are_separate_per_address() {
@@ -168,5 +256,44 @@ mod tests {
         assert!(t.permit_at(Some("new"), t0 + Duration::from_secs(2)));
         let len = t.state.lock().unwrap().by_address.len();
         assert_eq!(len, 1);
+    }
+
+    #[test]
+    fn refusals_past_the_budget_are_held_and_counted_until_answered() {
+        let delay = Duration::from_secs(1);
+        let t = Tarpit::new(2, delay, 2);
+        let t0 = Instant::now();
+        // Two at once from one address...
+        assert!(t.hold_at(Some("10.0.0.1"), t0).is_none());
+        assert!(t.hold_at(Some("10.0.0.1"), t0).is_none());
+        // ...then held, for the configured delay.
+        let first = t.hold_at(Some("10.0.0.1"), t0).unwrap();
+        assert_eq!(first.delay(), delay);
+        // Another address has its own budget; an unknown one is never held.
+        assert!(t.hold_at(Some("10.0.0.2"), t0).is_none());
+        assert!(t.hold_at(None, t0).is_none());
+        // At most `max_held` at once: past it, answered at once.
+        let second = t.hold_at(Some("10.0.0.1"), t0).unwrap();
+        assert_eq!(t.held(), 2);
+        assert!(t.hold_at(Some("10.0.0.1"), t0).is_none());
+        drop(first);
+        assert_eq!(t.held(), 1);
+        assert!(
+            t.hold_at(Some("10.0.0.1"), t0)
+                .is_some_and(|h| h.delay() == delay)
+        );
+        drop(second);
+        assert_eq!(t.held(), 0);
+        // The budget refills: half a second later, one at once again.
+        let later = t0 + Duration::from_millis(500);
+        assert!(t.hold_at(Some("10.0.0.1"), later).is_none());
+        assert!(t.hold_at(Some("10.0.0.1"), later).is_some());
+    }
+
+    #[test]
+    fn a_zero_delay_holds_nothing() {
+        let t = Tarpit::new(0, Duration::ZERO, 10);
+        let t0 = Instant::now();
+        assert!((0..100).all(|_| t.hold_at(Some("10.0.0.1"), t0).is_none()));
     }
 }

@@ -21,6 +21,8 @@ use serde::Deserialize;
 /// cache_capacity = 10000         # verification cache (Argon2 verifiers); 0: none
 /// argon2_per_second = 10         # Argon2 budget of the node...
 /// argon2_per_address_per_second = 2   # ...and of each client address
+/// refusals_per_address_per_second = 2 # refusals answered at once to an address...
+/// refusal_delay_ms = 1000        # ...past them, each held this long; 0: never
 /// access_keys = true             # false: no plugin (a baseline for benchmarks)
 /// ```
 ///
@@ -56,11 +58,22 @@ pub struct NodeConfig {
     /// Argon2 verifications per second per client address.
     #[serde(default = "default_argon2_per_address")]
     pub argon2_per_address_per_second: u32,
+    /// Refused CONNECTs answered at once per second to each client address;
+    /// past them, each is held `refusal_delay_ms` before it is answered.
+    #[serde(default = "default_refusals_per_address")]
+    pub refusals_per_address_per_second: u32,
+    /// Milliseconds a refusal past its address's budget is held (0: never;
+    /// at most [`MAX_REFUSAL_DELAY_MS`]).
+    #[serde(default = "default_refusal_delay")]
+    pub refusal_delay_ms: u64,
     /// Whether the access-key plugin runs (false: a node without it, for
     /// benchmarks only: anonymous clients are then allowed).
     #[serde(default = "yes")]
     pub access_keys: bool,
 }
+
+/// The longest `refusal_delay_ms`: well within RMQTT's handshake timeout (30 s).
+pub const MAX_REFUSAL_DELAY_MS: u64 = 10_000;
 
 fn default_prefix() -> String {
     "structure".into()
@@ -73,6 +86,12 @@ const fn default_argon2() -> u32 {
 }
 const fn default_argon2_per_address() -> u32 {
     2
+}
+const fn default_refusals_per_address() -> u32 {
+    2
+}
+const fn default_refusal_delay() -> u64 {
+    1_000
 }
 const fn yes() -> bool {
     true
@@ -112,6 +131,12 @@ impl NodeConfig {
         }
         structure_access::mqtt::TopicRules::new(&self.topic_prefix)
             .map_err(|e| format!("`topic_prefix`: {e}"))?;
+        if self.refusal_delay_ms > MAX_REFUSAL_DELAY_MS {
+            return Err(format!(
+                "`refusal_delay_ms` is {}, expected at most {MAX_REFUSAL_DELAY_MS}",
+                self.refusal_delay_ms
+            ));
+        }
         Ok(())
     }
 }
@@ -141,6 +166,13 @@ mod tests {
             (10, 10_000)
         );
         assert!(config.access_keys);
+        assert_eq!(
+            (
+                config.refusals_per_address_per_second,
+                config.refusal_delay_ms
+            ),
+            (2, 1_000)
+        );
 
         std::fs::write(&path, "node_id = 1\nmqtt = 1\n").unwrap();
         let err = NodeConfig::read(&path).unwrap_err();
@@ -153,5 +185,13 @@ mod tests {
         .unwrap();
         let err = NodeConfig::read(&path).unwrap_err();
         assert_eq!(err, "peer `one@x` is not `id@host:port`");
+        std::fs::write(
+            &path,
+            "node_id = 1\nmqtt_listen = \"127.0.0.1:1884\"\ngrpc_listen = \"127.0.0.1:5364\"\n\
+             keys_file = \"k\"\ndevices_file = \"d\"\nrefusal_delay_ms = 60000\n",
+        )
+        .unwrap();
+        let err = NodeConfig::read(&path).unwrap_err();
+        assert_eq!(err, "`refusal_delay_ms` is 60000, expected at most 10000");
     }
 }

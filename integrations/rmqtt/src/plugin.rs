@@ -16,7 +16,7 @@ use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use structure_access::mqtt::Decision;
 use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
 use structure_access_common::escape;
-use structure_access_common::throttle::Throttle;
+use structure_access_common::throttle::{Tarpit, Throttle};
 
 use crate::config::NodeConfig;
 use crate::state::{Loaded, Store, affected, revoked};
@@ -27,12 +27,18 @@ pub const NAME: &str = "structure-access";
 /// The hooks' priority: before any other plugin's.
 const PRIORITY: u32 = 10;
 
+/// Most refusals held at once: a tenth of the 1 000 handshakes RMQTT runs at
+/// once per listener, so that held refusals never crowd out devices.
+const MAX_HELD_REFUSALS: usize = 100;
+
 /// What the hooks share.
 struct Shared {
     scx: ServerContext,
     store: Store,
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
+    /// Refusals past their address's budget are answered late.
+    tarpit: Tarpit,
     /// Per client id: its subscriptions answered `Filter` (each delivery
     /// through them is decided by `may_receive`) and its principal under the
     /// records in force, derived once per load.
@@ -115,6 +121,11 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
             config.argon2_per_second,
             config.argon2_per_address_per_second,
         )),
+        tarpit: Tarpit::new(
+            config.refusals_per_address_per_second,
+            Duration::from_millis(config.refusal_delay_ms),
+            MAX_HELD_REFUSALS,
+        ),
         clients: Mutex::new(HashMap::new()),
     });
     let reload_interval =
@@ -408,36 +419,48 @@ impl Handler for Hooks {
     }
 }
 
-/// CONNECT: client id = device ID, username = key, password = secret. Runs the
-/// core's `Authenticator`, on a blocking thread whenever Argon2 may run, and
-/// asks the budget (of the node and of the client's address) before any Argon2.
+/// CONNECT: client id = device ID, username = key, password = secret. A
+/// refusal is logged with the client's address and, past the address's budget
+/// of refusals, held before it is answered (for every reason alike).
 async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo) -> AuthResult {
-    let id = connect.id();
-    let address = id.remote_addr.map(|a| a.ip().to_string());
-    let shown_address = address
-        .as_deref()
-        .unwrap_or("an unknown address")
-        .to_owned();
-    let refuse = |why: &str| {
-        log::warn!("{NAME}: refused a client at {shown_address}: {why}");
-        AuthResult::NotAuthorized
-    };
-    let Some(username) = connect.username() else {
-        return refuse("no username");
-    };
+    let address = connect.id().remote_addr.map(|a| a.ip().to_string());
+    match verdict(shared, connect, address.clone()).await {
+        Ok(who) => {
+            log::debug!("{NAME}: {who} authenticated");
+            AuthResult::Allow(false, None)
+        }
+        Err(why) => {
+            let shown = address.as_deref().unwrap_or("an unknown address");
+            log::warn!("{NAME}: refused a client at {shown}: {why}");
+            if let Some(held) = shared.tarpit.hold(address.as_deref()) {
+                tokio::time::sleep(held.delay()).await;
+            }
+            AuthResult::NotAuthorized
+        }
+    }
+}
+
+/// Who the CONNECT authenticates, or why it is refused (escaped for the log).
+/// Runs the core's `Authenticator`, on a blocking thread whenever Argon2 may
+/// run, and asks the budget (of the node and of the client's address) before
+/// any Argon2.
+async fn verdict(
+    shared: &Arc<Shared>,
+    connect: &rmqtt::types::ConnectInfo,
+    address: Option<String>,
+) -> Result<String, String> {
+    let username = connect.username().ok_or("no username")?;
     let Ok(key) = username.parse::<structure_access::KeyId>() else {
         // It may be anything the client typed, a secret included: not repeated.
-        return refuse("the username is not an access key");
+        return Err("the username is not an access key".into());
     };
-    let Some(password) = connect.password().and_then(|p| std::str::from_utf8(p).ok()) else {
-        return refuse("password missing or not UTF-8");
-    };
-    let secret = match Secret::parse_any(password) {
-        Ok(secret) => secret,
-        Err(e) => return refuse(&escape(&e.to_string())),
-    };
+    let password = connect
+        .password()
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .ok_or("password missing or not UTF-8")?;
+    let secret = Secret::parse_any(password).map_err(|e| escape(&e.to_string()))?;
     let Ok(device_id) = connect.client_id().parse::<structure_access::DeviceId>() else {
-        return refuse("the client id is not a device ID");
+        return Err("the client id is not a device ID".into());
     };
     let loaded = shared.store.current();
     let record = loaded.keys.get(&key).cloned();
@@ -445,7 +468,7 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
     let device = match loaded.devices.get(&device_id) {
         Some(device) => Connecting::Listed(device.clone()),
         // Not in the devices file: refused, at the cost of a listed device.
-        None => Connecting::Unlisted(device_id),
+        None => Connecting::Unlisted(device_id.clone()),
     };
     let known_device = matches!(device, Connecting::Listed(_));
     // Argon2 may run: on a blocking thread. (With no Argon2 verifier on file
@@ -460,10 +483,9 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
         })
     };
     let result = if slow {
-        match tokio::task::spawn_blocking(run).await {
-            Ok(result) => result,
-            Err(_) => return refuse("internal error"),
-        }
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|_| "internal error")?
     } else {
         run()
     };
@@ -473,12 +495,9 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
         format!("device `{device_id}`")
     };
     match result {
-        Ok(_) => {
-            log::debug!("{NAME}: {who} authenticated");
-            AuthResult::Allow(false, None)
-        }
-        Err(_) if !known_device => refuse(&format!("{who}: unknown device")),
-        Err(e) => refuse(&format!("{who}: {}", loaded.refusal_reason(&e))),
+        Ok(_) => Ok(who),
+        Err(_) if !known_device => Err(format!("{who}: unknown device")),
+        Err(e) => Err(format!("{who}: {}", loaded.refusal_reason(&e))),
     }
 }
 

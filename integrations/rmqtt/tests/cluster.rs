@@ -98,6 +98,29 @@ fn a_two_node_cluster_enforces_access_keys_and_revokes_across_nodes() {
         assert!(!logs().contains(secret.as_str()), "a secret reached a log");
     }
 
+    // Past an address's budget of refusals (2 a second by default), each
+    // refusal is held 1 s before it is answered, whatever its reason; right
+    // credentials from the same address still connect at once.
+    let timed = |device: &str, key: &Key| {
+        let start = Instant::now();
+        let (_, code) = Client::connect(b.mqtt, device, key);
+        (code, start.elapsed())
+    };
+    for _ in 0..2 {
+        let (code, took) = timed("truck-1", &wrong);
+        assert_eq!(code, 5);
+        assert!(took < Duration::from_millis(500), "held at once: {took:?}");
+    }
+    let (code, took) = timed("truck-1", &unknown);
+    assert_eq!(code, 5);
+    assert!(took >= Duration::from_secs(1), "not held: {took:?}");
+    let (code, took) = timed("truck-1", &trucks_key);
+    assert_eq!(code, 0);
+    assert!(
+        took < Duration::from_millis(500),
+        "a right CONNECT held: {took:?}"
+    );
+
     // A restricted wildcard subscriber on node 1 gets in-scope state published
     // on node 2, and never out-of-scope state; subscribing to an out-of-scope
     // device's topic is denied.
@@ -168,6 +191,52 @@ fn a_two_node_cluster_enforces_access_keys_and_revokes_across_nodes() {
     a.sighup();
     a.wait_for_log("keys.jsonl` line 1");
     let _ = Client::connected(a.mqtt, "truck-1", &trucks_key);
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nodes_reload_on_their_interval_and_revoke_what_changed() {
+    let dir = std::env::temp_dir().join(format!("structure-rmqtt-interval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = Fixture {
+        rng: ChaCha20Rng::seed_from_u64(41),
+        policy: HashPolicy::default(),
+    };
+    let (kept_line, kept) = f.key(APP_A, Scope::Unrestricted);
+    let (deleted_line, deleted) = f.key(APP_A, Scope::Unrestricted);
+    let (added_line, added) = f.key(APP_A, Scope::Unrestricted);
+    std::fs::write(dir.join("keys.jsonl"), kept_line.clone() + &deleted_line).unwrap();
+    let devices = [
+        device(APP_A, "sensor-1", &[]),
+        device(APP_A, "sensor-2", &[]),
+    ];
+    std::fs::write(dir.join("devices.jsonl"), devices.concat()).unwrap();
+    let broker = Path::new(env!("CARGO_BIN_EXE_structure-broker"));
+    let (a, b) = cluster(broker, &dir, "reload_interval = 1\n");
+    let logs = || format!("node 1:\n{}\nnode 2:\n{}", a.log(), b.log());
+
+    let mut doomed = Client::connected(b.mqtt, "sensor-1", &deleted);
+    let mut standing = Client::connected(a.mqtt, "sensor-2", &kept);
+    let (_, code) = Client::connect(a.mqtt, "sensor-1", &added);
+    assert_eq!(code, 5, "a key not yet on file connected");
+
+    // No signal: the files change, and each node notices within its interval.
+    std::fs::write(dir.join("keys.jsonl"), kept_line + &added_line).unwrap();
+    let took = doomed.closed_within(Duration::from_secs(5));
+    assert!(took.is_some(), "not disconnected within 5 s\n{}", logs());
+    a.wait_for_log("reloaded after a change of the files");
+    b.wait_for_log("reloaded after a change of the files");
+    assert!(b.log().contains("the access key was deleted"), "{}", logs());
+    let _ = Client::connected(a.mqtt, "sensor-1", &added);
+    let _ = Client::connected(b.mqtt, "sensor-1", &added);
+    let (_, code) = Client::connect(a.mqtt, "sensor-1", &deleted);
+    assert_eq!(code, 5, "{}", logs());
+    // The session whose key stayed stands.
+    assert!(standing.closed_within(Duration::from_millis(300)).is_none());
+    assert!(standing.ping() < Duration::from_secs(5));
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
