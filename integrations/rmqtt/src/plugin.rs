@@ -468,7 +468,7 @@ async fn verdict(
     let device = match loaded.devices.get(&device_id) {
         Some(device) => Connecting::Listed(device.clone()),
         // Not in the devices file: refused, at the cost of a listed device.
-        None => Connecting::Unlisted(device_id.clone()),
+        None => Connecting::Unlisted(device_id),
     };
     let known_device = matches!(device, Connecting::Listed(_));
     // Argon2 may run: on a blocking thread. (With no Argon2 verifier on file
