@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
@@ -26,6 +27,9 @@ pub const NAME: &str = "structure-access";
 
 /// The hooks' priority: before any other plugin's.
 const PRIORITY: u32 = 10;
+
+/// Cluster calls (session lookups, kicks) a reload has in flight at once.
+const CONCURRENT_CLUSTER_CALLS: usize = 32;
 
 /// Most refusals held at once: a tenth of the 1 000 handshakes RMQTT runs at
 /// once per listener, so that held refusals never crowd out devices.
@@ -263,42 +267,51 @@ async fn revoke(shared: &Shared, old: &Loaded, new: &Loaded) {
             doomed.push((id, why));
         }
     }
-    for device in affected(old, new) {
-        if seen.contains(device.as_str()) {
-            continue;
-        }
-        let Some(status) = cluster.session_status(device.as_str()).await else {
-            continue;
-        };
-        if !status.online {
-            continue;
-        }
-        if let Some(why) = revoked(old, new, &status.id.client_id, status.id.username_ref()) {
-            doomed.push((status.id.clone(), why));
-        }
-    }
-    for (id, why) in doomed {
-        let entry = cluster.entry(id.clone());
-        let kicked = match entry.try_lock().await {
-            Ok(mut locked) => locked.kick(true, true, true).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        // A remote kick may report `NotExist` for a session it did end: ask.
-        let gone = kicked.is_ok() || !entry.online().await;
-        let shown = escape(&id.client_id);
-        if gone {
-            log::warn!(
-                "{NAME}: disconnected device `{shown}` (access key `{}`) on node {}: {why}",
-                escape(id.username_ref()),
-                id.node()
-            );
-        } else {
-            log::error!(
-                "{NAME}: could not disconnect device `{shown}` on node {}: {why}",
-                id.node()
-            );
-        }
-    }
+    // The other nodes are asked about the affected devices not found here,
+    // and the doomed sessions kicked, a bounded number at a time.
+    let remote: Vec<_> = affected(old, new)
+        .into_iter()
+        .filter(|device| !seen.contains(device.as_str()))
+        .collect();
+    let cluster = &cluster;
+    let found: Vec<(Id, String)> = stream::iter(remote)
+        .map(|device| async move {
+            let status = cluster.session_status(device.as_str()).await?;
+            if !status.online {
+                return None;
+            }
+            let why = revoked(old, new, &status.id.client_id, status.id.username_ref())?;
+            Some((status.id.clone(), why))
+        })
+        .buffer_unordered(CONCURRENT_CLUSTER_CALLS)
+        .filter_map(|found| async move { found })
+        .collect()
+        .await;
+    doomed.extend(found);
+    stream::iter(doomed)
+        .for_each_concurrent(CONCURRENT_CLUSTER_CALLS, |(id, why)| async move {
+            let entry = cluster.entry(id.clone());
+            let kicked = match entry.try_lock().await {
+                Ok(mut locked) => locked.kick(true, true, true).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            // A remote kick may report `NotExist` for a session it did end: ask.
+            let gone = kicked.is_ok() || !entry.online().await;
+            let shown = escape(&id.client_id);
+            if gone {
+                log::warn!(
+                    "{NAME}: disconnected device `{shown}` (access key `{}`) on node {}: {why}",
+                    escape(id.username_ref()),
+                    id.node()
+                );
+            } else {
+                log::error!(
+                    "{NAME}: could not disconnect device `{shown}` on node {}: {why}",
+                    id.node()
+                );
+            }
+        })
+        .await;
 }
 
 /// The hook handler.
