@@ -6,24 +6,40 @@
 //! 3. messages per second through a restricted wildcard subscriber
 //!    (`structure/+/state` under `vehicle=truck`: a `Filter` subscription, each
 //!    delivery decided by `may_receive`), QoS 0 from one publisher;
-//! 4. a flood of bogus CONNECTs from 4 sockets for SECONDS while a connected
-//!    client pings every 5 ms: its round-trip p99 beside its p99 without the
-//!    flood.
+//! 4. a flood of bogus CONNECTs from 4 sockets for SECONDS against node A of a
+//!    two-node cluster, while a client connected to node A pings every 5 ms:
+//!    its round-trip p99 beside its p99 without the flood, on a fresh cluster
+//!    for each of these floods:
+//!    0. the default configuration, each socket waiting for its CONNACK (the
+//!       flood of the issue: refusals past the address's budget are held);
+//!    1. the same with refusals never held (`refusal_delay_ms = 0`): what
+//!       holding them saves;
+//!    2. the default, each socket hanging up as soon as its CONNECT is sent;
+//!    3. the same with refusals never held;
+//!    4. the default, each socket hanging up at once with nothing sent: a
+//!       flood that never reaches the plugin.
+//!
+//!    Floods 2–4 are not bounded by 4 sockets on the broker's side: the
+//!    broker still has every connection to handle after the client left.
 //!
 //! `cargo build --release && cargo run --release --example node_rate [N] [SECONDS]`
-//! in `integrations/rmqtt` (N first connects, default 2000; SECONDS of flood,
-//! default 20).
+//! in `integrations/rmqtt` (N first connects, default 2000; SECONDS of each
+//! flood, default 20; `FLOODS=01` runs floods 0 and 1 only; `SHOW_ROUNDS=1`
+//! prints the messages/s of every round, to judge the noise).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{AccessKey, DeviceRecord, HashPolicy, KeyId, Restriction, Scope, Secret};
-use support::{Client, Key, single};
+use structure_access_common::wire;
+use support::{Client, Key, cluster, single};
 
 const APP: &str = "app1";
 
@@ -153,9 +169,12 @@ fn main() {
 
     // 3.
     let (mut messages, mut messages_base) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        messages.push(throughput(plugin.mqtt, &trucks, &trucks, 20_000));
-        messages_base.push(throughput(open.mqtt, &trucks, &trucks, 20_000));
+    for _ in 0..7 {
+        messages.push(throughput(plugin.mqtt, &trucks, &trucks, 100_000));
+        messages_base.push(throughput(open.mqtt, &trucks, &trucks, 100_000));
+    }
+    if std::env::var_os("SHOW_ROUNDS").is_some() {
+        eprintln!("{messages:.0?}\n{messages_base:.0?}");
     }
     drop(open);
 
@@ -181,38 +200,42 @@ fn main() {
             secret: imported.clone(),
         },
     ];
-    let mut pinger = Client::connected(plugin.mqtt, "dev-0", &fleet[0]);
-    let mut pings = |until: Instant| {
-        let mut samples = Vec::new();
-        while Instant::now() < until {
-            samples.push(pinger.ping());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        samples
-    };
-    let mut quiet = pings(Instant::now() + Duration::from_secs(5));
-    let stop = AtomicBool::new(false);
-    let answered = AtomicU64::new(0);
-    let mut flooded = std::thread::scope(|s| {
-        for t in 0..4 {
-            let (stop, answered, bogus) = (&stop, &answered, &bogus);
-            let port = plugin.mqtt;
-            s.spawn(move || {
-                let mut i = t;
-                while !stop.load(Ordering::Relaxed) {
-                    let (_, code) =
-                        Client::connect(port, &format!("dev-{}", 1 + i % 9), &bogus[i % 4]);
-                    assert_ne!(code, 0, "a bogus CONNECT was accepted");
-                    answered.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-            });
-        }
-        let samples = pings(Instant::now() + Duration::from_secs(seconds));
-        stop.store(true, Ordering::Relaxed);
-        samples
-    });
     drop(plugin);
+    let floods = [
+        (
+            "0. default: waiting for each CONNACK (refusals held past 2/s per address)",
+            "",
+            Flood::Waiting,
+        ),
+        (
+            "1. waiting for each CONNACK, refusals never held (refusal_delay_ms = 0)",
+            "refusal_delay_ms = 0\n",
+            Flood::Waiting,
+        ),
+        (
+            "2. default, hanging up once the CONNECT is sent",
+            "",
+            Flood::HangingUp,
+        ),
+        (
+            "3. hanging up once the CONNECT is sent, refusals never held",
+            "refusal_delay_ms = 0\n",
+            Flood::HangingUp,
+        ),
+        (
+            "4. default, hanging up at once with nothing sent",
+            "",
+            Flood::TcpOnly,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(i, _)| std::env::var("FLOODS").map_or(true, |only| only.contains(&i.to_string())))
+    .map(|(_, (name, extra, flood))| {
+        let run = flood_cluster(&broker, &dir, extra, flood, seconds, &fleet[0], &bogus);
+        (name, run)
+    })
+    .collect::<Vec<_>>();
     let _ = std::fs::remove_dir_all(&dir);
 
     let (first, first_base) = (median(first), median(first_base));
@@ -227,27 +250,132 @@ fn main() {
         "  repeat connects:                     {repeat:>9.1}/s   without the plugin: {repeat_base:>9.1}/s   ratio {:.2}",
         repeat / repeat_base
     );
-    println!("  messages through a restricted wildcard subscriber (QoS 0, median of 3 × 20 000):");
+    println!("  messages through a restricted wildcard subscriber (QoS 0, median of 7 × 100 000):");
     println!(
         "                                       {messages:>9.0}/s   without the plugin: {messages_base:>9.0}/s   ratio {:.2}",
         messages / messages_base
     );
-    let (q50, q99) = (quantile(&mut quiet, 0.5), quantile(&mut quiet, 0.99));
-    let (f50, f99) = (quantile(&mut flooded, 0.5), quantile(&mut flooded, 0.99));
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("PINGREQ round trip of a connected client on the node:");
     println!(
-        "  no flood:                p50 {:>7.3} ms  p99 {:>7.3} ms  ({} pings)",
-        ms(q50),
-        ms(q99),
-        quiet.len()
+        "PINGREQ round trip of a client connected to node A of a two-node cluster, \
+         5 s without a flood, then {seconds} s of a 4-socket flood of bogus CONNECTs against node A:"
     );
-    println!(
-        "  4-socket flood, {seconds} s:    p50 {:>7.3} ms  p99 {:>7.3} ms  ({} pings, {:.0} bogus CONNECTs/s answered)",
-        ms(f50),
-        ms(f99),
-        flooded.len(),
-        answered.into_inner() as f64 / seconds as f64
-    );
-    println!("  p99 flood ÷ p99 no flood: {:.2}", ms(f99) / ms(q99));
+    for (name, mut run) in floods {
+        let (q50, q99) = (
+            quantile(&mut run.quiet, 0.5),
+            quantile(&mut run.quiet, 0.99),
+        );
+        let (f50, f99) = (
+            quantile(&mut run.flooded, 0.5),
+            quantile(&mut run.flooded, 0.99),
+        );
+        println!("  {name}:");
+        println!(
+            "    no flood:  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} pings)",
+            ms(q50),
+            ms(q99),
+            run.quiet.len()
+        );
+        println!(
+            "    flood:     p50 {:>7.3} ms  p99 {:>7.3} ms  ({} pings, {:.0} bogus CONNECTs/s {})",
+            ms(f50),
+            ms(f99),
+            run.flooded.len(),
+            run.connects as f64 / seconds as f64,
+            match run.flood {
+                Flood::Waiting => "answered",
+                Flood::HangingUp => "sent",
+                Flood::TcpOnly => "(sockets opened)",
+            }
+        );
+        println!("    p99 flood ÷ p99 no flood: {:.2}", ms(f99) / ms(q99));
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Flood {
+    /// Each socket sends a bogus CONNECT and waits for its CONNACK.
+    Waiting,
+    /// Each socket sends a bogus CONNECT and hangs up at once.
+    HangingUp,
+    /// Each socket connects and hangs up at once, sending nothing.
+    TcpOnly,
+}
+
+struct FloodRun {
+    flood: Flood,
+    quiet: Vec<Duration>,
+    flooded: Vec<Duration>,
+    connects: u64,
+}
+
+/// A two-node cluster (`extra` added to both nodes' configuration); a client
+/// connected to node A pings it every 5 ms, 5 s alone, then for `seconds` while
+/// 4 sockets flood node A with bogus CONNECTs.
+fn flood_cluster(
+    broker: &std::path::Path,
+    dir: &std::path::Path,
+    extra: &str,
+    flood: Flood,
+    seconds: u64,
+    device: &Key,
+    bogus: &[Key; 4],
+) -> FloodRun {
+    let (a, _b) = cluster(broker, dir, extra);
+    let mut pinger = Client::connected(a.mqtt, "dev-0", device);
+    let mut pings = |until: Instant| {
+        let mut samples = Vec::new();
+        while Instant::now() < until {
+            samples.push(pinger.ping());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        samples
+    };
+    let quiet = pings(Instant::now() + Duration::from_secs(5));
+    let stop = AtomicBool::new(false);
+    let connects = AtomicU64::new(0);
+    let flooded = std::thread::scope(|s| {
+        for t in 0..4 {
+            let (stop, connects, port) = (&stop, &connects, a.mqtt);
+            s.spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let client_id = format!("dev-{}", 1 + i % 9);
+                    let key = &bogus[i % 4];
+                    i += 1;
+                    match flood {
+                        Flood::Waiting => {
+                            let (_, code) = Client::connect(port, &client_id, key);
+                            assert_ne!(code, 0, "a bogus CONNECT was accepted");
+                        }
+                        Flood::TcpOnly => {
+                            if TcpStream::connect(("127.0.0.1", port)).is_err() {
+                                continue;
+                            }
+                        }
+                        Flood::HangingUp => {
+                            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+                                continue;
+                            };
+                            let packet =
+                                wire::connect(&client_id, Some((&key.id, &key.secret)), 60);
+                            if stream.write_all(&packet).is_err() {
+                                continue;
+                            }
+                        }
+                    }
+                    connects.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let samples = pings(Instant::now() + Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+        samples
+    });
+    FloodRun {
+        flood,
+        quiet,
+        flooded,
+        connects: connects.into_inner(),
+    }
 }

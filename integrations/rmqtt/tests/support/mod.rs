@@ -90,6 +90,9 @@ fn spawn(
             "RUST_LOG",
             std::env::var("STRUCTURE_NODE_LOG").unwrap_or("info".into()),
         )
+        // As the README advises: RMQTT builds an error for each refused
+        // connection, and RUST_BACKTRACE=1 would have each capture a backtrace.
+        .env("RUST_LIB_BACKTRACE", "0")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
