@@ -7,6 +7,10 @@
 //! imported-shaped password, and records from before the fast scheme do. The
 //! budget bounds that work: past it, such a CONNECT is refused at once.
 //!
+//! A [`LogBudget`] bounds the log lines clients can cause (refusals,
+//! denials): past it, lines are counted, and the count is given with the next
+//! line written, so a flood cannot fill the broker's disk.
+//!
 //! A [`Tarpit`] answers the refusals of a client address past its budget late,
 //! for brokers that can wait without holding anyone else up (RMQTT's async
 //! hooks): a client that floods with bogus CONNECTs and waits for each answer
@@ -205,6 +209,70 @@ impl Tarpit {
     }
 }
 
+/// Log lines that clients cause (refusals, denials) written per second by
+/// default; past that, counted.
+pub const CLIENT_LINES_PER_SECOND: u32 = 20;
+
+/// At most `per_second` lines written in each second; the others are counted,
+/// and the count is added to the next line written.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_second: u32,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: Option<Instant>,
+    written: u32,
+    held_back: u64,
+}
+
+impl LogBudget {
+    /// At most `per_second` lines a second.
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            window: Mutex::new(Window {
+                start: None,
+                written: 0,
+                held_back: 0,
+            }),
+        }
+    }
+
+    /// The line to write now (`line`, with how many were held back since the
+    /// last one written, if any), or `None` when it is only counted.
+    pub fn line(&self, line: String) -> Option<String> {
+        self.line_at(line, Instant::now())
+    }
+
+    /// [`line`](Self::line) at the time `now`.
+    pub fn line_at(&self, line: String, now: Instant) -> Option<String> {
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let expired = window
+            .start
+            .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1));
+        if expired {
+            window.start = Some(now);
+            window.written = 0;
+        }
+        if window.written >= self.per_second {
+            window.held_back = window.held_back.saturating_add(1);
+            return None;
+        }
+        window.written += 1;
+        match std::mem::take(&mut window.held_back) {
+            0 => Some(line),
+            n => Some(format!(
+                "{line} (and {n} more refusals or denials not logged one by one before it: \
+                 more than {} a second)",
+                self.per_second
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +363,27 @@ mod tests {
         let t = Tarpit::new(0, Duration::ZERO, 10);
         let t0 = Instant::now();
         assert!((0..100).all(|_| t.hold_at(Some("10.0.0.1"), t0).is_none()));
+    }
+
+    #[test]
+    fn log_lines_past_the_budget_are_counted_and_the_count_is_given_with_the_next_one() {
+        let budget = LogBudget::new(2);
+        let t0 = Instant::now();
+        let line = |i: u32, at| budget.line_at(format!("line {i}"), at);
+        assert_eq!(line(1, t0).as_deref(), Some("line 1"));
+        assert_eq!(line(2, t0).as_deref(), Some("line 2"));
+        assert_eq!(line(3, t0), None);
+        assert_eq!(line(4, t0 + Duration::from_millis(999)), None);
+        // A new second: written again, with the count of those held back.
+        let next = line(5, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            next,
+            "line 5 (and 2 more refusals or denials not logged one by one before it: \
+             more than 2 a second)"
+        );
+        assert_eq!(
+            line(6, t0 + Duration::from_secs(1)).as_deref(),
+            Some("line 6")
+        );
     }
 }

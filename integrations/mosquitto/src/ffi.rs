@@ -126,14 +126,14 @@ fn log(level: c_int, message: &str) {
     broker::log_line(level, &line);
 }
 
-fn log_outcome(outcome: &Outcome) {
-    if let Some(line) = &outcome.log {
+fn log_outcome(plugin: &Plugin, outcome: &Outcome) {
+    if let Some(line) = plugin.log_line(outcome) {
         let level = match outcome.verdict {
             // Mosquitto logs every accepted client itself; ours is detail.
             Verdict::Allow | Verdict::Defer => MOSQ_LOG_DEBUG,
             Verdict::Deny => MOSQ_LOG_NOTICE,
         };
-        log(level, line);
+        log(level, &line);
     }
 }
 
@@ -388,7 +388,7 @@ pub unsafe extern "C" fn on_basic_auth(
         // set from it only after a successful check).
         client.username = username;
         let outcome = plugin.basic_auth(client, password);
-        log_outcome(&outcome);
+        log_outcome(plugin, &outcome);
         match outcome.verdict {
             Verdict::Allow => MOSQ_ERR_SUCCESS,
             Verdict::Deny => MOSQ_ERR_AUTH,
@@ -423,7 +423,7 @@ pub unsafe extern "C" fn on_acl_check(
         // pointer is Mosquitto's own (or null), valid for the call.
         let (topic, client) = unsafe { (bytes(event.topic), client_info(event.client)) };
         let outcome = plugin.acl_check(client, access, topic);
-        log_outcome(&outcome);
+        log_outcome(plugin, &outcome);
         match outcome.verdict {
             Verdict::Allow => MOSQ_ERR_SUCCESS,
             Verdict::Deny => MOSQ_ERR_ACL_DENIED,
@@ -1408,6 +1408,33 @@ mod tests {
         assert!(log.contains(": subscribe `structure/dev-1/other`"), "{log}");
         assert_eq!(log.lines().count(), 2, "{log}");
         assert_eq!(log.matches(key.id.to_str().unwrap()).count(), 2, "{log}");
+        cleanup(userdata);
+    }
+
+    #[test]
+    fn the_lines_clients_cause_are_bounded_and_counted() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("lines", &[key.line()], &["dev-1"]);
+        let mut opts = f.options(&[]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        let dev = client(c"dev-1", &key.id);
+        assert_eq!(connect(userdata, &dev, &key.secret), MOSQ_ERR_SUCCESS);
+        clear();
+        // 30 denials at once: each is denied, 20 are logged...
+        for _ in 0..30 {
+            assert_eq!(publish(userdata, &dev, c"elsewhere/x"), MOSQ_ERR_ACL_DENIED);
+        }
+        assert_eq!(logged().lines().count(), 20, "{}", logged());
+        // ...and a second later the next line counts the other 10.
+        std::thread::sleep(std::time::Duration::from_millis(1050));
+        clear();
+        assert_eq!(publish(userdata, &dev, c"elsewhere/y"), MOSQ_ERR_ACL_DENIED);
+        let log = logged();
+        assert!(
+            log.contains("publish `elsewhere/y` (and 10 more refusals or denials"),
+            "{log}"
+        );
         cleanup(userdata);
     }
 }

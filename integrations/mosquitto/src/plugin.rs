@@ -42,7 +42,7 @@ use crate::config::{
     Config, ConfigError, Records, Stamps, escape, excerpt, refusal_reason as reason, stamps,
     with_causes,
 };
-use crate::throttle::Throttle;
+use crate::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Throttle};
 
 /// What the broker is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,8 @@ pub struct Plugin {
     config: Config,
     auth: Authenticator,
     throttle: Throttle,
+    /// The log lines clients cause (refusals, denials), bounded.
+    lines: LogBudget,
     base_rules: TopicRules,
     mac: Blake2bMac<U32>,
     state: Mutex<State>,
@@ -256,6 +258,7 @@ impl Plugin {
                 config.argon2_per_second,
                 config.argon2_per_address_per_second,
             ),
+            lines: LogBudget::new(CLIENT_LINES_PER_SECOND),
             auth,
             base_rules,
             mac,
@@ -331,6 +334,18 @@ impl Plugin {
             (None, None) => "a client".into(),
         };
         Outcome::deny(format!("refused {who} at {}: {why}", client.address()))
+    }
+
+    /// The line to write to the broker's log for `outcome`, if any. Refusals
+    /// and denials, which clients cause, are written within a budget
+    /// ([`CLIENT_LINES_PER_SECOND`] a second) and counted past it; the count
+    /// is given with the next one written.
+    pub fn log_line(&self, outcome: &Outcome) -> Option<String> {
+        let line = outcome.log.clone()?;
+        match outcome.verdict {
+            Verdict::Deny => self.lines.line(line),
+            Verdict::Allow | Verdict::Defer => Some(line),
+        }
     }
 
     /// CONNECT: client id = device ID, username = key, password = secret.

@@ -6,21 +6,22 @@
 //! 3. messages per second through a restricted wildcard subscriber
 //!    (`structure/+/state` under `vehicle=truck`: a `Filter` subscription, each
 //!    delivery decided by `may_receive`), QoS 0 from one publisher;
-//! 4. a flood of bogus CONNECTs from 4 sockets for SECONDS against node A of a
+//! 4. floods of bogus CONNECTs from 4 sockets for SECONDS against node A of a
 //!    two-node cluster, while a client connected to node A pings every 5 ms:
-//!    its round-trip p99 beside its p99 without the flood, on a fresh cluster
-//!    for each of these floods:
-//!    0. the default configuration, each socket waiting for its CONNACK (the
-//!       flood of the issue: refusals past the address's budget are held);
-//!    1. the same with refusals never held (`refusal_delay_ms = 0`): what
-//!       holding them saves;
-//!    2. the default, each socket hanging up as soon as its CONNECT is sent;
-//!    3. the same with refusals never held;
-//!    4. the default, each socket hanging up at once with nothing sent: a
-//!       flood that never reaches the plugin.
+//!    its round-trip p99 beside its p99 without the flood.
 //!
-//!    Floods 2–4 are not bounded by 4 sockets on the broker's side: the
-//!    broker still has every connection to handle after the client left.
+//! The floods, each against a fresh cluster:
+//! - 0: the default configuration, each socket waiting for its CONNACK (the
+//!   flood of the issue: refusals past the address's budget are held);
+//! - 1: the same with refusals never held (`refusal_delay_ms = 0`): what
+//!   holding them saves;
+//! - 2: the default, each socket hanging up as soon as its CONNECT is sent;
+//! - 3: the same with refusals never held;
+//! - 4: the default, each socket hanging up at once with nothing sent: a flood
+//!   that never reaches the plugin.
+//!
+//! Floods 2–4 are not bounded by 4 sockets on the broker's side: the broker
+//! still has every connection to handle after the client left.
 //!
 //! `cargo build --release && cargo run --release --example node_rate [N] [SECONDS]`
 //! in `integrations/rmqtt` (N first connects, default 2000; SECONDS of each

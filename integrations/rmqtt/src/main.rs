@@ -7,7 +7,11 @@ use structure_access_rmqtt::config::NodeConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // RMQTT's own info lines repeat every refused connection (the plugin logs
+    // each refusal once, within a budget): its modules log warnings and errors
+    // unless RUST_LOG says otherwise.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,rmqtt=warn"))
+        .init();
     let Some(path) = std::env::args_os().nth(1) else {
         eprintln!("usage: structure-broker CONFIG.toml");
         return ExitCode::from(2);

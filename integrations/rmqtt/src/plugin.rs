@@ -17,7 +17,7 @@ use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use structure_access::mqtt::Decision;
 use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
 use structure_access_common::escape;
-use structure_access_common::throttle::{Tarpit, Throttle};
+use structure_access_common::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle};
 
 use crate::config::NodeConfig;
 use crate::state::{Loaded, Store, affected, revoked};
@@ -43,6 +43,8 @@ struct Shared {
     throttle: Arc<Throttle>,
     /// Refusals past their address's budget are answered late.
     tarpit: Tarpit,
+    /// The log lines clients cause (refusals, denials), bounded.
+    lines: LogBudget,
     /// Per client id: its subscriptions answered `Filter` (each delivery
     /// through them is decided by `may_receive`) and its principal under the
     /// records in force, derived once per load.
@@ -58,6 +60,14 @@ struct ClientState {
 }
 
 impl Shared {
+    /// A warning a client caused (a refusal, a denial): written within the
+    /// budget of such lines, counted past it.
+    fn warn(&self, line: String) {
+        if let Some(line) = self.lines.line(line) {
+            log::warn!("{line}");
+        }
+    }
+
     fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClientState>> {
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -130,6 +140,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
             Duration::from_millis(config.refusal_delay_ms),
             MAX_HELD_REFUSALS,
         ),
+        lines: LogBudget::new(CLIENT_LINES_PER_SECOND),
         clients: Mutex::new(HashMap::new()),
     });
     let reload_interval =
@@ -350,21 +361,21 @@ impl Handler for Hooks {
                         SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                     }
                     Ok(_) => {
-                        log::warn!(
+                        shared.warn(format!(
                             "{NAME}: denied device `{}` (access key `{}`): subscribe `{}`",
                             escape(&session.id.client_id),
                             escape(session.id.username_ref()),
                             escape(filter)
-                        );
+                        ));
                         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                     }
                     Err(why) => {
-                        log::warn!(
+                        shared.warn(format!(
                             "{NAME}: denied `{}`: subscribe `{}`: {}",
                             escape(&session.id.client_id),
                             escape(filter),
                             escape(&why)
-                        );
+                        ));
                         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                     }
                 };
@@ -382,12 +393,12 @@ impl Handler for Hooks {
                 let result = if allowed {
                     PublishAclResult::allow()
                 } else {
-                    log::warn!(
+                    shared.warn(format!(
                         "{NAME}: denied device `{}` (access key `{}`): publish `{}`",
                         escape(&session.id.client_id),
                         escape(session.id.username_ref()),
                         escape(&publish.topic)
-                    );
+                    ));
                     PublishAclResult::rejected(false, None)
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
@@ -444,7 +455,7 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
         }
         Err(why) => {
             let shown = address.as_deref().unwrap_or("an unknown address");
-            log::warn!("{NAME}: refused a client at {shown}: {why}");
+            shared.warn(format!("{NAME}: refused a client at {shown}: {why}"));
             if let Some(held) = shared.tarpit.hold(address.as_deref()) {
                 tokio::time::sleep(held.delay()).await;
             }

@@ -244,6 +244,29 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
     assert!(standing.closed_within(Duration::from_millis(300)).is_none());
     assert!(standing.ping() < Duration::from_secs(5));
 
+    // The log lines a client causes are bounded (20 a second): a burst of 50
+    // denied publications writes fewer lines, and the next line written after
+    // it counts the others; none is lost from the count.
+    for i in 0..50 {
+        standing.publish(&format!("elsewhere/{i}"), "x");
+    }
+    assert!(standing.ping() < Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1100));
+    standing.publish("elsewhere/last", "x");
+    a.wait_for_log("publish `elsewhere/last`");
+    let log = a.log();
+    let written = (0..50)
+        .filter(|i| log.contains(&format!("publish `elsewhere/{i}`")))
+        .count();
+    let counted: usize = log
+        .split("publish `elsewhere/last` (and ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(written < 50, "every line written:\n{log}");
+    assert_eq!(written + counted, 50, "{log}");
+
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

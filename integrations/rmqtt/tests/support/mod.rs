@@ -84,12 +84,14 @@ fn spawn(
     )
     .unwrap();
     let log = dir.join(format!("{name}.log"));
-    let child = Command::new(broker)
+    let mut command = Command::new(broker);
+    // The node's own default filter, unless STRUCTURE_NODE_LOG gives one.
+    match std::env::var("STRUCTURE_NODE_LOG") {
+        Ok(filter) => command.env("RUST_LOG", filter),
+        Err(_) => command.env_remove("RUST_LOG"),
+    };
+    let child = command
         .arg(&config)
-        .env(
-            "RUST_LOG",
-            std::env::var("STRUCTURE_NODE_LOG").unwrap_or("info".into()),
-        )
         // As the README advises: RMQTT builds an error for each refused
         // connection, and RUST_BACKTRACE=1 would have each capture a backtrace.
         .env("RUST_LIB_BACKTRACE", "0")
