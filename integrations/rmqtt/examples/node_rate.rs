@@ -289,7 +289,11 @@ fn main() {
                 Flood::TcpOnly => "(sockets opened)",
             }
         );
-        println!("    p99 flood ÷ p99 no flood: {:.2}", ms(f99) / ms(q99));
+        println!(
+            "    p99 flood ÷ p99 no flood: {:.2}; node A's log grew {:.0} KiB during the flood",
+            ms(f99) / ms(q99),
+            run.log_bytes as f64 / 1024.0
+        );
     }
 }
 
@@ -308,6 +312,8 @@ struct FloodRun {
     quiet: Vec<Duration>,
     flooded: Vec<Duration>,
     connects: u64,
+    /// What node A wrote to its log during the flood.
+    log_bytes: usize,
 }
 
 /// A two-node cluster (`extra` added to both nodes' configuration); a client
@@ -333,6 +339,7 @@ fn flood_cluster(
         samples
     };
     let quiet = pings(Instant::now() + Duration::from_secs(5));
+    let log_before = a.log().len();
     let stop = AtomicBool::new(false);
     let connects = AtomicU64::new(0);
     let flooded = std::thread::scope(|s| {
@@ -378,5 +385,6 @@ fn flood_cluster(
         quiet,
         flooded,
         connects: connects.into_inner(),
+        log_bytes: a.log().len().saturating_sub(log_before),
     }
 }
