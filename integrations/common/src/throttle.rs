@@ -17,13 +17,18 @@
 //! gets one a second per socket, and costs the broker nearly nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Most client addresses tracked at once; past it, idle ones are forgotten,
 /// and a new address finds no budget until some are.
 const MAX_ADDRESSES: usize = 10_000;
+
+/// The shortest time between two looks for idle addresses when the table is
+/// full: each look costs a pass over it, so a flood from ever new addresses
+/// costs at most ten passes a second.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Argon2 verifications allowed per second, in the whole broker and per client
 /// address. A rate of 0 allows none.
@@ -38,6 +43,7 @@ pub struct Throttle {
 struct State {
     global: Bucket,
     by_address: HashMap<String, Bucket>,
+    last_sweep: Option<Instant>,
 }
 
 /// Up to `rate` tokens (at least one, when `rate > 0`), refilled at `rate` a second.
@@ -77,6 +83,7 @@ impl Throttle {
             state: Mutex::new(State {
                 global: Bucket::full(global_rate, now),
                 by_address: HashMap::new(),
+                last_sweep: None,
             }),
         }
     }
@@ -95,7 +102,11 @@ impl Throttle {
             return false;
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let State { global, by_address } = &mut *state;
+        let State {
+            global,
+            by_address,
+            last_sweep,
+        } = &mut *state;
         global.refill(self.global_rate, now);
         if global.tokens < 1.0 {
             return false;
@@ -103,6 +114,12 @@ impl Throttle {
         if let Some(address) = address {
             let rate = self.per_address_rate;
             if !by_address.contains_key(address) && by_address.len() >= MAX_ADDRESSES {
+                if last_sweep
+                    .is_some_and(|last| now.saturating_duration_since(last) < SWEEP_INTERVAL)
+                {
+                    return false;
+                }
+                *last_sweep = Some(now);
                 // Forget the addresses whose budget is whole again: they cost nothing lately.
                 by_address.retain(|_, bucket| {
                     bucket.refill(rate, now);
@@ -128,15 +145,25 @@ impl Throttle {
 
 /// Refusals answered late: each client address may be refused
 /// `per_address_rate` times a second at once; past that, each refusal is held
-/// for `delay` before it is answered, at most `max_held` at a time (past that,
-/// at once). The decision depends on the address's refusals only, never on
-/// why the CONNECT was refused, so the delay tells an attacker nothing.
+/// for `delay` before it is answered, at most `max_held` at a time in all and
+/// `max_held_per_address` for one address (past either, at once). The
+/// decision depends on the address's refusals only, never on why the CONNECT
+/// was refused, so the delay tells an attacker nothing.
 #[derive(Debug)]
 pub struct Tarpit {
     budget: Throttle,
     delay: Duration,
     max_held: usize,
-    held: AtomicUsize,
+    max_held_per_address: usize,
+    holding: Mutex<Holding>,
+}
+
+/// The refusals held now: in all, and per address (only addresses holding
+/// some: at most `max_held` entries).
+#[derive(Debug, Default)]
+struct Holding {
+    total: usize,
+    by_address: HashMap<String, usize>,
 }
 
 /// One refusal being held; counted among the held ones until dropped.
@@ -144,6 +171,7 @@ pub struct Tarpit {
 #[must_use = "the refusal is held until this is dropped"]
 pub struct Held<'a> {
     tarpit: &'a Tarpit,
+    address: String,
 }
 
 impl Held<'_> {
@@ -155,27 +183,45 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.tarpit.held.fetch_sub(1, Ordering::AcqRel);
+        let mut holding = self.tarpit.holding();
+        holding.total = holding.total.saturating_sub(1);
+        if let Some(count) = holding.by_address.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                holding.by_address.remove(&self.address);
+            }
+        }
     }
 }
 
 impl Tarpit {
     /// Refusals of each address answered at once up to `per_address_rate` a
-    /// second, then after `delay` (zero: never held), at most `max_held` at a
-    /// time.
-    pub fn new(per_address_rate: u32, delay: Duration, max_held: usize) -> Self {
+    /// second (0: none), then after `delay` (zero: never held), at most
+    /// `max_held` at a time, `max_held_per_address` of them for one address.
+    pub fn new(
+        per_address_rate: u32,
+        delay: Duration,
+        max_held: usize,
+        max_held_per_address: usize,
+    ) -> Self {
         Self {
             budget: Throttle::new(u32::MAX, per_address_rate),
             delay,
             max_held,
-            held: AtomicUsize::new(0),
+            max_held_per_address,
+            holding: Mutex::new(Holding::default()),
         }
     }
 
-    /// For one refusal of a client at `address`: `Some` when it is to be
-    /// held for [`Held::delay`] before it is answered, `None` when it is
-    /// answered at once (within the address's budget, no address known, no
-    /// delay configured, or `max_held` refusals already held).
+    fn holding(&self) -> std::sync::MutexGuard<'_, Holding> {
+        self.holding.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// For one refusal of a client at `address` (as [`address_key`] gives
+    /// it): `Some` when it is to be held for [`Held::delay`] before it is
+    /// answered, `None` when it is answered at once (within the address's
+    /// budget, no address known, no delay configured, or as many refusals
+    /// already held as allowed, in all or for this address).
     pub fn hold(&self, address: Option<&str>) -> Option<Held<'_>> {
         self.hold_at(address, Instant::now())
     }
@@ -186,26 +232,42 @@ impl Tarpit {
         if self.delay.is_zero() || self.budget.permit_at(Some(address), now) {
             return None;
         }
-        let mut held = self.held.load(Ordering::Acquire);
-        loop {
-            if held >= self.max_held {
-                return None;
-            }
-            match self.held.compare_exchange_weak(
-                held,
-                held + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(Held { tarpit: self }),
-                Err(now_held) => held = now_held,
-            }
+        let mut holding = self.holding();
+        let of_address = holding.by_address.get(address).copied().unwrap_or(0);
+        if holding.total >= self.max_held || of_address >= self.max_held_per_address {
+            return None;
         }
+        holding.total += 1;
+        holding
+            .by_address
+            .insert(address.to_owned(), of_address + 1);
+        Some(Held {
+            tarpit: self,
+            address: address.to_owned(),
+        })
     }
 
     /// How many refusals are being held now.
     pub fn held(&self) -> usize {
-        self.held.load(Ordering::Acquire)
+        self.holding().total
+    }
+}
+
+/// The key a client address is budgeted under: an IPv4 address (IPv4-mapped
+/// IPv6 included) as itself, an IPv6 address by its /64 network, the
+/// smallest block one subscriber usually gets, so that rotating through it
+/// gains nothing.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let network = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{network}/64")
+            }
+        },
     }
 }
 
@@ -245,6 +307,29 @@ impl LogBudget {
     /// last one written, if any), or `None` when it is only counted.
     pub fn line(&self, line: String) -> Option<String> {
         self.line_at(line, Instant::now())
+    }
+
+    /// The count of lines held back, once the second they were held back in
+    /// is over and no line has carried it yet; call it about once a second,
+    /// so that a count is written even when no line follows.
+    pub fn flush(&self) -> Option<String> {
+        self.flush_at(Instant::now())
+    }
+
+    /// [`flush`](Self::flush) at the time `now`.
+    pub fn flush_at(&self, now: Instant) -> Option<String> {
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = window
+            .start
+            .is_some_and(|start| now.saturating_duration_since(start) < Duration::from_secs(1));
+        if window.held_back == 0 || running {
+            return None;
+        }
+        let n = std::mem::take(&mut window.held_back);
+        Some(format!(
+            "{n} more refusals or denials not logged one by one (more than {} a second)",
+            self.per_second
+        ))
     }
 
     /// [`line`](Self::line) at the time `now`.
@@ -329,7 +414,7 @@ mod tests {
     #[test]
     fn refusals_past_the_budget_are_held_and_counted_until_answered() {
         let delay = Duration::from_secs(1);
-        let t = Tarpit::new(2, delay, 2);
+        let t = Tarpit::new(2, delay, 2, 2);
         let t0 = Instant::now();
         // Two at once from one address...
         assert!(t.hold_at(Some("10.0.0.1"), t0).is_none());
@@ -359,8 +444,56 @@ mod tests {
     }
 
     #[test]
+    fn one_address_holds_at_most_its_share() {
+        let t = Tarpit::new(0, Duration::from_secs(1), 3, 2);
+        let t0 = Instant::now();
+        // A rate of 0: every refusal is past the budget.
+        let a1 = t.hold_at(Some("10.0.0.1"), t0).unwrap();
+        let a2 = t.hold_at(Some("10.0.0.1"), t0).unwrap();
+        // The address's share is taken: at once, and the others keep theirs.
+        assert!(t.hold_at(Some("10.0.0.1"), t0).is_none());
+        let b1 = t.hold_at(Some("10.0.0.2"), t0).unwrap();
+        // The total is taken.
+        assert!(t.hold_at(Some("10.0.0.3"), t0).is_none());
+        drop(a1);
+        let a3 = t.hold_at(Some("10.0.0.1"), t0).unwrap();
+        drop((a2, a3, b1));
+        assert_eq!(t.held(), 0);
+        assert!(t.holding().by_address.is_empty());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_budgeted_by_their_64_network() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_every_100_ms() {
+        let t = Throttle::new(u32::MAX, 2);
+        let t0 = Instant::now();
+        // One address spent at t0, the others just before t0 + 1 s: full.
+        assert!(t.permit_at(Some("old"), t0) && t.permit_at(Some("old"), t0));
+        let t1 = t0 + Duration::from_millis(990);
+        for i in 1..MAX_ADDRESSES {
+            assert!(t.permit_at(Some(&i.to_string()), t1));
+            assert!(t.permit_at(Some(&i.to_string()), t1));
+        }
+        // A sweep finds nothing idle yet ("old" is not whole again)...
+        assert!(!t.permit_at(Some("a"), t0 + Duration::from_millis(995)));
+        // ...and 55 ms later "old" is, but no sweep runs so soon.
+        assert!(!t.permit_at(Some("b"), t0 + Duration::from_millis(1050)));
+        // 100 ms after the last one, a sweep forgets it.
+        assert!(t.permit_at(Some("c"), t0 + Duration::from_millis(1100)));
+    }
+
+    #[test]
     fn a_zero_delay_holds_nothing() {
-        let t = Tarpit::new(0, Duration::ZERO, 10);
+        let t = Tarpit::new(0, Duration::ZERO, 10, 10);
         let t0 = Instant::now();
         assert!((0..100).all(|_| t.hold_at(Some("10.0.0.1"), t0).is_none()));
     }
@@ -384,6 +517,29 @@ mod tests {
         assert_eq!(
             line(6, t0 + Duration::from_secs(1)).as_deref(),
             Some("line 6")
+        );
+    }
+
+    #[test]
+    fn a_count_no_line_carried_is_flushed_once_its_second_is_over() {
+        let budget = LogBudget::new(1);
+        let t0 = Instant::now();
+        assert!(budget.line_at("a".into(), t0).is_some());
+        assert!(budget.line_at("b".into(), t0).is_none());
+        assert!(budget.line_at("c".into(), t0).is_none());
+        // Not while its second runs; once, after it.
+        assert_eq!(budget.flush_at(t0 + Duration::from_millis(500)), None);
+        assert_eq!(
+            budget.flush_at(t0 + Duration::from_secs(1)).as_deref(),
+            Some("2 more refusals or denials not logged one by one (more than 1 a second)")
+        );
+        assert_eq!(budget.flush_at(t0 + Duration::from_secs(2)), None);
+        // A later line carries nothing more.
+        assert_eq!(
+            budget
+                .line_at("d".into(), t0 + Duration::from_secs(2))
+                .as_deref(),
+            Some("d")
         );
     }
 }

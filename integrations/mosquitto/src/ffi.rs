@@ -474,8 +474,9 @@ pub unsafe extern "C" fn on_reload(
     })
 }
 
-/// `MOSQ_EVT_TICK` (about every 100 ms): with `plugin_opt_reload_interval`,
-/// reload when the files changed.
+/// `MOSQ_EVT_TICK` (about every 100 ms): writes the count of refusal and
+/// denial lines held back, if no later line carried it; with
+/// `plugin_opt_reload_interval`, reloads when the files changed.
 ///
 /// # Safety
 /// Mosquitto's contract: `event_data` is a `mosquitto_evt_tick` and
@@ -487,9 +488,14 @@ pub unsafe extern "C" fn on_tick(
 ) -> c_int {
     guarded(MOSQ_ERR_SUCCESS, || {
         // SAFETY: Mosquitto passes its event and our state, per the contract.
-        if let Some((plugin, _)) = unsafe { parts::<EvtTick>(event_data, userdata) }
-            && let Some(report) = plugin.tick(std::time::Instant::now())
-        {
+        let Some((plugin, _)) = (unsafe { parts::<EvtTick>(event_data, userdata) }) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        let now = std::time::Instant::now();
+        if let Some(line) = plugin.held_back_lines(now) {
+            log(MOSQ_LOG_NOTICE, &line);
+        }
+        if let Some(report) = plugin.tick(now) {
             finish_reload(&report);
         }
         MOSQ_ERR_SUCCESS
@@ -1433,6 +1439,19 @@ mod tests {
         let log = logged();
         assert!(
             log.contains("publish `elsewhere/y` (and 10 more refusals or denials"),
+            "{log}"
+        );
+        // A count no later line carries is written on a tick once its second
+        // is over: 19 more lines fit in the second `elsewhere/y` opened.
+        for _ in 0..25 {
+            assert_eq!(publish(userdata, &dev, c"elsewhere/z"), MOSQ_ERR_ACL_DENIED);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1050));
+        clear();
+        tick(userdata);
+        let log = logged();
+        assert!(
+            log.contains("structure-access: 6 more refusals or denials not logged one by one"),
             "{log}"
         );
         cleanup(userdata);

@@ -42,7 +42,7 @@ use crate::config::{
     Config, ConfigError, Records, Stamps, escape, excerpt, refusal_reason as reason, stamps,
     with_causes,
 };
-use crate::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Throttle};
+use crate::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Throttle, address_key};
 
 /// What the broker is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +348,12 @@ impl Plugin {
         }
     }
 
+    /// The count of refusal and denial lines held back that no later line
+    /// carried, once their second is over (called on every tick).
+    pub fn held_back_lines(&self, now: Instant) -> Option<String> {
+        self.lines.flush_at(now)
+    }
+
     /// CONNECT: client id = device ID, username = key, password = secret.
     pub fn basic_auth(&self, client: Client<'_>, password: Option<&[u8]>) -> Outcome {
         let mut state = self.state();
@@ -468,9 +474,13 @@ impl Plugin {
         client: &Client<'_>,
     ) -> Result<Principal, AuthError> {
         let secret = Secret::parse_any(password)?;
-        let address = client.address.and_then(|a| std::str::from_utf8(a).ok());
+        // The budget's key: the address, or its /64 network for IPv6.
+        let address = client
+            .address
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .map(|a| a.parse().map_or_else(|_| a.to_owned(), address_key));
         self.auth.authenticate_with(record, &secret, device, || {
-            loaded.permit_argon2(|| self.throttle.permit(address))
+            loaded.permit_argon2(|| self.throttle.permit(address.as_deref()))
         })
     }
 

@@ -14,7 +14,8 @@ rule() {
 table inet $table {
   chain input {
     type filter hook input priority 0;
-    tcp dport $1 ct state new meter per_source { ip saddr limit rate over 20/second burst 50 packets } drop
+    tcp dport $1 ct state new meter per_source4 { ip saddr limit rate over 20/second burst 50 packets } drop
+    tcp dport $1 ct state new meter per_source6 { ip6 saddr and ffff:ffff:ffff:ffff:: limit rate over 20/second burst 50 packets } drop
   }
 }
 NFT

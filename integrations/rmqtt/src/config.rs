@@ -21,8 +21,8 @@ use serde::Deserialize;
 /// cache_capacity = 10000         # verification cache (Argon2 verifiers); 0: none
 /// argon2_per_second = 10         # Argon2 budget of the node...
 /// argon2_per_address_per_second = 2   # ...and of each client address
-/// refusals_per_address_per_second = 2 # refusals answered at once to an address...
-/// refusal_delay_ms = 1000        # ...past them, each held this long; 0: never
+/// refusals_per_address_per_second = 2 # refusals answered at once to an address (0: none)...
+/// refusal_delay_ms = 1000        # ...past them, each held this long (0: never held)
 /// access_keys = true             # false: no plugin (a baseline for benchmarks)
 /// ```
 ///
@@ -58,8 +58,9 @@ pub struct NodeConfig {
     /// Argon2 verifications per second per client address.
     #[serde(default = "default_argon2_per_address")]
     pub argon2_per_address_per_second: u32,
-    /// Refused CONNECTs answered at once per second to each client address;
-    /// past them, each is held `refusal_delay_ms` before it is answered.
+    /// Refused CONNECTs answered at once per second to each client address
+    /// (an IPv6 address: its /64 network); past them, each is held
+    /// `refusal_delay_ms` before it is answered. 0: every refusal is held.
     #[serde(default = "default_refusals_per_address")]
     pub refusals_per_address_per_second: u32,
     /// Milliseconds a refusal past its address's budget is held (0: never;

@@ -17,7 +17,9 @@ use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use structure_access::mqtt::Decision;
 use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
 use structure_access_common::escape;
-use structure_access_common::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle};
+use structure_access_common::throttle::{
+    CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
+};
 
 use crate::config::NodeConfig;
 use crate::state::{Loaded, Store, affected, revoked};
@@ -34,6 +36,10 @@ const CONCURRENT_CLUSTER_CALLS: usize = 32;
 /// Most refusals held at once: a tenth of the 1 000 handshakes RMQTT runs at
 /// once per listener, so that held refusals never crowd out devices.
 const MAX_HELD_REFUSALS: usize = 100;
+
+/// Most refusals of one client address held at once, so that one address
+/// cannot take every place.
+const MAX_HELD_PER_ADDRESS: usize = 10;
 
 /// What the hooks share.
 struct Shared {
@@ -139,6 +145,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
             config.refusals_per_address_per_second,
             Duration::from_millis(config.refusal_delay_ms),
             MAX_HELD_REFUSALS,
+            MAX_HELD_PER_ADDRESS,
         ),
         lines: LogBudget::new(CLIENT_LINES_PER_SECOND),
         clients: Mutex::new(HashMap::new()),
@@ -209,6 +216,7 @@ impl Plugin for AccessKeyPlugin {
     async fn start(&mut self) -> rmqtt::Result<()> {
         self.register.start().await;
         spawn_reloaders(self.shared.clone(), self.reload_interval);
+        spawn_log_flusher(self.shared.clone());
         Ok(())
     }
 
@@ -216,6 +224,20 @@ impl Plugin for AccessKeyPlugin {
         // Stopping it would let every client through: refuse.
         Ok(false)
     }
+}
+
+/// Writes, once a second, the count of client lines held back that no later
+/// line carried.
+fn spawn_log_flusher(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            if let Some(line) = shared.lines.flush() {
+                log::warn!("{NAME}: {line}");
+            }
+        }
+    });
 }
 
 /// Reloads on SIGHUP, and when the files change with `interval`.
@@ -447,16 +469,18 @@ impl Handler for Hooks {
 /// refusal is logged with the client's address and, past the address's budget
 /// of refusals, held before it is answered (for every reason alike).
 async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo) -> AuthResult {
-    let address = connect.id().remote_addr.map(|a| a.ip().to_string());
-    match verdict(shared, connect, address.clone()).await {
+    let ip = connect.id().remote_addr.map(|a| a.ip());
+    // The budgets' key: the address, or its /64 network for IPv6.
+    let key = ip.map(address_key);
+    match verdict(shared, connect, key.clone()).await {
         Ok(who) => {
             log::debug!("{NAME}: {who} authenticated");
             AuthResult::Allow(false, None)
         }
         Err(why) => {
-            let shown = address.as_deref().unwrap_or("an unknown address");
+            let shown = ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
             shared.warn(format!("{NAME}: refused a client at {shown}: {why}"));
-            if let Some(held) = shared.tarpit.hold(address.as_deref()) {
+            if let Some(held) = shared.tarpit.hold(key.as_deref()) {
                 tokio::time::sleep(held.delay()).await;
             }
             AuthResult::NotAuthorized
@@ -466,12 +490,12 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
 
 /// Who the CONNECT authenticates, or why it is refused (escaped for the log).
 /// Runs the core's `Authenticator`, on a blocking thread whenever Argon2 may
-/// run, and asks the budget (of the node and of the client's address) before
-/// any Argon2.
+/// run, and asks the budget (of the node and of the client's address, keyed
+/// by `budget_key`) before any Argon2.
 async fn verdict(
     shared: &Arc<Shared>,
     connect: &rmqtt::types::ConnectInfo,
-    address: Option<String>,
+    budget_key: Option<String>,
 ) -> Result<String, String> {
     let username = connect.username().ok_or("no username")?;
     let Ok(key) = username.parse::<structure_access::KeyId>() else {
@@ -503,7 +527,7 @@ async fn verdict(
     let (auth, throttle, on_file) = (shared.auth.clone(), shared.throttle.clone(), loaded.clone());
     let run = move || {
         auth.authenticate_with(record.as_ref(), &secret, &device, || {
-            on_file.permit_argon2(|| throttle.permit(address.as_deref()))
+            on_file.permit_argon2(|| throttle.permit(budget_key.as_deref()))
         })
     };
     let result = if slow {

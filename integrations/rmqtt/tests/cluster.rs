@@ -111,9 +111,14 @@ fn a_two_node_cluster_enforces_access_keys_and_revokes_across_nodes() {
         assert_eq!(code, 5);
         assert!(took < Duration::from_millis(500), "held at once: {took:?}");
     }
-    let (code, took) = timed("truck-1", &unknown);
-    assert_eq!(code, 5);
-    assert!(took >= Duration::from_secs(1), "not held: {took:?}");
+    // The third is held (or, should the first two have taken half a second,
+    // the budget refilled by one and the fourth is).
+    let held = (0..2).any(|_| {
+        let (code, took) = timed("truck-1", &unknown);
+        assert_eq!(code, 5);
+        took >= Duration::from_secs(1)
+    });
+    assert!(held, "no refusal held past the budget");
     let (code, took) = timed("truck-1", &trucks_key);
     assert_eq!(code, 0);
     assert!(
@@ -245,27 +250,43 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
     assert!(standing.ping() < Duration::from_secs(5));
 
     // The log lines a client causes are bounded (20 a second): a burst of 50
-    // denied publications writes fewer lines, and the next line written after
-    // it counts the others; none is lost from the count.
+    // denied publications writes fewer lines, and the others are counted in a
+    // later line (the next one written, or the count written once a second);
+    // none is lost from the count.
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = a.log().len();
     for i in 0..50 {
         standing.publish(&format!("elsewhere/{i}"), "x");
     }
     assert!(standing.ping() < Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(1100));
-    standing.publish("elsewhere/last", "x");
-    a.wait_for_log("publish `elsewhere/last`");
-    let log = a.log();
-    let written = (0..50)
-        .filter(|i| log.contains(&format!("publish `elsewhere/{i}`")))
-        .count();
-    let counted: usize = log
-        .split("publish `elsewhere/last` (and ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(written < 50, "every line written:\n{log}");
-    assert_eq!(written + counted, 50, "{log}");
+    let tally = || {
+        let log = a.log();
+        let burst = log.get(before..).unwrap_or_default().to_owned();
+        let written = (0..50)
+            .filter(|i| burst.contains(&format!("publish `elsewhere/{i}`")))
+            .count();
+        let pieces: Vec<&str> = burst
+            .split(" more refusals or denials not logged one by one")
+            .collect();
+        let counted: usize = pieces[..pieces.len() - 1]
+            .iter()
+            .filter_map(|piece| piece.rsplit(' ').next()?.parse::<usize>().ok())
+            .sum();
+        (written, counted, burst)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (written, counted, burst) = tally();
+        assert!(written < 50, "every line written:\n{burst}");
+        if written + counted == 50 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{written} written + {counted} counted != 50:\n{burst}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
