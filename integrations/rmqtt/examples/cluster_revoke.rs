@@ -23,16 +23,7 @@ fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .map_or(1000, |n| n.parse().expect("N: a number"));
-    let broker = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("structure-broker");
-    assert!(broker.exists(), "build it first: cargo build --release");
-    let dir = std::env::temp_dir().join(format!("structure-cluster-revoke-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (broker, dir) = support::example_setup("structure-cluster-revoke");
 
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let policy = HashPolicy::default();

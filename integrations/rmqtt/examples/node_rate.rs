@@ -107,16 +107,7 @@ fn main() {
     };
     let firsts = arg(1, 2000) as usize;
     let seconds = arg(2, 20);
-    let broker = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("structure-broker");
-    assert!(broker.exists(), "build it first: cargo build --release");
-    let dir = std::env::temp_dir().join(format!("structure-node-rate-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (broker, dir) = support::example_setup("structure-node-rate");
 
     // Keys and devices: one unrestricted key per device, and a key restricted
     // to trucks for the wildcard subscriber `gw` and the publisher `truck-1`.

@@ -114,6 +114,23 @@ fn wait_until_listening(node: &Node) {
     }
 }
 
+/// For the load generators (examples): the release `structure-broker` built
+/// beside them, and a new work directory `{name}-{pid}` under the system's
+/// temporary directory.
+pub fn example_setup(name: &str) -> (PathBuf, PathBuf) {
+    let broker = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("structure-broker");
+    assert!(broker.exists(), "build it first: cargo build --release");
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (broker, dir)
+}
+
 /// Starts nodes 1 and 2 of a cluster of `broker` over `dir`'s keys and devices files.
 pub fn cluster(broker: &Path, dir: &Path, extra: &str) -> (Node, Node) {
     let grpc = [free_port(), free_port()];
