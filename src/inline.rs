@@ -36,15 +36,15 @@ impl<const N: usize> InlineStr<N> {
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
         // Built only from a `&str`, so always valid UTF-8.
-        core::str::from_utf8(bytes).unwrap_or_default()
+        core::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 
 impl<const N: usize> PartialEq for InlineStr<N> {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        // Bytes: the same answer as the text's, without the UTF-8 checks.
+        self.as_bytes() == other.as_bytes()
     }
 }
 impl<const N: usize> Eq for InlineStr<N> {}
@@ -55,7 +55,8 @@ impl<const N: usize> PartialOrd for InlineStr<N> {
 }
 impl<const N: usize> Ord for InlineStr<N> {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_str().cmp(other.as_str())
+        // `str` orders by bytes: the same order, without the UTF-8 checks.
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 impl<const N: usize> Hash for InlineStr<N> {

@@ -131,6 +131,12 @@ fn malformed_generated(s: &str) -> KeyError {
     KeyError::MalformedGenerated { key: s.into() }
 }
 
+/// Whether `random`, what follows `stk_`, is a generated key's: its length,
+/// all base62 (what `KeyId::from_str` and `scan` both check).
+pub(crate) fn is_generated_random(random: &[u8]) -> bool {
+    random.len() == KEY_RANDOM_LEN && random.iter().all(|&b| is_base62(b))
+}
+
 impl FromStr for KeyId {
     type Err = KeyError;
 
@@ -148,7 +154,7 @@ impl FromStr for KeyId {
             return Err(KeyError::LooksLikeSecret);
         }
         if let Some(random) = s.strip_prefix(KEY_PREFIX) {
-            if random.len() != KEY_RANDOM_LEN || !random.bytes().all(is_base62) {
+            if !is_generated_random(random.as_bytes()) {
                 return Err(malformed_generated(s));
             }
         } else if let Some((offset, found)) = s

@@ -160,6 +160,25 @@ impl Records {
     }
 }
 
+/// A device a client named that is not in the devices file: of no
+/// application, so that no key covers it. Authenticating as it costs what
+/// authenticating as a listed device costs, so that the file cannot be
+/// probed by timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Unlisted(pub DeviceId);
+
+impl structure_access::Device for Unlisted {
+    fn application(&self) -> &str {
+        ""
+    }
+    fn id(&self) -> &str {
+        self.0.as_str()
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::empty()
+    }
+}
+
 /// The one application of every key and device, if there is exactly one: a
 /// broker can then declare it (`TopicRules::with_single_application`).
 pub fn single_application(

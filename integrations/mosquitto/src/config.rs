@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
 pub use structure_access_common::{
-    FileError, FileStamp, Records, Stamps, escape, excerpt, read_devices, read_keys,
+    FileError, FileStamp, Records, Stamps, Unlisted, escape, excerpt, read_devices, read_keys,
     refusal_reason, single_application, stamps, with_causes,
 };
 

@@ -39,8 +39,8 @@ use structure_access::{
 use subtle::ConstantTimeEq;
 
 use crate::config::{
-    Config, ConfigError, Records, Stamps, escape, excerpt, refusal_reason as reason, stamps,
-    with_causes,
+    Config, ConfigError, Records, Stamps, Unlisted, escape, excerpt, refusal_reason as reason,
+    stamps, with_causes,
 };
 use crate::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Throttle, address_key};
 
@@ -383,7 +383,7 @@ impl Plugin {
             if let (Some(device), Ok(password)) = (&device_id, text(password)) {
                 // Run the same verification as for a known key, so that the
                 // keys file cannot be probed by timing.
-                let _ = self.authenticate(loaded, None, password, &Unlisted(device), &client);
+                let _ = self.authenticate(loaded, None, password, &Unlisted(*device), &client);
             }
             return Self::refused(&client, device_id.as_ref(), None, &why);
         };
@@ -431,7 +431,7 @@ impl Plugin {
         let Some(device) = loaded.devices.get(&device_id) else {
             // The same verification as for a known device, so that the
             // devices file cannot be probed by timing.
-            let _ = self.authenticate(loaded, record, password, &Unlisted(&device_id), &client);
+            let _ = self.authenticate(loaded, record, password, &Unlisted(device_id), &client);
             return Self::refused(&client, Some(&device_id), Some(&key), "unknown device");
         };
         match self.authenticate(loaded, record, password, device, &client) {
@@ -698,20 +698,4 @@ fn evaluate(loaded: &Loaded, id: &DeviceId, session: &Session) -> Result<Princip
     }
     let device = loaded.devices.get(id).ok_or("the device was deleted")?;
     Principal::reauthorize(record, device).map_err(|e| reason(&e))
-}
-
-/// A device the devices file does not list: of no application, so no key
-/// covers it, but authenticating it costs what a listed device costs.
-struct Unlisted<'a>(&'a DeviceId);
-
-impl structure_access::Device for Unlisted<'_> {
-    fn application(&self) -> &str {
-        ""
-    }
-    fn id(&self) -> &str {
-        self.0.as_str()
-    }
-    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        std::iter::empty()
-    }
 }

@@ -16,10 +16,10 @@ use rmqtt::plugin::{PackageInfo, Plugin};
 use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
 use structure_access::mqtt::Decision;
 use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
-use structure_access_common::escape;
 use structure_access_common::throttle::{
     CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
 };
+use structure_access_common::{Unlisted, escape};
 
 use crate::config::NodeConfig;
 use crate::state::{Loaded, Store, affected, revoked};
@@ -511,26 +511,28 @@ async fn verdict(
         return Err("the client id is not a device ID".into());
     };
     let loaded = shared.store.current();
-    let record = loaded.keys.get(&key).cloned();
-    let known_key = record.is_some();
-    let device = match loaded.devices.get(&device_id) {
-        Some(device) => Connecting::Listed(device.clone()),
-        // Not in the devices file: refused, at the cost of a listed device.
-        None => Connecting::Unlisted(device_id),
-    };
-    let known_device = matches!(device, Connecting::Listed(_));
     // Argon2 may run: on a blocking thread. (With no Argon2 verifier on file
     // it never does: an imported-shaped password is refused at once.)
     let slow = loaded.argon2_on_file
         && (shared.auth.policy().scheme_for(&secret).is_slow()
-            || record.as_ref().is_some_and(|r| r.verifier().is_slow()));
+            || loaded
+                .keys
+                .get(&key)
+                .is_some_and(|r| r.verifier().is_slow()));
     let (auth, throttle, on_file) = (shared.auth.clone(), shared.throttle.clone(), loaded.clone());
+    // Returns the result, and whether the key and the device are on file.
     let run = move || {
-        auth.authenticate_with(record.as_ref(), &secret, &device, || {
-            on_file.permit_argon2(|| throttle.permit(budget_key.as_deref()))
-        })
+        let record = on_file.keys.get(&key);
+        let permit = || on_file.permit_argon2(|| throttle.permit(budget_key.as_deref()));
+        let device = on_file.devices.get(&device_id);
+        let result = match device {
+            Some(device) => auth.authenticate_with(record, &secret, device, permit),
+            // Not in the devices file: refused, at the cost of a listed device.
+            None => auth.authenticate_with(record, &secret, &Unlisted(device_id), permit),
+        };
+        (result, record.is_some(), device.is_some())
     };
-    let result = if slow {
+    let (result, known_key, known_device) = if slow {
         tokio::task::spawn_blocking(run)
             .await
             .map_err(|_| "internal error")?
@@ -546,34 +548,5 @@ async fn verdict(
         Ok(_) => Ok(who),
         Err(_) if !known_device => Err(format!("{who}: unknown device")),
         Err(e) => Err(format!("{who}: {}", loaded.refusal_reason(&e))),
-    }
-}
-
-/// The device of a CONNECT: listed in the devices file, or not (then of no
-/// application, so that no key covers it).
-enum Connecting {
-    Listed(structure_access::DeviceRecord),
-    Unlisted(structure_access::DeviceId),
-}
-
-impl structure_access::Device for Connecting {
-    fn application(&self) -> &str {
-        match self {
-            Self::Listed(device) => device.application(),
-            Self::Unlisted(_) => "",
-        }
-    }
-    fn id(&self) -> &str {
-        match self {
-            Self::Listed(device) => device.id(),
-            Self::Unlisted(id) => id.as_str(),
-        }
-    }
-    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
-        let tags = match self {
-            Self::Listed(device) => Some(device.tags()),
-            Self::Unlisted(_) => None,
-        };
-        tags.into_iter().flatten()
     }
 }
