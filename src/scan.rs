@@ -221,12 +221,21 @@ impl fmt::Debug for Finding<'_> {
 }
 
 /// The findings of one haystack, in order of offset: an iterator from
-/// [`scan`] or [`Scanner::scan`]. Allocates nothing.
-#[derive(Debug, Clone)]
+/// [`scan`] or [`Scanner::scan`]. Allocates nothing. Its `Debug` shows the
+/// haystack's length, never its bytes (they hold the secrets).
+#[derive(Clone)]
 pub struct Findings<'a> {
     haystack: &'a [u8],
     secrets: Stream<'a>,
     key_ids: Option<Stream<'a>>,
+}
+
+impl fmt::Debug for Findings<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Findings")
+            .field("haystack_len", &self.haystack.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Iterator for Findings<'a> {
@@ -319,9 +328,7 @@ impl<'a> Stream<'a> {
             FindingKind::Secret => check_generated(text).is_ok(),
             FindingKind::KeyId => text
                 .get(KEY_PREFIX.len()..)
-                .unwrap_or_default()
-                .iter()
-                .all(|&b| is_base62(b)),
+                .is_some_and(crate::key::is_generated_random),
         }
     }
 }

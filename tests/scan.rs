@@ -301,6 +301,20 @@ fn a_finding_never_shows_its_secret() {
 }
 
 #[test]
+fn the_findings_iterator_never_shows_the_haystack() {
+    let secret = Secret::generate(&mut ChaCha20Rng::seed_from_u64(5));
+    let text = format!("token = {}\n", secret.expose_secret());
+    let findings = scan(text.as_bytes());
+    for shown in [format!("{findings:?}"), format!("{findings:#?}")] {
+        assert!(shown.contains(&text.len().to_string()), "{shown}");
+        assert!(!shown.contains(&secret.expose_secret()[8..]), "{shown}");
+        // Not as bytes either.
+        let bytes = format!("{:?}", &secret.expose_secret().as_bytes()[8..16]);
+        assert!(!shown.contains(bytes.trim_matches(['[', ']'])), "{shown}");
+    }
+}
+
+#[test]
 fn key_ids_are_reported_only_on_request_and_as_public() {
     let secret = Secret::generate(&mut ChaCha20Rng::seed_from_u64(3));
     let text = format!(
