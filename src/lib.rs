@@ -70,6 +70,7 @@ pub use secret::{
     GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,
     SecretError,
 };
+pub use text::is_invisible;
 pub use verifier::{
     Argon2Memory, Cost, FAST_OUTPUT_LEN, FAST_SCHEME_ID, HashPolicy, MAX_OUTPUT_LEN, MAX_PHC_LEN,
     MAX_SALT_LEN, MIN_OUTPUT_LEN, MIN_SALT_LEN, OUTPUT_LEN, SALT_LEN, Scheme, Variant, Verifier,

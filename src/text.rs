@@ -40,8 +40,18 @@ pub(crate) fn is_format(c: char) -> bool {
 /// Whether `c` would not show as itself in a line of text: a control character
 /// (Cc), a format character (Cf) or a line or paragraph separator (U+2028,
 /// U+2029). Two texts that differ in such a character can print alike, and a
-/// line or paragraph separator splits a log line.
-pub(crate) fn is_invisible(c: char) -> bool {
+/// line or paragraph separator splits a log line. The crate escapes these
+/// wherever it quotes input; a caller writing client text to its own logs can
+/// use the same rule.
+///
+/// ```
+/// use structure_access::is_invisible;
+///
+/// assert!(is_invisible('\n') && is_invisible('\u{202e}') && is_invisible('\u{ad}'));
+/// assert!(!is_invisible('a') && !is_invisible('é'));
+/// ```
+#[must_use]
+pub fn is_invisible(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format(c)
 }
 

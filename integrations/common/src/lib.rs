@@ -245,23 +245,13 @@ pub fn excerpt(text: &str) -> String {
 }
 
 /// `text` with every character that could forge or disguise a log line
-/// escaped as `\u{…}`: control characters (line breaks included), the Unicode
-/// line and paragraph separators, bidirectional formatting characters, and
-/// the backslash and backtick that delimit quoted input.
+/// escaped as `\u{…}`: the core's rule ([`structure_access::is_invisible`]:
+/// control and format characters, line and paragraph separators), and the
+/// backslash and backtick that delimit quoted input.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let hidden = c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}' // line and paragraph separators
-                | '\u{061C}' | '\u{200E}' | '\u{200F}' // ALM, LRM, RLM
-                | '\u{202A}'..='\u{202E}' // LRE, RLE, PDF, LRO, RLO
-                | '\u{2066}'..='\u{2069}' // LRI, RLI, FSI, PDI
-                | '\u{FEFF}' | '\u{200B}'..='\u{200D}' // zero-width
-                | '\\' | '`'
-            );
-        if hidden {
+        if structure_access::is_invisible(c) || matches!(c, '\\' | '`') {
             out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
         } else {
             out.push(c);
@@ -405,5 +395,11 @@ mod tests {
             "a\\u{a}b\\u{2028}c\\u{202e}d\\u{60}e\\u{5c}"
         );
         assert_eq!(excerpt(&"x".repeat(65)), format!("{}…", "x".repeat(64)));
+        // Every format character, as the core quotes input: soft hyphen, word
+        // joiner, tag characters, interlinear annotation.
+        assert_eq!(
+            escape("a\u{ad}b\u{2060}c\u{e0041}d\u{fff9}"),
+            "a\\u{ad}b\\u{2060}c\\u{e0041}d\\u{fff9}"
+        );
     }
 }

@@ -19,7 +19,7 @@ use structure_access::{Authenticator, HashPolicy, Principal, Secret, Verificatio
 use structure_access_common::throttle::{
     CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
 };
-use structure_access_common::{Unlisted, escape};
+use structure_access_common::{Unlisted, escape, excerpt};
 
 use crate::config::NodeConfig;
 use crate::state::{Loaded, Store, affected, revoked};
@@ -29,6 +29,10 @@ pub const NAME: &str = "structure-access";
 
 /// The hooks' priority: before any other plugin's.
 const PRIORITY: u32 = 10;
+
+/// Most `Filter` subscriptions one client may hold (each is kept until
+/// unsubscribed): memory per client stays bounded.
+const MAX_FILTERS: usize = 1_000;
 
 /// Cluster calls (session lookups, kicks) a reload has in flight at once.
 const CONCURRENT_CLUSTER_CALLS: usize = 32;
@@ -61,6 +65,10 @@ struct Shared {
 #[derive(Default)]
 struct ClientState {
     filters: HashSet<String>,
+    /// The oldest load under which a subscription of this client was
+    /// answered `Allow`: once another load is in force, every delivery to
+    /// the client is decided again (a reload may have narrowed what it sees).
+    allowed_under: Option<u64>,
     /// (load generation, username, principal or why there is none)
     principal: Option<(u64, String, Result<Principal, String>)>,
 }
@@ -371,23 +379,40 @@ impl Handler for Hooks {
                     });
                 let result = match decision {
                     Ok(Decision::Allow) => {
+                        let mut clients = shared.clients();
+                        let state = clients.entry(session.id.client_id.to_string()).or_default();
+                        let oldest = state
+                            .allowed_under
+                            .map_or(loaded.generation, |g| g.min(loaded.generation));
+                        state.allowed_under = Some(oldest);
                         SubscribeAclResult::new_success(subscribe.opts.qos(), None)
                     }
                     Ok(Decision::Filter) => {
-                        shared
-                            .clients()
+                        let mut clients = shared.clients();
+                        let filters = &mut clients
                             .entry(session.id.client_id.to_string())
                             .or_default()
-                            .filters
-                            .insert(filter.to_string());
-                        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                            .filters;
+                        if filters.len() < MAX_FILTERS || filters.contains(&**filter) {
+                            filters.insert(filter.to_string());
+                            SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                        } else {
+                            drop(clients);
+                            shared.warn(format!(
+                                "{NAME}: denied `{}`: subscribe `{}`: more than {MAX_FILTERS} \
+                                 filtered subscriptions",
+                                escape(&session.id.client_id),
+                                excerpt(filter)
+                            ));
+                            SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                        }
                     }
                     Ok(_) => {
                         shared.warn(format!(
                             "{NAME}: denied device `{}` (access key `{}`): subscribe `{}`",
                             escape(&session.id.client_id),
                             escape(session.id.username_ref()),
-                            escape(filter)
+                            excerpt(filter)
                         ));
                         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                     }
@@ -395,7 +420,7 @@ impl Handler for Hooks {
                         shared.warn(format!(
                             "{NAME}: denied `{}`: subscribe `{}`: {}",
                             escape(&session.id.client_id),
-                            escape(filter),
+                            excerpt(filter),
                             escape(&why)
                         ));
                         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
@@ -419,7 +444,7 @@ impl Handler for Hooks {
                         "{NAME}: denied device `{}` (access key `{}`): publish `{}`",
                         escape(&session.id.client_id),
                         escape(session.id.username_ref()),
-                        escape(&publish.topic)
+                        excerpt(&publish.topic)
                     ));
                     PublishAclResult::rejected(false, None)
                 };
@@ -427,11 +452,15 @@ impl Handler for Hooks {
             }
             Parameter::MessageExpiryCheck(session, _from, publish) => {
                 let client: &str = &session.id.client_id;
-                let has_filters = shared
-                    .clients()
-                    .get(client)
-                    .is_some_and(|state| !state.filters.is_empty());
-                if !has_filters {
+                // Decided again: a delivery through a `Filter` subscription,
+                // and every delivery once the records changed since an
+                // `Allow` (most deliveries are neither: one map lookup).
+                let generation = shared.store.generation();
+                let decide = shared.clients().get(client).is_some_and(|state| {
+                    !state.filters.is_empty()
+                        || state.allowed_under.is_some_and(|g| g != generation)
+                });
+                if !decide {
                     return (true, acc);
                 }
                 let loaded = shared.store.current();
@@ -506,7 +535,9 @@ async fn verdict(
         .password()
         .and_then(|p| std::str::from_utf8(p).ok())
         .ok_or("password missing or not UTF-8")?;
-    let secret = Secret::parse_any(password).map_err(|e| escape(&e.to_string()))?;
+    // The error's detail (length, offending position) is the password's:
+    // only its kind is logged.
+    let secret = Secret::parse_any(password).map_err(|_| "malformed secret")?;
     let Ok(device_id) = connect.client_id().parse::<structure_access::DeviceId>() else {
         return Err("the client id is not a device ID".into());
     };

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use structure_access::mqtt::TopicRules;
@@ -99,6 +100,9 @@ pub struct Store {
     base_rules: TopicRules,
     policy: HashPolicy,
     current: RwLock<Arc<Loaded>>,
+    /// The generation in force, readable without the lock (every delivery
+    /// asks it).
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -118,6 +122,7 @@ impl Store {
                 records: Records::empty(),
                 generation: 0,
             })),
+            generation: AtomicU64::new(0),
         };
         let loaded = store.load(0)?;
         store.current = RwLock::new(Arc::new(loaded));
@@ -149,6 +154,11 @@ impl Store {
             .clone()
     }
 
+    /// The generation of the version in force.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Whether a file changed on disk since the version in force was read.
     pub fn changed_on_disk(&self) -> bool {
         stamps(&self.keys_file, &self.devices_file) != self.current().stamps
@@ -158,10 +168,13 @@ impl Store {
     /// error the version in force stays, and the error names file and line.
     /// Returns the previous version and the new one.
     pub fn reload(&self) -> Result<(Arc<Loaded>, Arc<Loaded>), String> {
-        let generation = self.current().generation + 1;
-        let new = Arc::new(self.load(generation)?);
+        let mut loaded = self.load(0)?;
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        // Numbered under the lock: two reloads at once never share a number.
+        loaded.generation = current.generation + 1;
+        let new = Arc::new(loaded);
         let old = std::mem::replace(&mut *current, new.clone());
+        self.generation.store(new.generation, Ordering::Release);
         Ok((old, new))
     }
 }

@@ -213,15 +213,45 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
     let (kept_line, kept) = f.key(APP_A, Scope::Unrestricted);
     let (deleted_line, deleted) = f.key(APP_A, Scope::Unrestricted);
     let (added_line, added) = f.key(APP_A, Scope::Unrestricted);
-    std::fs::write(dir.join("keys.jsonl"), kept_line.clone() + &deleted_line).unwrap();
-    let devices = [
-        device(APP_A, "sensor-1", &[]),
-        device(APP_A, "sensor-2", &[]),
-    ];
-    std::fs::write(dir.join("devices.jsonl"), devices.concat()).unwrap();
+    let trucks: Restriction = "vehicle=truck,gw".parse().unwrap();
+    let (trucks_line, trucks_key) = f.key(APP_A, trucks.into());
+    std::fs::write(
+        dir.join("keys.jsonl"),
+        kept_line.clone() + &deleted_line + &trucks_line,
+    )
+    .unwrap();
+    let devices = |truck_a: &str| {
+        [
+            device(APP_A, "sensor-1", &[]),
+            device(APP_A, "sensor-2", &[]),
+            device(APP_A, "gw", &[]),
+            device(APP_A, "truck-a", &[("vehicle", truck_a)]),
+        ]
+        .concat()
+    };
+    std::fs::write(dir.join("devices.jsonl"), devices("truck")).unwrap();
     let broker = Path::new(env!("CARGO_BIN_EXE_structure-broker"));
     let (a, b) = cluster(broker, &dir, "reload_interval = 1\n");
     let logs = || format!("node 1:\n{}\nnode 2:\n{}", a.log(), b.log());
+
+    // A subscription allowed under the old records is decided again under the
+    // new ones: `gw` (restricted to trucks) subscribed to truck-a's state, then
+    // truck-a became a car; neither session is revoked, but gw no longer
+    // receives truck-a's state.
+    let mut gw = Client::connected(a.mqtt, "gw", &trucks_key);
+    assert_eq!(gw.subscribe("structure/truck-a/state"), 0);
+    let mut truck_a = Client::connected(b.mqtt, "truck-a", &kept);
+    std::thread::sleep(Duration::from_millis(300));
+    truck_a.publish("structure/truck-a/state", "as-truck");
+    let seen = gw.messages(Duration::from_secs(2));
+    assert_eq!(seen, ["structure/truck-a/state as-truck"], "{}", logs());
+    std::fs::write(dir.join("devices.jsonl"), devices("car")).unwrap();
+    a.wait_for_log("reloaded after a change of the files");
+    b.wait_for_log("reloaded after a change of the files");
+    truck_a.publish("structure/truck-a/state", "as-car");
+    let seen = gw.messages(Duration::from_secs(1));
+    assert!(seen.is_empty(), "{seen:?}\n{}", logs());
+    assert!(gw.ping() < Duration::from_secs(5));
 
     let mut doomed = Client::connected(b.mqtt, "sensor-1", &deleted);
     let mut standing = Client::connected(a.mqtt, "sensor-2", &kept);
@@ -229,11 +259,26 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
     assert_eq!(code, 5, "a key not yet on file connected");
 
     // No signal: the files change, and each node notices within its interval.
-    std::fs::write(dir.join("keys.jsonl"), kept_line + &added_line).unwrap();
+    std::fs::write(
+        dir.join("keys.jsonl"),
+        kept_line + &added_line + &trucks_line,
+    )
+    .unwrap();
     let took = doomed.closed_within(Duration::from_secs(5));
     assert!(took.is_some(), "not disconnected within 5 s\n{}", logs());
-    a.wait_for_log("reloaded after a change of the files");
-    b.wait_for_log("reloaded after a change of the files");
+    // The second reload of each node.
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while node
+            .log()
+            .matches("reloaded after a change of the files")
+            .count()
+            < 2
+        {
+            assert!(Instant::now() < deadline, "no second reload\n{}", logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     // Whichever node reloaded first ended the session (node 1 through the
     // cluster), and says so once the kick is done.
     let deadline = Instant::now() + Duration::from_secs(5);
