@@ -303,6 +303,14 @@ impl Mqtt {
         (Self { stream }, connack[3])
     }
 
+    /// PUBLISH at QoS 0.
+    fn publish(&mut self, topic: &str, message: &str) {
+        let mut body = Vec::new();
+        wire::string(&mut body, topic);
+        body.extend_from_slice(message.as_bytes());
+        self.stream.write_all(&wire::packet(0x30, &body)).unwrap();
+    }
+
     /// PINGREQ → PINGRESP round trip (the session is alive and served).
     fn ping(&mut self) -> Duration {
         let start = Instant::now();
@@ -946,6 +954,83 @@ fn defer_unknown_lets_a_password_file_user_in() {
             "1"
         )));
         let _ = std::fs::remove_file(&passwords);
+    }
+}
+
+#[test]
+fn the_argon2_budget_and_the_log_budget_hold_on_a_real_broker() {
+    if !broker_available() {
+        return;
+    }
+    let mut f = Fixture::new(16);
+    let (_, line, key) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    // A record from before the fast scheme: an Argon2id verifier on file.
+    let legacy = AccessKey::generate(
+        &mut f.rng,
+        APP_A.parse().unwrap(),
+        Scope::Unrestricted,
+        &f.policy.clone().argon2id_for_generated(true),
+    )
+    .unwrap()
+    .record;
+    let legacy_line = serde_json::to_string(&legacy).unwrap() + "\n";
+    let devices = device(APP_A, "dev-1", &[]) + &device(APP_A, "dev-2", &[]);
+    let broker = start_broker(
+        "budgets",
+        &(line + &legacy_line),
+        &devices,
+        "plugin_opt_argon2_per_address_per_second 1\n",
+    );
+    let log = || broker.log();
+
+    // Imported-shaped passwords cost an Argon2 run each: past the address's
+    // budget (1 a second here), refused at once, and said so.
+    let guess = Key {
+        id: legacy.key().to_string(),
+        secret: "an-imported-password-0123".into(),
+    };
+    for _ in 0..3 {
+        let (_, code) = Mqtt::connect(broker.port, "dev-2", &guess, None);
+        assert_eq!(code, 5, "{}", log());
+    }
+    broker.wait_log("the budget of slow (argon2) verifications is spent");
+    assert!(log().contains("wrong secret"), "{}", log());
+    // A generated secret needs no Argon2: it connects whatever the budget.
+    let (mut dev, code) = Mqtt::connect(broker.port, "dev-1", &key, None);
+    assert_eq!(code, 0, "{}", log());
+
+    // 50 denied publications at once: fewer than 50 lines, and every other
+    // one counted, with the next such line or on a tick once its second is
+    // over.
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = log().len();
+    for i in 0..50 {
+        dev.publish(&format!("elsewhere/{i}"), "x");
+    }
+    assert!(dev.ping() < Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = log();
+        let burst = all.get(before..).unwrap_or_default();
+        let written = (0..50)
+            .filter(|i| burst.contains(&format!("publish `elsewhere/{i}`")))
+            .count();
+        let pieces: Vec<&str> = burst
+            .split(" more refusals or denials not logged one by one")
+            .collect();
+        let counted: usize = pieces[..pieces.len() - 1]
+            .iter()
+            .filter_map(|piece| piece.rsplit(' ').next()?.parse::<usize>().ok())
+            .sum();
+        assert!(written < 50, "every line written:\n{burst}");
+        if written + counted == 50 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{written} written + {counted} counted != 50:\n{burst}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
