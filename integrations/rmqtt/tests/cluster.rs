@@ -215,6 +215,17 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
     let (added_line, added) = f.key(APP_A, Scope::Unrestricted);
     let trucks: Restriction = "vehicle=truck,gw".parse().unwrap();
     let (trucks_line, trucks_key) = f.key(APP_A, trucks.into());
+    // A record from before the fast scheme: an Argon2id verifier on file.
+    let legacy = AccessKey::generate(
+        &mut f.rng,
+        APP_A.parse().unwrap(),
+        Scope::Unrestricted,
+        &f.policy.clone().argon2id_for_generated(true),
+    )
+    .unwrap()
+    .record;
+    let legacy_line = serde_json::to_string(&legacy).unwrap() + "\n";
+    let trucks_line = trucks_line + &legacy_line;
     std::fs::write(
         dir.join("keys.jsonl"),
         kept_line.clone() + &deleted_line + &trucks_line,
@@ -231,8 +242,27 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
     };
     std::fs::write(dir.join("devices.jsonl"), devices("truck")).unwrap();
     let broker = Path::new(env!("CARGO_BIN_EXE_structure-broker"));
-    let (a, b) = cluster(broker, &dir, "reload_interval = 1\n");
+    let (a, b) = cluster(
+        broker,
+        &dir,
+        "reload_interval = 1\nargon2_per_address_per_second = 1\n",
+    );
     let logs = || format!("node 1:\n{}\nnode 2:\n{}", a.log(), b.log());
+
+    // Imported-shaped passwords cost an Argon2 run each: past the address's
+    // budget (1 a second here), refused without one, and said so; a
+    // generated secret connects whatever the budget.
+    let guess = Key {
+        id: legacy.key().to_string(),
+        secret: "an-imported-password-0123".into(),
+    };
+    for _ in 0..3 {
+        let (_, code) = Client::connect(a.mqtt, "sensor-2", &guess);
+        assert_eq!(code, 5, "{}", logs());
+    }
+    a.wait_for_log("the budget of slow (argon2) verifications is spent");
+    assert!(a.log().contains("wrong secret"), "{}", logs());
+    let _ = Client::connected(a.mqtt, "sensor-2", &kept);
 
     // A subscription allowed under the old records is decided again under the
     // new ones: `gw` (restricted to trucks) subscribed to truck-a's state, then
