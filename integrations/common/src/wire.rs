@@ -34,12 +34,29 @@ pub fn packet(first: u8, body: &[u8]) -> Vec<u8> {
 /// A CONNECT with a clean session, `keepalive` seconds, and optionally a
 /// username and password.
 pub fn connect(client_id: &str, credentials: Option<(&str, &str)>, keepalive: u16) -> Vec<u8> {
+    connect_with_will(client_id, credentials, keepalive, None)
+}
+
+/// [`connect`], with a QoS 0 will (`topic`, `message`) if given.
+pub fn connect_with_will(
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+    keepalive: u16,
+    will: Option<(&str, &str)>,
+) -> Vec<u8> {
     let mut body = Vec::new();
     string(&mut body, "MQTT");
     body.push(4);
-    body.push(if credentials.is_some() { 0xC2 } else { 0x02 });
+    let flags = 0x02
+        | if credentials.is_some() { 0xC0 } else { 0 }
+        | if will.is_some() { 0x04 } else { 0 };
+    body.push(flags);
     body.extend_from_slice(&keepalive.to_be_bytes());
     string(&mut body, client_id);
+    if let Some((topic, message)) = will {
+        string(&mut body, topic);
+        string(&mut body, message);
+    }
     if let Some((user, pass)) = credentials {
         string(&mut body, user);
         string(&mut body, pass);

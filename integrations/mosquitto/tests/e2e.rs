@@ -279,24 +279,13 @@ impl Mqtt {
     /// CONNECT (clean session, keep-alive 60 s, QoS 0 will if given);
     /// returns the connection and the CONNACK return code.
     fn connect(port: u16, device: &str, key: &Key, will: Option<(&str, &str)>) -> (Self, u8) {
-        let mut body = Vec::new();
-        wire::string(&mut body, "MQTT");
-        body.push(4);
-        body.push(0xC2 | if will.is_some() { 0x04 } else { 0 });
-        body.extend_from_slice(&60u16.to_be_bytes());
-        wire::string(&mut body, device);
-        if let Some((topic, message)) = will {
-            wire::string(&mut body, topic);
-            wire::string(&mut body, message);
-        }
-        wire::string(&mut body, &key.id);
-        wire::string(&mut body, &key.secret);
+        let connect = wire::connect_with_will(device, Some((&key.id, &key.secret)), 60, will);
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        stream.write_all(&wire::packet(0x10, &body)).unwrap();
+        stream.write_all(&connect).unwrap();
         let mut connack = [0u8; 4];
         stream.read_exact(&mut connack).unwrap();
         assert_eq!(connack[0], 0x20, "not a CONNACK: {connack:?}");

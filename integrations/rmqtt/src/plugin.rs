@@ -494,6 +494,14 @@ impl Handler for Hooks {
     }
 }
 
+/// The topic of the CONNECT's will, if it has one.
+fn will_topic(connect: &rmqtt::types::ConnectInfo) -> Option<&str> {
+    Some(match connect.last_will()? {
+        rmqtt::types::LastWill::V3(will) => &will.topic,
+        rmqtt::types::LastWill::V5(will) => &will.topic,
+    })
+}
+
 /// CONNECT: client id = device ID, username = key, password = secret. A
 /// refusal is logged with the client's address and, past the address's budget
 /// of refusals, held before it is answered (for every reason alike).
@@ -576,7 +584,20 @@ async fn verdict(
         format!("device `{device_id}`")
     };
     match result {
-        Ok(_) => Ok(who),
+        Ok(principal) => {
+            // RMQTT publishes a will without the publish hook: its topic is
+            // decided here, as a publication of the device would be.
+            if let Some(topic) = will_topic(connect) {
+                let directory = |id: &str| loaded.device(id);
+                if principal.may_publish(&loaded.rules, topic, &directory) != Ok(Decision::Allow) {
+                    return Err(format!(
+                        "{who}: its will's topic `{}` is not one it may publish to",
+                        excerpt(topic)
+                    ));
+                }
+            }
+            Ok(who)
+        }
         Err(_) if !known_device => Err(format!("{who}: unknown device")),
         Err(e) => Err(format!("{who}: {}", loaded.refusal_reason(&e))),
     }

@@ -160,6 +160,30 @@ fn a_two_node_cluster_enforces_access_keys_and_revokes_across_nodes() {
         logs()
     );
 
+    // Wills go through the same policy: truck-1 with a will on car-1's topic
+    // (outside its scope) is refused, and its will never delivered; with one on
+    // its own topic it connects, and the will is delivered once the connection
+    // is closed without DISCONNECT.
+    for (topic, message, delivered) in [
+        ("structure/car-1/state", "forged-will", false),
+        ("structure/truck-1/state", "own-will", true),
+    ] {
+        let (client, code) =
+            Client::connect_with_will(b.mqtt, "truck-1", &trucks_key, Some((topic, message)));
+        assert_eq!(code, if delivered { 0 } else { 5 }, "{}", logs());
+        if !delivered {
+            b.wait_for_log("its will's topic `structure/car-1/state` is not one it may publish to");
+        }
+        drop(client);
+        let seen = monitor.messages(Duration::from_secs(1));
+        let expected = if delivered {
+            vec![format!("{topic} {message}")]
+        } else {
+            vec![]
+        };
+        assert_eq!(seen, expected, "{}", logs());
+    }
+
     // Revoking a key: its line deleted, SIGHUP to node 1 only. Its session on
     // node 2 is disconnected by node 1 within 2 s.
     let mut sensor = Client::connected(b.mqtt, "sensor-9", &revoked);

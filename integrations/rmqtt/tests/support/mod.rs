@@ -166,13 +166,28 @@ pub struct Key {
 impl Client {
     /// CONNECT; returns the client and the CONNACK return code.
     pub fn connect(port: u16, client_id: &str, key: &Key) -> (Self, u8) {
+        Self::connect_with_will(port, client_id, key, None)
+    }
+
+    /// CONNECT with a QoS 0 will (`topic`, `message`) if given.
+    pub fn connect_with_will(
+        port: u16,
+        client_id: &str,
+        key: &Key,
+        will: Option<(&str, &str)>,
+    ) -> (Self, u8) {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         stream
-            .write_all(&wire::connect(client_id, Some((&key.id, &key.secret)), 60))
+            .write_all(&wire::connect_with_will(
+                client_id,
+                Some((&key.id, &key.secret)),
+                60,
+                will,
+            ))
             .unwrap();
         let mut client = Self(stream);
         let (kind, body) = client.read().expect("no CONNACK");
