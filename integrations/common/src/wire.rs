@@ -47,9 +47,8 @@ pub fn connect_with_will(
     let mut body = Vec::new();
     string(&mut body, "MQTT");
     body.push(4);
-    let flags = 0x02
-        | if credentials.is_some() { 0xC0 } else { 0 }
-        | if will.is_some() { 0x04 } else { 0 };
+    let flags =
+        0x02 | if credentials.is_some() { 0xC0 } else { 0 } | if will.is_some() { 0x04 } else { 0 };
     body.push(flags);
     body.extend_from_slice(&keepalive.to_be_bytes());
     string(&mut body, client_id);

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
 pub use structure_access_common::{
-    FileError, FileStamp, Records, Stamps, Unlisted, escape, excerpt, read_devices, read_keys,
-    refusal_reason, single_application, stamps, with_causes,
+    FileError, Records, Stamps, Unlisted, escape, excerpt, read_devices, read_keys, refusal_reason,
+    stamps, with_causes,
 };
 
 /// Why the plugin refuses to start. Every message names the option, or the file

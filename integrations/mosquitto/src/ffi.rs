@@ -142,7 +142,6 @@ fn log_outcome(plugin: &Plugin, outcome: &Outcome) {
 fn finish_reload(report: &Reload) {
     for (level, line) in &report.log {
         let level = match level {
-            Level::Debug => MOSQ_LOG_DEBUG,
             Level::Info => MOSQ_LOG_INFO,
             Level::Notice => MOSQ_LOG_NOTICE,
             Level::Error => MOSQ_LOG_ERR,

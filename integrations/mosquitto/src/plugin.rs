@@ -111,8 +111,6 @@ impl Client<'_> {
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
-    /// Detail.
-    Debug,
     /// Normal operation.
     Info,
     /// A refusal or a revocation.
@@ -178,12 +176,9 @@ struct Session {
     principal: Result<Principal, String>,
 }
 
-/// The keys and devices in force, with what they were read from.
-type Loaded = Records;
-
 #[derive(Debug)]
 struct State {
-    loaded: Loaded,
+    loaded: Records,
     sessions: HashMap<DeviceId, Session>,
     /// When the files' stamps were last compared (with `reload_interval`).
     last_check: Option<Instant>,
@@ -280,7 +275,7 @@ impl Plugin {
     }
 
     /// Reads both files, checking every record against the hash policy.
-    fn load(&self, stamps: Stamps) -> Result<Loaded, ConfigError> {
+    fn load(&self, stamps: Stamps) -> Result<Records, ConfigError> {
         Ok(Records::load(
             &self.config.keys_file,
             &self.config.devices_file,
@@ -467,7 +462,7 @@ impl Plugin {
     /// and cache hits never ask for it).
     fn authenticate(
         &self,
-        loaded: &Loaded,
+        loaded: &Records,
         record: Option<&AccessKey>,
         password: &str,
         device: &impl structure_access::Device,
@@ -616,7 +611,7 @@ impl Plugin {
         &self,
         state: &mut State,
         stamps: Stamps,
-        loaded: Result<Loaded, ConfigError>,
+        loaded: Result<Records, ConfigError>,
     ) -> Reload {
         let mut report = Reload::default();
         let loaded = match loaded {
@@ -688,7 +683,7 @@ impl Plugin {
 }
 
 /// A session's principal under the new records, or why it is revoked.
-fn evaluate(loaded: &Loaded, id: &DeviceId, session: &Session) -> Result<Principal, String> {
+fn evaluate(loaded: &Records, id: &DeviceId, session: &Session) -> Result<Principal, String> {
     let record = loaded
         .keys
         .get(&session.key)
