@@ -275,6 +275,9 @@ pub fn address_key(ip: IpAddr) -> String {
 /// default; past that, counted.
 pub const CLIENT_LINES_PER_SECOND: u32 = 20;
 
+/// What follows the number in the notes of lines held back.
+const HELD_BACK: &str = " more refusals or denials not logged one by one";
+
 /// At most `per_second` lines written in each second; the others are counted,
 /// and the count is added to the next line written.
 #[derive(Debug)]
@@ -327,9 +330,28 @@ impl LogBudget {
         }
         let n = std::mem::take(&mut window.held_back);
         Some(format!(
-            "{n} more refusals or denials not logged one by one (more than {} a second)",
+            "{n}{HELD_BACK} (more than {} a second)",
             self.per_second
         ))
+    }
+
+    /// How many lines the counts in `log` say were held back: the reader of
+    /// what [`line`](Self::line) and [`flush`](Self::flush) write, for tools
+    /// and tests that account for every refusal.
+    pub fn held_back_in(log: &str) -> usize {
+        let mut pieces = log.split(HELD_BACK).peekable();
+        let mut total = 0;
+        while let Some(piece) = pieces.next() {
+            // The number ends the text before each note.
+            if pieces.peek().is_some() {
+                total += piece
+                    .rsplit(|c: char| c.is_whitespace() || c == '(')
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        total
     }
 
     /// [`line`](Self::line) at the time `now`.
@@ -350,8 +372,7 @@ impl LogBudget {
         match std::mem::take(&mut window.held_back) {
             0 => Some(line),
             n => Some(format!(
-                "{line} (and {n} more refusals or denials not logged one by one before it: \
-                 more than {} a second)",
+                "{line} (and {n}{HELD_BACK} before it: more than {} a second)",
                 self.per_second
             )),
         }
@@ -518,6 +539,26 @@ mod tests {
             line(6, t0 + Duration::from_secs(1)).as_deref(),
             Some("line 6")
         );
+    }
+
+    #[test]
+    fn the_counts_written_are_read_back() {
+        let budget = LogBudget::new(1);
+        let t0 = Instant::now();
+        let mut log = String::new();
+        for i in 0..5 {
+            log.extend(budget.line_at(format!("line {i}\n"), t0));
+        }
+        log.extend(budget.flush_at(t0 + Duration::from_secs(1)));
+        for i in 5..8 {
+            log.extend(budget.line_at(format!("line {i}\n"), t0 + Duration::from_secs(1)));
+        }
+        log.extend(budget.line_at("line 8".into(), t0 + Duration::from_secs(2)));
+        assert_eq!(
+            log.matches("line ").count() + LogBudget::held_back_in(&log),
+            9
+        );
+        assert_eq!(LogBudget::held_back_in("no notes here"), 0);
     }
 
     #[test]

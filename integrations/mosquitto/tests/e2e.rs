@@ -17,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{AdditionalTopics, FilterList};
 use structure_access::{AccessKey, Cost, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
+use structure_access_common::throttle::LogBudget;
 use structure_access_common::wire;
 
 /// Two applications share the broker.
@@ -1004,13 +1005,7 @@ fn the_argon2_budget_and_the_log_budget_hold_on_a_real_broker() {
         let written = (0..50)
             .filter(|i| burst.contains(&format!("publish `elsewhere/{i}`")))
             .count();
-        let pieces: Vec<&str> = burst
-            .split(" more refusals or denials not logged one by one")
-            .collect();
-        let counted: usize = pieces[..pieces.len() - 1]
-            .iter()
-            .filter_map(|piece| piece.rsplit(' ').next()?.parse::<usize>().ok())
-            .sum();
+        let counted = LogBudget::held_back_in(burst);
         assert!(written < 50, "every line written:\n{burst}");
         if written + counted == 50 {
             break;

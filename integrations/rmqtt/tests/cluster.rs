@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{AccessKey, DeviceRecord, HashPolicy, Restriction, Scope};
+use structure_access_common::throttle::LogBudget;
 use support::{Client, Key, cluster};
 
 const APP_A: &str = "64b1f0c2a7e3d95b8c4f2a10";
@@ -364,13 +365,7 @@ fn nodes_reload_on_their_interval_and_revoke_what_changed() {
         let written = (0..50)
             .filter(|i| burst.contains(&format!("publish `elsewhere/{i}`")))
             .count();
-        let pieces: Vec<&str> = burst
-            .split(" more refusals or denials not logged one by one")
-            .collect();
-        let counted: usize = pieces[..pieces.len() - 1]
-            .iter()
-            .filter_map(|piece| piece.rsplit(' ').next()?.parse::<usize>().ok())
-            .sum();
+        let counted = LogBudget::held_back_in(&burst);
         (written, counted, burst)
     };
     let deadline = Instant::now() + Duration::from_secs(5);
