@@ -70,7 +70,7 @@ fn throughput(port: u16, gw: &Key, truck: &Key, count: usize) -> f64 {
     std::thread::sleep(Duration::from_millis(300));
     let received = std::thread::scope(|s| {
         let counter = s.spawn(move || {
-            sub.0
+            sub.stream
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
             let mut n = 0;
