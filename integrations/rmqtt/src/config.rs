@@ -23,6 +23,9 @@ use serde::Deserialize;
 /// argon2_per_address_per_second = 2   # ...and of each client address
 /// refusals_per_address_per_second = 2 # refusals answered at once to an address (0: none)...
 /// refusal_delay_ms = 1000        # ...past them, each held this long (0: never held)
+/// max_subscriptions = 1000       # subscriptions one session may hold
+/// max_retained_messages = 100000 # retained messages the node keeps (0: none)
+/// max_retained_payload = 65536   # bytes of a retained message's payload, at most
 /// access_keys = true             # false: no plugin (a baseline for benchmarks)
 /// ```
 ///
@@ -67,6 +70,18 @@ pub struct NodeConfig {
     /// at most [`MAX_REFUSAL_DELAY_MS`]).
     #[serde(default = "default_refusal_delay")]
     pub refusal_delay_ms: u64,
+    /// Most subscriptions one session may hold (each filter at most
+    /// [`crate::plugin::MAX_FILTER_BYTES`] long).
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
+    /// Most retained messages the node keeps (0: retained messages are not
+    /// kept). Past it, a retained message on a new topic is not kept.
+    #[serde(default = "default_max_retained")]
+    pub max_retained_messages: usize,
+    /// Longest payload of a retained message, in bytes; a longer one is
+    /// delivered but not kept.
+    #[serde(default = "default_max_retained_payload")]
+    pub max_retained_payload: usize,
     /// Whether the access-key plugin runs (false: a node without it, for
     /// benchmarks only: anonymous clients are then allowed).
     #[serde(default = "yes")]
@@ -94,8 +109,40 @@ const fn default_refusals_per_address() -> u32 {
 const fn default_refusal_delay() -> u64 {
     1_000
 }
+const fn default_max_subscriptions() -> usize {
+    1_000
+}
+const fn default_max_retained() -> usize {
+    100_000
+}
+const fn default_max_retained_payload() -> usize {
+    64 * 1024
+}
 const fn yes() -> bool {
     true
+}
+
+/// Why `grpc_listen` deserves a warning: the cluster's gRPC port takes, from
+/// anyone who reaches it, publications to any topic past the plugin, kicks
+/// and session lists. `None` for a loopback or private address.
+pub fn grpc_exposure(addr: &SocketAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    let ip = addr.ip();
+    if ip.is_unspecified() {
+        return Some("every interface of the machine");
+    }
+    let private = match ip {
+        IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        IpAddr::V6(ip) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                // Unique local (fc00::/7) and link-local (fe80::/10).
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
+    };
+    (!private).then_some("a public address")
 }
 
 impl NodeConfig {
@@ -147,6 +194,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn grpc_on_a_public_or_every_address_is_flagged() {
+        for (addr, flagged) in [
+            ("127.0.0.1:5363", None),
+            ("10.1.2.3:5363", None),
+            ("172.16.0.9:5363", None),
+            ("192.168.1.1:5363", None),
+            ("[::1]:5363", None),
+            ("[fd12:3456::1]:5363", None),
+            ("[fe80::1]:5363", None),
+            ("0.0.0.0:5363", Some("every interface of the machine")),
+            ("[::]:5363", Some("every interface of the machine")),
+            ("203.0.113.7:5363", Some("a public address")),
+            ("[2001:db8::1]:5363", Some("a public address")),
+        ] {
+            assert_eq!(grpc_exposure(&addr.parse().unwrap()), flagged, "{addr}");
+        }
+    }
+
+    #[test]
     fn a_minimal_file_gets_the_defaults_and_bad_ones_say_why() {
         let dir = std::env::temp_dir().join(format!("structure-rmqtt-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -167,6 +233,14 @@ mod tests {
             (10, 10_000)
         );
         assert!(config.access_keys);
+        assert_eq!(
+            (
+                config.max_subscriptions,
+                config.max_retained_messages,
+                config.max_retained_payload
+            ),
+            (1_000, 100_000, 65_536)
+        );
         assert_eq!(
             (
                 config.refusals_per_address_per_second,

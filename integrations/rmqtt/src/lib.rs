@@ -19,7 +19,9 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod clients;
 pub mod config;
 pub mod node;
 pub mod plugin;
+pub mod shared_subscription;
 pub mod state;

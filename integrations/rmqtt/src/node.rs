@@ -15,6 +15,24 @@ pub async fn run(config: NodeConfig) -> Result<(), String> {
         // machine is not a reason to turn devices away.
         .busy_check_enable(false);
     let clustered = !config.peers.is_empty();
+    if clustered && let Some(exposure) = crate::config::grpc_exposure(&config.grpc_listen) {
+        log::warn!(
+            "grpc_listen {} is on {exposure}: whoever reaches it can publish to any topic past \
+             the access-key plugin, kick sessions and list them; bind it to a private address \
+             and admit only the other nodes' addresses to it (see the README)",
+            config.grpc_listen
+        );
+    }
+    // Retained messages, in memory (RMQTT's retainer), within bounds.
+    if config.max_retained_messages > 0 {
+        builder = builder.plugins_config_map_add(
+            "rmqtt-retainer",
+            format!(
+                "storage.type = \"ram\"\nmax_retained_messages = {}\nmax_payload_size = \"{}B\"",
+                config.max_retained_messages, config.max_retained_payload
+            ),
+        );
+    }
     if clustered {
         let peers = toml::Value::Array(
             config
@@ -35,6 +53,11 @@ pub async fn run(config: NodeConfig) -> Result<(), String> {
         rmqtt_cluster_broadcast::register(&scx, true, false)
             .await
             .map_err(|e| format!("cluster: {e}"))?;
+    }
+    if config.max_retained_messages > 0 {
+        rmqtt_retainer::register(&scx, true, false)
+            .await
+            .map_err(|e| format!("retainer: {e}"))?;
     }
     if config.access_keys {
         crate::plugin::register(&scx, &config).await?;

@@ -1,11 +1,38 @@
 //! The RMQTT plugin: CONNECT through the core's `Authenticator` (Argon2 on a
 //! blocking thread, within a budget), PUBLISH and SUBSCRIBE through the topic
-//! policy, per-delivery decisions for `Filter` subscriptions, and revocation of
-//! live sessions on any node after a reload.
+//! policy, every delivery and every will decided by the policy, and
+//! revocation of live and offline sessions on any node after a reload.
+//!
+//! # Deny by default
+//!
+//! Every delivery to a client is decided by `may_receive` under the records
+//! in force, whatever subscription it came through: one answered `Allow` or
+//! `Filter` on this node, one carried over from another node or an earlier
+//! connection (RMQTT moves a session's subscriptions and queue without its
+//! subscribe hook), a shared or a retained one. A session's subscriptions
+//! are also decided again once on this node, at its first delivery, and the
+//! ones it may no longer hold are removed.
+//!
+//! # Sessions
+//!
+//! The plugin keeps, for each session it authenticated, the key and the
+//! verifier that proved its secret ([`crate::clients`]). A CONNECT verified
+//! under records that changed meanwhile is decided again under the new ones
+//! before it is accepted; a reload marks every session that no longer
+//! stands, refuses all its checks, and disconnects it until it is gone.
+//!
+//! # Wills
+//!
+//! RMQTT publishes a will without its publish hook, and a handler of its
+//! message-publish hook cannot drop one. A will is decided when it is
+//! published, under the records then in force, on the node of the session
+//! that left it (whose verifier this node knows): one it may not publish is
+//! made inert (not retained, and expired since 1970, so that every node
+//! drops it before delivery). Each delivery of a will is decided again on
+//! the subscriber's node, as the publisher's and as the subscriber's.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
@@ -13,16 +40,21 @@ use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::plugin::{PackageInfo, Plugin};
-use rmqtt::types::{AuthResult, Id, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{
+    AuthResult, From, FromType, Id, Publish, PublishAclResult, SubscribeAclResult, Unsubscribe,
+};
 use structure_access::mqtt::Decision;
-use structure_access::{Authenticator, HashPolicy, Principal, Secret, VerificationCache};
+use structure_access::{
+    Authenticator, DeviceId, HashPolicy, KeyId, Secret, VerificationCache, Verifier,
+};
 use structure_access_common::throttle::{
     CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
 };
 use structure_access_common::{Unlisted, escape, excerpt};
 
+use crate::clients::Clients;
 use crate::config::NodeConfig;
-use crate::state::{Loaded, Store, affected, revoked};
+use crate::state::{Store, affected, revoked};
 
 /// The plugin's name in RMQTT's plugin manager.
 pub const NAME: &str = "structure-access";
@@ -30,11 +62,12 @@ pub const NAME: &str = "structure-access";
 /// The hooks' priority: before any other plugin's.
 const PRIORITY: u32 = 10;
 
-/// Most `Filter` subscriptions one client may hold (each is kept until
-/// unsubscribed): memory per client stays bounded.
-const MAX_FILTERS: usize = 1_000;
+/// The longest subscription filter accepted, in bytes: the device topics
+/// are short, custom filters on file are at most 1 024 bytes, and RMQTT
+/// keeps every filter a session holds.
+pub const MAX_FILTER_BYTES: usize = 4_096;
 
-/// Cluster calls (session lookups, kicks) a reload has in flight at once.
+/// Cluster calls (session lookups) a reload has in flight at once.
 const CONCURRENT_CLUSTER_CALLS: usize = 32;
 
 /// Most refusals held at once: a tenth of the 1 000 handshakes RMQTT runs at
@@ -44,6 +77,26 @@ const MAX_HELD_REFUSALS: usize = 100;
 /// Most refusals of one client address held at once, so that one address
 /// cannot take every place.
 const MAX_HELD_PER_ADDRESS: usize = 10;
+
+/// How long a revoked session is disconnected again and again before the
+/// plugin gives up on it (saying so): far beyond a handshake.
+const KICK_FOR: Duration = Duration::from_secs(30);
+
+/// An entry whose session RMQTT no longer has is dropped once this old: a
+/// CONNECT is entered before RMQTT registers its session.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// The gRPC message type of a revocation one node sends another: "end this
+/// session of yours, for this reason" (the cluster plugin's messages are of
+/// type 98).
+const REVOCATION: rmqtt::grpc::MessageType = 0x7374_6163;
+
+/// A session another node's reload found no longer stands.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Revocation {
+    session: Id,
+    why: String,
+}
 
 /// What the hooks share.
 struct Shared {
@@ -55,22 +108,10 @@ struct Shared {
     tarpit: Tarpit,
     /// The log lines clients cause (refusals, denials), bounded.
     lines: LogBudget,
-    /// Per client id: its subscriptions answered `Filter` (each delivery
-    /// through them is decided by `may_receive`) and its principal under the
-    /// records in force, derived once per load.
-    clients: Mutex<HashMap<String, ClientState>>,
-}
-
-/// What the plugin keeps of a connected client.
-#[derive(Default)]
-struct ClientState {
-    filters: HashSet<String>,
-    /// The oldest load under which a subscription of this client was
-    /// answered `Allow`: once another load is in force, every delivery to
-    /// the client is decided again (a reload may have narrowed what it sees).
-    allowed_under: Option<u64>,
-    /// (load generation, username, principal or why there is none)
-    principal: Option<(u64, String, Result<Principal, String>)>,
+    /// The sessions this node authenticated.
+    clients: Mutex<Clients>,
+    /// Most subscriptions one session may hold.
+    max_subscriptions: usize,
 }
 
 impl Shared {
@@ -82,32 +123,62 @@ impl Shared {
         }
     }
 
-    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClientState>> {
+    fn clients(&self) -> std::sync::MutexGuard<'_, Clients> {
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The principal of a session under the records in force: derived once
-    /// per client, username and load, then reused for every check.
-    fn principal(
+    /// Enters a session whose secret was proven under the records of
+    /// `verified_under`, deciding it again under the records in force (a
+    /// reload may have come meanwhile), its will's topic included. Under the
+    /// same lock as a reload's swap of the records: every session is either
+    /// entered before a reload looks at the entries, or decided under the
+    /// reload's records.
+    fn admit(
         &self,
-        loaded: &Loaded,
-        client_id: &str,
-        username: &str,
-    ) -> Result<Principal, String> {
+        session: &Id,
+        (key, device, verifier): (KeyId, DeviceId, Verifier),
+        verified_under: u64,
+        will: Option<&str>,
+    ) -> Result<(), String> {
         let mut clients = self.clients();
-        let state = match clients.get_mut(client_id) {
-            Some(state) => state,
-            None => clients.entry(client_id.to_owned()).or_default(),
-        };
-        if let Some((generation, name, principal)) = &state.principal
-            && *generation == loaded.generation
-            && name == username
-        {
-            return principal.clone();
+        let loaded = self.store.current();
+        let changed = loaded.generation != verified_under;
+        let principal = clients
+            .admit(&loaded, session.clone(), key, device, verifier)
+            .map_err(|why| {
+                if changed {
+                    format!("{why} (while its secret was being verified)")
+                } else {
+                    why
+                }
+            })?;
+        if let Some(topic) = will {
+            let directory = |id: &str| loaded.device(id);
+            if principal.may_publish(&loaded.rules, topic, &directory) != Ok(Decision::Allow) {
+                clients.remove(session);
+                return Err(format!(
+                    "its will's topic `{}` is not one it may publish to",
+                    excerpt(topic)
+                ));
+            }
         }
-        let principal = loaded.principal(client_id, username);
-        state.principal = Some((loaded.generation, username.to_owned(), principal.clone()));
-        principal
+        Ok(())
+    }
+
+    /// Whether `publish` may be delivered to `session`: the subscriber may
+    /// receive its topic, and a will's publisher may (still) publish there.
+    fn may_deliver(&self, session: &Id, from: &From, topic: &str) -> bool {
+        let loaded = self.store.current();
+        let directory = |id: &str| loaded.device(id);
+        let mut clients = self.clients();
+        let receive = clients.decide(&loaded, session, |p| {
+            p.may_receive(&loaded.rules, topic, &directory) == Ok(true)
+        });
+        receive
+            && (!matches!(from.typ(), FromType::LastWill)
+                || clients.decide(&loaded, &from.id, |p| {
+                    p.may_publish(&loaded.rules, topic, &directory) == Ok(Decision::Allow)
+                }))
     }
 }
 
@@ -156,7 +227,8 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
             MAX_HELD_PER_ADDRESS,
         ),
         lines: LogBudget::new(CLIENT_LINES_PER_SECOND),
-        clients: Mutex::new(HashMap::new()),
+        clients: Mutex::new(Clients::default()),
+        max_subscriptions: config.max_subscriptions,
     });
     let reload_interval =
         (config.reload_interval > 0).then(|| Duration::from_secs(config.reload_interval));
@@ -204,16 +276,25 @@ impl Plugin for AccessKeyPlugin {
     async fn init(&mut self) -> rmqtt::Result<()> {
         for typ in [
             Type::ClientAuthenticate,
+            Type::ClientConnack,
+            Type::ClientConnected,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
+            Type::MessagePublish,
             Type::MessageExpiryCheck,
-            Type::SessionUnsubscribed,
             Type::SessionTerminated,
+            Type::GrpcMessageReceived,
         ] {
             self.register
                 .add_priority(typ, PRIORITY, Box::new(Hooks(self.shared.clone())))
                 .await;
         }
+        // Shared subscriptions, each message to one member of its group
+        // among those of the topic's application.
+        let shared = self.shared.clone();
+        *self.shared.scx.extends.shared_subscription_mut().await = Box::new(
+            crate::shared_subscription::ApplicationGroups::new(move || shared.store.current()),
+        );
         Ok(())
     }
 
@@ -225,6 +306,7 @@ impl Plugin for AccessKeyPlugin {
         self.register.start().await;
         spawn_reloaders(self.shared.clone(), self.reload_interval);
         spawn_log_flusher(self.shared.clone());
+        spawn_sweeper(self.shared.clone());
         Ok(())
     }
 
@@ -243,6 +325,37 @@ fn spawn_log_flusher(shared: Arc<Shared>) {
             ticks.tick().await;
             if let Some(line) = shared.lines.flush() {
                 log::warn!("{NAME}: {line}");
+            }
+        }
+    });
+}
+
+/// Drops, every 10 s, the entries of sessions RMQTT no longer has (a session
+/// taken over from another node, a CONNECT that failed after it was
+/// accepted): what the plugin keeps stays within the sessions that exist.
+fn spawn_sweeper(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            ticks.tick().await;
+            let entries = shared.clients().sessions();
+            let cluster = shared.scx.extends.shared().await;
+            let mut gone = Vec::new();
+            for (id, since, _) in entries {
+                let exists = cluster
+                    .entry(id.clone())
+                    .session()
+                    .is_some_and(|s| s.id == id);
+                if !exists && since.elapsed() > STALE_AFTER {
+                    gone.push(id);
+                }
+            }
+            drop(cluster);
+            if !gone.is_empty() {
+                let mut clients = shared.clients();
+                for id in &gone {
+                    clients.remove(id);
+                }
             }
         }
     });
@@ -274,51 +387,61 @@ fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
     }
 }
 
-/// Reloads the files, all or nothing, then ends every live session, on any
-/// node, that the new records no longer allow.
-async fn reload(shared: &Shared, cause: &str) {
-    let (old, new) = match shared.store.reload() {
-        Ok(versions) => versions,
-        Err(e) => {
+/// Reloads the files, all or nothing (read and parsed on a blocking thread),
+/// then ends every session, live or offline, on any node, that the new
+/// records no longer allow.
+async fn reload(shared: &Arc<Shared>, cause: &str) {
+    let reader = shared.clone();
+    let read = tokio::task::spawn_blocking(move || reader.store.read()).await;
+    let loaded = match read {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(e)) => {
             log::error!("{NAME}: reload after {cause} refused, the previous records stay: {e}");
             return;
         }
+        Err(_) => {
+            log::error!("{NAME}: reload after {cause} failed, the previous records stay");
+            return;
+        }
+    };
+    // The swap and the look at every entry, under the entries' lock: a
+    // CONNECT verified meanwhile is entered either before (and looked at
+    // here) or after (and decided under the new records).
+    let (old, new, doomed, entries) = {
+        let mut clients = shared.clients();
+        let (old, new) = shared.store.put(loaded);
+        let doomed = clients.revoke(&new);
+        (old, new, doomed, clients.sessions())
     };
     log::info!(
-        "{NAME}: reloaded after {cause}: {} access key(s), {} device(s)",
+        "{NAME}: reloaded after {cause}: {} access key(s), {} device(s); {} session(s) on this node \
+         looked at, {} revoked",
         new.keys.len(),
-        new.devices.len()
+        new.devices.len(),
+        entries.len(),
+        doomed.len()
     );
-    revoke(shared, &old, &new).await;
-}
-
-/// Kicks the sessions `new` no longer allows: every local one is looked at,
-/// and the other nodes are asked about the devices the change may concern.
-async fn revoke(shared: &Shared, old: &Loaded, new: &Loaded) {
-    let cluster = shared.scx.extends.shared().await;
-    let local: Vec<Id> = cluster
-        .iter()
-        .filter_map(|entry| entry.session().map(|session| session.id.clone()))
-        .collect();
-    let mut seen = HashSet::new();
-    let mut doomed = Vec::new();
-    for id in local {
-        seen.insert(id.client_id.to_string());
-        if let Some(why) = revoked(old, new, &id.client_id, id.username_ref()) {
-            doomed.push((id, why));
-        }
+    for (id, why) in doomed {
+        tokio::spawn(end_session(shared.clone(), id, why));
     }
-    // The other nodes are asked about the affected devices not found here,
-    // and the doomed sessions kicked, a bounded number at a time.
-    let remote: Vec<_> = affected(old, new)
-        .into_iter()
-        .filter(|device| !seen.contains(device.as_str()))
+    // The other nodes are asked about the devices the change may concern
+    // that have no session here, offline sessions included.
+    let here: std::collections::HashSet<String> = entries
+        .iter()
+        .map(|(id, _, _)| id.client_id.to_string())
         .collect();
+    let remote: Vec<_> = affected(&old, &new)
+        .into_iter()
+        .filter(|device| !here.contains(device.as_str()))
+        .collect();
+    let cluster = shared.scx.extends.shared().await;
     let cluster = &cluster;
+    let this_node = shared.scx.node.id();
+    let (old, new) = (&old, &new);
     let found: Vec<(Id, String)> = stream::iter(remote)
         .map(|device| async move {
             let status = cluster.session_status(device.as_str()).await?;
-            if !status.online {
+            if status.id.node_id == this_node {
                 return None;
             }
             let why = revoked(old, new, &status.id.client_id, status.id.username_ref())?;
@@ -328,31 +451,173 @@ async fn revoke(shared: &Shared, old: &Loaded, new: &Loaded) {
         .filter_map(|found| async move { found })
         .collect()
         .await;
-    doomed.extend(found);
-    stream::iter(doomed)
-        .for_each_concurrent(CONCURRENT_CLUSTER_CALLS, |(id, why)| async move {
-            let entry = cluster.entry(id.clone());
-            let kicked = match entry.try_lock().await {
-                Ok(mut locked) => locked.kick(true, true, true).await.map(|_| ()),
-                Err(e) => Err(e),
-            };
-            // A remote kick may report `NotExist` for a session it did end: ask.
-            let gone = kicked.is_ok() || !entry.online().await;
-            let shown = escape(&id.client_id);
-            if gone {
-                log::warn!(
-                    "{NAME}: disconnected device `{shown}` (access key `{}`) on node {}: {why}",
-                    escape(id.username_ref()),
-                    id.node()
-                );
-            } else {
-                log::error!(
-                    "{NAME}: could not disconnect device `{shown}` on node {}: {why}",
-                    id.node()
-                );
-            }
-        })
+    for (id, why) in found {
+        tokio::spawn(end_remote_session(shared.clone(), id, why));
+    }
+}
+
+/// Asks the node of the session `id` to end it (it marks the session
+/// revoked, so that its will is not published, then disconnects it); if
+/// that node cannot be asked, disconnects it through the cluster.
+async fn end_remote_session(shared: Arc<Shared>, id: Id, why: String) {
+    let client = shared
+        .scx
+        .extends
+        .shared()
+        .await
+        .get_grpc_clients()
+        .get(&id.node_id)
+        .map(|(_, client)| client.clone());
+    let message = serde_json::to_vec(&Revocation {
+        session: id.clone(),
+        why: why.clone(),
+    });
+    if let (Some(client), Ok(message)) = (client, message) {
+        let sent = rmqtt::grpc::MessageSender::new(
+            client,
+            REVOCATION,
+            rmqtt::grpc::Message::Data(message),
+            Some(Duration::from_secs(5)),
+        )
+        .send()
         .await;
+        if matches!(sent, Ok(rmqtt::grpc::MessageReply::Success)) {
+            log::info!(
+                "{NAME}: asked node {} to disconnect device `{}` (access key `{}`): {why}",
+                id.node(),
+                escape(&id.client_id),
+                escape(id.username_ref())
+            );
+            return;
+        }
+    }
+    end_session(shared, id, why).await;
+}
+
+/// Disconnects the session `id` (live or offline, on any node), discarding
+/// it with its subscriptions and queue, again and again until it is gone: a
+/// kick can fail while the session is locked (a CONNECT of the same client
+/// id under way), and a session accepted just before a reload may not be
+/// registered yet (its connection then disconnects it, see
+/// [`Parameter::ClientConnected`]).
+async fn end_session(shared: Arc<Shared>, id: Id, why: String) {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if kick(&shared, &id).await {
+            log::warn!(
+                "{NAME}: disconnected device `{}` (access key `{}`) on node {}: {why}",
+                escape(&id.client_id),
+                escape(id.username_ref()),
+                id.node()
+            );
+            return;
+        }
+        if start.elapsed() > KICK_FOR {
+            log::error!(
+                "{NAME}: could not disconnect device `{}` on node {} within {} s: {why}",
+                escape(&id.client_id),
+                id.node(),
+                KICK_FOR.as_secs()
+            );
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// One attempt at ending the session `id`; whether it is gone.
+async fn kick(shared: &Shared, id: &Id) -> bool {
+    let cluster = shared.scx.extends.shared().await;
+    let entry = cluster.entry(id.clone());
+    let this_node = id.node_id == shared.scx.node.id();
+    if this_node {
+        // Gone, or not registered yet (then its connection ends it), or
+        // replaced by a newer session of the device: nothing to end.
+        if entry.session().is_none_or(|s| s.id != *id) {
+            return true;
+        }
+        let Ok(mut locked) = entry.try_lock().await else {
+            return false;
+        };
+        if locked.session().is_none_or(|s| s.id != *id) {
+            return true;
+        }
+        locked.kick(true, true, true).await.is_ok()
+    } else {
+        if let Ok(mut locked) = entry.try_lock().await {
+            let _ = locked.kick(true, true, true).await;
+        }
+        // Gone once the cluster no longer shows this very session.
+        cluster
+            .session_status(&id.client_id)
+            .await
+            .is_none_or(|status| status.id != *id)
+    }
+}
+
+/// Decides again, once, the subscriptions a session holds on this node
+/// (carried over by RMQTT from another node or an earlier connection without
+/// the subscribe hook), and removes the ones it may not hold.
+async fn review(shared: Arc<Shared>, id: Id) {
+    let cluster = shared.scx.extends.shared().await;
+    let entry = cluster.entry(id.clone());
+    let Some(session) = entry.session().filter(|s| s.id == id) else {
+        return;
+    };
+    let Ok(subscriptions) = session.subscriptions().await else {
+        return;
+    };
+    let held: Vec<_> = subscriptions
+        .read()
+        .await
+        .iter()
+        .map(|(filter, opts)| (filter.clone(), opts.shared_group().cloned()))
+        .collect();
+    let loaded = shared.store.current();
+    let denied: Vec<_> = {
+        let directory = |device: &str| loaded.device(device);
+        let mut clients = shared.clients();
+        held.into_iter()
+            .filter(|(filter, _)| {
+                !clients.decide(&loaded, &id, |p| {
+                    matches!(
+                        p.may_subscribe(&loaded.rules, filter, &directory),
+                        Ok(Decision::Allow | Decision::Filter)
+                    )
+                })
+            })
+            .collect()
+    };
+    for (topic_filter, shared_group) in denied {
+        let unsubscribe = Unsubscribe {
+            topic_filter,
+            shared_group,
+        };
+        if entry.unsubscribe(&unsubscribe).await.is_ok() {
+            shared.warn(format!(
+                "{NAME}: removed the subscription `{}` of device `{}` (access key `{}`): not one \
+                 it may hold",
+                excerpt(&unsubscribe.topic_filter),
+                escape(&id.client_id),
+                escape(id.username_ref())
+            ));
+        }
+    }
+}
+
+/// Makes a will that may not be published inert: not retained, and expired
+/// since 1970, so that every node's expiry check drops it before delivery
+/// (RMQTT keeps the original will when a handler drops it).
+fn inert(will: &Publish) -> Publish {
+    let mut will = will.clone();
+    will.retain = false;
+    let mut properties = will.properties.clone().unwrap_or_default();
+    properties.message_expiry_interval = std::num::NonZeroU32::new(1);
+    will.properties = Some(properties);
+    will.create_time = Some(0);
+    will
 }
 
 /// The hook handler.
@@ -367,76 +632,29 @@ impl Handler for Hooks {
                 let result = authenticate(shared, connect).await;
                 (false, Some(HookResult::AuthResult(result)))
             }
+            Parameter::ClientConnack(connect, reason) => {
+                if !reason.success() {
+                    shared.clients().remove(connect.id());
+                }
+                (true, acc)
+            }
+            Parameter::ClientConnected(session) => {
+                // Revoked before RMQTT registered it: disconnected now.
+                if let Some(why) = shared.clients().connected(&session.id) {
+                    tokio::spawn(end_session(shared.clone(), session.id.clone(), why));
+                }
+                (true, acc)
+            }
             Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
-                let loaded = shared.store.current();
-                let filter = &subscribe.topic_filter;
-                let decision = shared
-                    .principal(&loaded, &session.id.client_id, session.id.username_ref())
-                    .and_then(|p| {
-                        let directory = |id: &str| loaded.device(id);
-                        p.may_subscribe(&loaded.rules, filter, &directory)
-                            .map_err(|e| e.to_string())
-                    });
-                let result = match decision {
-                    Ok(Decision::Allow) => {
-                        let mut clients = shared.clients();
-                        let state = clients.entry(session.id.client_id.to_string()).or_default();
-                        let oldest = state
-                            .allowed_under
-                            .map_or(loaded.generation, |g| g.min(loaded.generation));
-                        state.allowed_under = Some(oldest);
-                        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
-                    }
-                    Ok(Decision::Filter) => {
-                        let mut clients = shared.clients();
-                        let filters = &mut clients
-                            .entry(session.id.client_id.to_string())
-                            .or_default()
-                            .filters;
-                        if filters.len() < MAX_FILTERS || filters.contains(&**filter) {
-                            filters.insert(filter.to_string());
-                            SubscribeAclResult::new_success(subscribe.opts.qos(), None)
-                        } else {
-                            drop(clients);
-                            shared.warn(format!(
-                                "{NAME}: denied `{}`: subscribe `{}`: more than {MAX_FILTERS} \
-                                 filtered subscriptions",
-                                escape(&session.id.client_id),
-                                excerpt(filter)
-                            ));
-                            SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
-                        }
-                    }
-                    Ok(_) => {
-                        shared.warn(format!(
-                            "{NAME}: denied device `{}` (access key `{}`): subscribe `{}`",
-                            escape(&session.id.client_id),
-                            escape(session.id.username_ref()),
-                            excerpt(filter)
-                        ));
-                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
-                    }
-                    Err(why) => {
-                        shared.warn(format!(
-                            "{NAME}: denied `{}`: subscribe `{}`: {}",
-                            escape(&session.id.client_id),
-                            excerpt(filter),
-                            escape(&why)
-                        ));
-                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
-                    }
-                };
+                let result = subscribe_acl(shared, session, subscribe).await;
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 let loaded = shared.store.current();
-                let allowed = shared
-                    .principal(&loaded, &session.id.client_id, session.id.username_ref())
-                    .is_ok_and(|p| {
-                        let directory = |id: &str| loaded.device(id);
-                        p.may_publish(&loaded.rules, &publish.topic, &directory)
-                            == Ok(Decision::Allow)
-                    });
+                let directory = |id: &str| loaded.device(id);
+                let allowed = shared.clients().decide(&loaded, &session.id, |p| {
+                    p.may_publish(&loaded.rules, &publish.topic, &directory) == Ok(Decision::Allow)
+                });
                 let result = if allowed {
                     PublishAclResult::allow()
                 } else {
@@ -450,47 +668,125 @@ impl Handler for Hooks {
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
             }
-            Parameter::MessageExpiryCheck(session, _from, publish) => {
-                let client: &str = &session.id.client_id;
-                // Decided again: a delivery through a `Filter` subscription,
-                // and every delivery once the records changed since an
-                // `Allow` (most deliveries are neither: one map lookup).
-                let generation = shared.store.generation();
-                let decide = shared.clients().get(client).is_some_and(|state| {
-                    !state.filters.is_empty()
-                        || state.allowed_under.is_some_and(|g| g != generation)
-                });
-                if !decide {
-                    return (true, acc);
-                }
+            Parameter::MessagePublish(_, from, publish)
+                if matches!(from.typ(), FromType::LastWill) =>
+            {
                 let loaded = shared.store.current();
-                let receive = shared
-                    .principal(&loaded, client, session.id.username_ref())
-                    .is_ok_and(|p| {
-                        let directory = |id: &str| loaded.device(id);
-                        p.may_receive(&loaded.rules, &publish.topic, &directory) == Ok(true)
-                    });
-                if receive {
+                let directory = |id: &str| loaded.device(id);
+                let mut clients = shared.clients();
+                let why = match clients.refusal(&loaded, &from.id) {
+                    Some(why) => Some(why),
+                    None => (!clients.decide(&loaded, &from.id, |p| {
+                        p.may_publish(&loaded.rules, &publish.topic, &directory)
+                            == Ok(Decision::Allow)
+                    }))
+                    .then(|| "its topic is not one it may publish to".to_owned()),
+                };
+                drop(clients);
+                log::debug!("{NAME}: will of {:?}: {why:?}", from.id);
+                match why {
+                    None => (true, acc),
+                    Some(why) => {
+                        shared.warn(format!(
+                            "{NAME}: the will of device `{}` (access key `{}`) on `{}` is not \
+                             published: {}",
+                            escape(&from.id.client_id),
+                            escape(from.id.username_ref()),
+                            excerpt(&publish.topic),
+                            escape(&why)
+                        ));
+                        (false, Some(HookResult::Publish(inert(publish))))
+                    }
+                }
+            }
+            Parameter::MessageExpiryCheck(session, from, publish) => {
+                let review_now = {
+                    let mut clients = shared.clients();
+                    clients
+                        .get_mut(&session.id)
+                        .is_some_and(|c| !std::mem::replace(&mut c.reviewed, true))
+                };
+                if review_now {
+                    tokio::spawn(review(shared.clone(), session.id.clone()));
+                }
+                if shared.may_deliver(&session.id, from, &publish.topic) {
                     (true, acc)
                 } else {
                     // This one delivery is dropped; nothing else is.
                     (false, Some(HookResult::MessageExpiry))
                 }
             }
-            Parameter::SessionUnsubscribed(session, unsubscribe) => {
-                let client: &str = &session.id.client_id;
-                if let Some(state) = shared.clients().get_mut(client) {
-                    state.filters.remove(&*unsubscribe.topic_filter);
-                }
+            Parameter::SessionTerminated(session, _reason) => {
+                shared.clients().remove(&session.id);
                 (true, acc)
             }
-            Parameter::SessionTerminated(session, _reason) => {
-                let client: &str = &session.id.client_id;
-                shared.clients().remove(client);
-                (true, acc)
+            Parameter::GrpcMessageReceived(typ, rmqtt::grpc::Message::Data(data))
+                if *typ == REVOCATION =>
+            {
+                let reply = match serde_json::from_slice::<Revocation>(data) {
+                    Ok(Revocation { session, why }) if session.node_id == shared.scx.node.id() => {
+                        let known = shared.clients().mark_revoked(&session, &why);
+                        log::debug!(
+                            "{NAME}: revocation of {session:?} asked by another node; entered here: {known}"
+                        );
+                        tokio::spawn(end_session(shared.clone(), session, why));
+                        rmqtt::grpc::MessageReply::Success
+                    }
+                    _ => rmqtt::grpc::MessageReply::Error("not a revocation of this node".into()),
+                };
+                (false, Some(HookResult::GrpcMessageReply(Ok(reply))))
             }
             _ => (true, acc),
         }
+    }
+}
+
+/// SUBSCRIBE: the topic policy, within the bounds of a session (its number
+/// of subscriptions, the length of a filter).
+async fn subscribe_acl(
+    shared: &Arc<Shared>,
+    session: &rmqtt::session::Session,
+    subscribe: &rmqtt::types::Subscribe,
+) -> SubscribeAclResult {
+    let filter = &subscribe.topic_filter;
+    let refuse = |why: String| {
+        shared.warn(format!(
+            "{NAME}: denied device `{}` (access key `{}`): subscribe `{}`{why}",
+            escape(&session.id.client_id),
+            escape(session.id.username_ref()),
+            excerpt(filter)
+        ));
+        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+    };
+    if filter.len() > MAX_FILTER_BYTES {
+        return refuse(format!(": longer than {MAX_FILTER_BYTES} bytes"));
+    }
+    if let Ok(held) = session.subscriptions().await {
+        let held = held.read().await;
+        if held.len() >= shared.max_subscriptions && !held.contains_key(filter) {
+            return refuse(format!(
+                ": it holds {} subscriptions already, the most a session may",
+                held.len()
+            ));
+        }
+    }
+    let loaded = shared.store.current();
+    let directory = |id: &str| loaded.device(id);
+    let mut why = None;
+    let allowed = shared.clients().decide(&loaded, &session.id, |p| {
+        match p.may_subscribe(&loaded.rules, filter, &directory) {
+            Ok(Decision::Allow | Decision::Filter) => true,
+            Ok(_) => false,
+            Err(e) => {
+                why = Some(format!(": {}", escape(&e.to_string())));
+                false
+            }
+        }
+    });
+    if allowed {
+        SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+    } else {
+        refuse(why.unwrap_or_default())
     }
 }
 
@@ -528,14 +824,14 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
 /// Who the CONNECT authenticates, or why it is refused (escaped for the log).
 /// Runs the core's `Authenticator`, on a blocking thread whenever Argon2 may
 /// run, and asks the budget (of the node and of the client's address, keyed
-/// by `budget_key`) before any Argon2.
+/// by `budget_key`) before any Argon2; then enters the session.
 async fn verdict(
     shared: &Arc<Shared>,
     connect: &rmqtt::types::ConnectInfo,
     budget_key: Option<String>,
 ) -> Result<String, String> {
     let username = connect.username().ok_or("no username")?;
-    let Ok(key) = username.parse::<structure_access::KeyId>() else {
+    let Ok(key) = username.parse::<KeyId>() else {
         // It may be anything the client typed, a secret included: not repeated.
         return Err("the username is not an access key".into());
     };
@@ -546,7 +842,7 @@ async fn verdict(
     // The error's detail (length, offending position) is the password's:
     // only its kind is logged.
     let secret = Secret::parse_any(password).map_err(|_| "malformed secret")?;
-    let Ok(device_id) = connect.client_id().parse::<structure_access::DeviceId>() else {
+    let Ok(device_id) = connect.client_id().parse::<DeviceId>() else {
         return Err("the client id is not a device ID".into());
     };
     let loaded = shared.store.current();
@@ -559,7 +855,8 @@ async fn verdict(
                 .get(&key)
                 .is_some_and(|r| r.verifier().is_slow()));
     let (auth, throttle, on_file) = (shared.auth.clone(), shared.throttle.clone(), loaded.clone());
-    // Returns the result, and whether the key and the device are on file.
+    // Returns the result, the verifier that proved the secret, and whether
+    // the key and the device are on file.
     let run = move || {
         let record = on_file.keys.get(&key);
         let permit = || on_file.permit_argon2(|| throttle.permit(budget_key.as_deref()));
@@ -569,9 +866,14 @@ async fn verdict(
             // Not in the devices file: refused, at the cost of a listed device.
             None => auth.authenticate_with(record, &secret, &Unlisted(device_id), permit),
         };
-        (result, record.is_some(), device.is_some())
+        let verifier = result
+            .as_ref()
+            .ok()
+            .and(record)
+            .map(|r| r.verifier().clone());
+        (result, verifier, record.is_some(), device.is_some())
     };
-    let (result, known_key, known_device) = if slow {
+    let (result, verifier, known_key, known_device) = if slow {
         tokio::task::spawn_blocking(run)
             .await
             .map_err(|_| "internal error")?
@@ -583,22 +885,20 @@ async fn verdict(
     } else {
         format!("device `{device_id}`")
     };
-    match result {
-        Ok(principal) => {
-            // RMQTT publishes a will without the publish hook: its topic is
-            // decided here, as a publication of the device would be.
-            if let Some(topic) = will_topic(connect) {
-                let directory = |id: &str| loaded.device(id);
-                if principal.may_publish(&loaded.rules, topic, &directory) != Ok(Decision::Allow) {
-                    return Err(format!(
-                        "{who}: its will's topic `{}` is not one it may publish to",
-                        excerpt(topic)
-                    ));
-                }
-            }
+    match (result, verifier) {
+        (Ok(_), Some(verifier)) => {
+            shared
+                .admit(
+                    connect.id(),
+                    (key, device_id, verifier),
+                    loaded.generation,
+                    will_topic(connect),
+                )
+                .map_err(|why| format!("{who}: {why}"))?;
             Ok(who)
         }
-        Err(_) if !known_device => Err(format!("{who}: unknown device")),
-        Err(e) => Err(format!("{who}: {}", loaded.refusal_reason(&e))),
+        (Ok(_), None) => Err(format!("{who}: internal error")),
+        (Err(_), _) if !known_device => Err(format!("{who}: unknown device")),
+        (Err(e), _) => Err(format!("{who}: {}", loaded.refusal_reason(&e))),
     }
 }

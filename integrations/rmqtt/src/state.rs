@@ -164,18 +164,29 @@ impl Store {
         stamps(&self.keys_file, &self.devices_file) != self.current().stamps
     }
 
-    /// Reads the files again and puts them in force, all or nothing: on any
-    /// error the version in force stays, and the error names file and line.
-    /// Returns the previous version and the new one.
-    pub fn reload(&self) -> Result<(Arc<Loaded>, Arc<Loaded>), String> {
-        let mut loaded = self.load(0)?;
+    /// Reads the files as they are now, all or nothing, without putting
+    /// them in force: on any error the error names file and line.
+    pub fn read(&self) -> Result<Loaded, String> {
+        self.load(0)
+    }
+
+    /// Puts `loaded` in force, numbered after the version in force. Returns
+    /// the previous version and the new one.
+    pub fn put(&self, mut loaded: Loaded) -> (Arc<Loaded>, Arc<Loaded>) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         // Numbered under the lock: two reloads at once never share a number.
         loaded.generation = current.generation + 1;
         let new = Arc::new(loaded);
         let old = std::mem::replace(&mut *current, new.clone());
         self.generation.store(new.generation, Ordering::Release);
-        Ok((old, new))
+        (old, new)
+    }
+
+    /// Reads the files again and puts them in force, all or nothing: on any
+    /// error the version in force stays, and the error names file and line.
+    /// Returns the previous version and the new one.
+    pub fn reload(&self) -> Result<(Arc<Loaded>, Arc<Loaded>), String> {
+        Ok(self.put(self.read()?))
     }
 }
 

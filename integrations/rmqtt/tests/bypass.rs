@@ -492,3 +492,52 @@ fn left(deadline: Instant) -> Duration {
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1))
 }
+
+#[test]
+fn subscriptions_carried_into_a_session_are_decided_again() {
+    let dir = WorkDir::new("review");
+    let mut f = Fixture::new(26);
+    let trucks: Restriction = "vehicle=truck,gw".parse().unwrap();
+    let (gw_line, gw) = f.key(APP_A, trucks.into());
+    let (open_line, open) = f.key(APP_A, Scope::Unrestricted);
+    dir.write("keys.jsonl", &[gw_line, open_line].concat());
+    let devices = |truck_x: &str| {
+        [
+            device(APP_A, "gw", &[]),
+            device(APP_A, "truck-x", &[("vehicle", truck_x)]),
+            device(APP_A, "monitor", &[]),
+        ]
+        .concat()
+    };
+    dir.write("devices.jsonl", &devices("truck"));
+    let (a, b) = cluster(broker(), &dir.0, "");
+    // The gateway subscribes to truck-x's state (allowed) and its own, then
+    // goes offline; truck-x becomes a car.
+    let (mut gw1, _) = Client::opened(a.mqtt, &persistent("gw", &gw, false));
+    assert_eq!(gw1.subscribe_qos("structure/truck-x/state", 1), 1);
+    assert_eq!(gw1.subscribe_qos("structure/gw/state", 1), 1);
+    gw1.disconnect();
+    dir.write("devices.jsonl", &devices("car"));
+    for node in [&a, &b] {
+        node.sighup();
+    }
+    for node in [&a, &b] {
+        node.wait_for_count("reloaded after SIGHUP", 1);
+    }
+    // Back on node 2: the session moves with both subscriptions. At its
+    // first delivery node 2 decides them again and removes the one it may
+    // no longer hold; nothing of truck-x reaches it meanwhile.
+    let (mut gw2, present) = Client::opened(b.mqtt, &persistent("gw", &gw, false));
+    assert!(present);
+    let mut monitor = Client::connected(a.mqtt, "monitor", &open);
+    monitor.publish_with("structure/gw/state", "to-gw", 1, false);
+    monitor.publish_with("structure/truck-x/state", "as-car", 1, false);
+    assert_eq!(
+        gw2.messages(Duration::from_secs(1)),
+        ["structure/gw/state to-gw"],
+        "{}",
+        logs(&a, &b)
+    );
+    b.wait_for_log("removed the subscription `structure/truck-x/state` of device `gw`");
+    assert!(!a.log().contains("removed the subscription"));
+}
