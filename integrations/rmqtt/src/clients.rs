@@ -78,6 +78,12 @@ impl Client {
     }
 }
 
+/// Whether `a` and `b` are the same session: RMQTT hands out clones of one
+/// `Id` (an `Arc`), so the pointers usually tell at once.
+fn same(a: &Id, b: &Id) -> bool {
+    std::ptr::eq::<rmqtt::types::_Id>(&**a, &**b) || a == b
+}
+
 /// The sessions this node authenticated, by client id (a device ID: at most
 /// one live session each, and briefly a second while one takes over from
 /// another).
@@ -123,7 +129,7 @@ impl Clients {
         self.by_device
             .get_mut(&device)?
             .iter_mut()
-            .find(|c| c.session == *session)
+            .find(|c| same(&c.session, session))
     }
 
     /// Decides with the principal of `session` under `loaded`: `decide(p)`

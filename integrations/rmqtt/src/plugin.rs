@@ -67,7 +67,8 @@ const PRIORITY: u32 = 10;
 /// keeps every filter a session holds.
 pub const MAX_FILTER_BYTES: usize = 4_096;
 
-/// Cluster calls (session lookups) a reload has in flight at once.
+/// Cluster calls (session lookups, revocations asked of other nodes) a
+/// reload has in flight at once.
 const CONCURRENT_CLUSTER_CALLS: usize = 32;
 
 /// Most refusals held at once: a tenth of the 1 000 handshakes RMQTT runs at
@@ -167,18 +168,24 @@ impl Shared {
 
     /// Whether `publish` may be delivered to `session`: the subscriber may
     /// receive its topic, and a will's publisher may (still) publish there.
-    fn may_deliver(&self, session: &Id, from: &From, topic: &str) -> bool {
+    /// Also whether the session's subscriptions are to be decided again (at
+    /// its first delivery on this node).
+    fn may_deliver(&self, session: &Id, from: &From, topic: &str) -> (bool, bool) {
         let loaded = self.store.current();
         let directory = |id: &str| loaded.device(id);
         let mut clients = self.clients();
+        let review = clients
+            .get_mut(session)
+            .is_some_and(|c| !std::mem::replace(&mut c.reviewed, true));
         let receive = clients.decide(&loaded, session, |p| {
             p.may_receive(&loaded.rules, topic, &directory) == Ok(true)
         });
-        receive
+        let deliver = receive
             && (!matches!(from.typ(), FromType::LastWill)
                 || clients.decide(&loaded, &from.id, |p| {
                     p.may_publish(&loaded.rules, topic, &directory) == Ok(Decision::Allow)
-                }))
+                }));
+        (deliver, review)
     }
 }
 
@@ -451,9 +458,16 @@ async fn reload(shared: &Arc<Shared>, cause: &str) {
         .filter_map(|found| async move { found })
         .collect()
         .await;
-    for (id, why) in found {
-        tokio::spawn(end_remote_session(shared.clone(), id, why));
-    }
+    // Each asked of its node, a bounded number at a time (the node then
+    // disconnects it, retrying as this one would).
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        stream::iter(found)
+            .for_each_concurrent(CONCURRENT_CLUSTER_CALLS, |(id, why)| {
+                end_remote_session(shared.clone(), id, why)
+            })
+            .await;
+    });
 }
 
 /// Asks the node of the session `id` to end it (it marks the session
@@ -700,16 +714,11 @@ impl Handler for Hooks {
                 }
             }
             Parameter::MessageExpiryCheck(session, from, publish) => {
-                let review_now = {
-                    let mut clients = shared.clients();
-                    clients
-                        .get_mut(&session.id)
-                        .is_some_and(|c| !std::mem::replace(&mut c.reviewed, true))
-                };
+                let (deliver, review_now) = shared.may_deliver(&session.id, from, &publish.topic);
                 if review_now {
                     tokio::spawn(review(shared.clone(), session.id.clone()));
                 }
-                if shared.may_deliver(&session.id, from, &publish.topic) {
+                if deliver {
                     (true, acc)
                 } else {
                     // This one delivery is dropped; nothing else is.
