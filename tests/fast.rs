@@ -169,25 +169,34 @@ fn the_policy_picks_the_scheme_per_kind_of_secret() {
 }
 
 #[test]
-fn default_bounds_are_four_times_the_policys_cost() {
+fn default_bounds_admit_the_common_libraries_defaults() {
     let policy = HashPolicy::default();
     let b = policy.bounds();
-    assert_eq!((b.m, b.t, b.p), (4 * 19456, 4 * 2, 4));
-    assert_eq!(policy.max_work(), 4 * 19456 * 2);
+    assert_eq!((b.m, b.t, b.p), (65536, 16, 8));
+    assert_eq!(policy.max_work(), 65536 * 4);
     let salt_hash = "o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA";
-    let within: Verifier = format!("$argon2id$v=19$m=77824,t=2,p=1${salt_hash}")
-        .parse()
-        .unwrap();
-    assert_eq!(policy.check(&within), Ok(()));
-    let costly: Verifier = format!("$argon2id$v=19$m=77824,t=3,p=1${salt_hash}")
+    // RFC 9106's second option (argon2-cffi, node-argon2), in either order of
+    // its parameters, and 64 MiB × 4 passes.
+    for within in [
+        "m=65536,t=3,p=4",
+        "m=65536,p=4,t=3",
+        "m=65536,t=4,p=1",
+        "p=8,t=16,m=16384",
+    ] {
+        let v: Verifier = format!("$argon2id$v=19${within}${salt_hash}")
+            .parse()
+            .unwrap();
+        assert_eq!(policy.check(&v), Ok(()), "{within}");
+    }
+    let costly: Verifier = format!("$argon2id$v=19$m=65536,t=5,p=1${salt_hash}")
         .parse()
         .unwrap();
     assert!(matches!(
         policy.check(&costly),
         Err(VerifierError::TooCostly {
-            m: 77824,
-            t: 3,
-            max_work: 155648
+            m: 65536,
+            t: 5,
+            max_work: 262144
         })
     ));
     // Minimums refuse weaker stored verifiers outright.

@@ -1184,6 +1184,34 @@ mod tests {
     }
 
     #[test]
+    fn a_records_file_cannot_write_lines_into_the_log() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("forged", &[key.line()], &["dev-1"]);
+        let mut opts = f.options(&[]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        clear();
+        // serde's "unknown field" quotes the name as it is: a crafted name
+        // holds a line break and a forged log line.
+        let forged = "x\nstructure-access: device `dev-9` authenticated with access key `stk_x`";
+        let json = serde_json::to_string(forged).unwrap();
+        std::fs::write(f.devices(), format!("{{\"id\": \"dev-1\", {json}: 1}}\n")).unwrap();
+        reload(userdata);
+        let lines: Vec<String> = LOG.with(|l| l.borrow().clone());
+        let failed: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("reload failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{lines:?}");
+        assert!(!failed[0].contains('\n'), "{lines:?}");
+        assert!(
+            failed[0].contains("unknown field `x\\u{a}structure-access: device"),
+            "{lines:?}"
+        );
+        cleanup(userdata);
+    }
+
+    #[test]
     fn tick_reloads_changed_files_with_reload_interval() {
         let key = Key::new(1, Scope::Unrestricted);
         let f = Files::new("tick", &[key.line()], &["dev-1"]);
