@@ -48,7 +48,9 @@ mod text;
 mod verifier;
 
 pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN};
-pub use auth::{AuthError, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal};
+pub use auth::{
+    AuthError, AuthWork, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal,
+};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use credentials::{CredentialsError, DeviceCredentials};

@@ -449,6 +449,41 @@ impl HashPolicy {
         }
     }
 
+    /// The scheme every authentication of `key` costs, whether or not a record
+    /// exists and whatever secret is presented: the cost rule of the
+    /// [`Authenticator`](crate::Authenticator), from what a caller without the
+    /// secret also knows (the key id's shape and the policy). A generated key
+    /// (`stk_…`) costs the scheme of generated secrets (the fast one, or
+    /// Argon2id with [`argon2id_for_generated`](Self::argon2id_for_generated));
+    /// an imported key costs Argon2id, or the fast scheme with
+    /// [`allow_fast_for_imported`](Self::allow_fast_for_imported), whose records
+    /// hold fast verifiers of machine-made secrets.
+    ///
+    /// ```
+    /// use structure_access::{HashPolicy, KeyId, Scheme, Variant};
+    ///
+    /// let generated: KeyId = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse()?;
+    /// let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse()?;
+    /// let policy = HashPolicy::default();
+    /// assert_eq!(policy.expected_scheme(&generated), Scheme::HmacSha256);
+    /// assert_eq!(policy.expected_scheme(&uuid), Scheme::Argon2(Variant::Argon2id));
+    /// let machine_made = HashPolicy::default().allow_fast_for_imported(true);
+    /// assert_eq!(machine_made.expected_scheme(&uuid), Scheme::HmacSha256);
+    /// # Ok::<(), structure_access::KeyError>(())
+    /// ```
+    pub fn expected_scheme(&self, key: &crate::KeyId) -> Scheme {
+        let fast = if key.is_generated() {
+            !self.argon2id_for_generated
+        } else {
+            self.fast_for_imported
+        };
+        if fast {
+            Scheme::HmacSha256
+        } else {
+            Scheme::Argon2(Variant::Argon2id)
+        }
+    }
+
     fn check_cost(&self, cost: Cost) -> Result<(), VerifierError> {
         let checks = [
             ("m", cost.m, Params::MIN_M_COST, self.max.m),
@@ -519,13 +554,16 @@ impl HashPolicy {
 
     /// Whether a stored verifier that just proved `secret` should be replaced:
     /// its scheme is not the one this policy writes for the secret's kind, or
-    /// its Argon2 parameters are below the policy's.
+    /// its Argon2 parameters are not the policy's. Below them it is weaker;
+    /// above them (argon2-cffi's defaults, say) it costs more than the dummy
+    /// verification that hides unknown keys, so its key's existence shows by
+    /// timing (see the [`Authenticator`](crate::Authenticator)'s cost rule).
     #[must_use]
     pub fn needs_upgrade(&self, verifier: &Verifier, secret: &Secret) -> bool {
         match (verifier.kind, self.scheme_for(secret)) {
             (Kind::HmacSha256, Scheme::HmacSha256) => false,
             (Kind::Argon2 { variant, cost }, Scheme::Argon2(wanted)) => {
-                variant != wanted || cost.m < self.params.m || cost.t < self.params.t
+                variant != wanted || cost != self.params
             }
             _ => true,
         }

@@ -371,7 +371,12 @@ fn errors_escape_the_input_they_quote() {
     let auth = structure_access::Authenticator::new(cheap_policy());
     let secret = Secret::generate(&mut rng(1));
     let err = auth
-        .authenticate(None, &secret, &NamedDevice(hostile))
+        .authenticate(
+            &"stk_4DmVJcy3ZpW0gNqk8TbX2a".parse().unwrap(),
+            None,
+            &secret,
+            &NamedDevice(hostile),
+        )
         .unwrap_err();
     let chain = error_chain(&err);
     assert!(

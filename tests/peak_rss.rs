@@ -47,8 +47,8 @@ fn child(rounds: usize) {
             continue;
         }
         let secret = if round % 2 == 0 { &new.secret } else { &wrong };
-        let _ = auth.authenticate(Some(&new.record), secret, &device);
-        let _ = auth.authenticate(None, secret, &device);
+        let _ = auth.authenticate(new.record.key(), Some(&new.record), secret, &device);
+        let _ = auth.authenticate(new.record.key(), None, secret, &device);
     }
     println!("VmHWM_KIB={}", peak_rss_kib());
 }

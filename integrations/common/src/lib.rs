@@ -99,9 +99,12 @@ pub struct Records {
     pub rules: TopicRules,
     /// The files' stamps, taken before they were read.
     pub stamps: Stamps,
-    /// Whether any key record has an Argon2 verifier. When none has, no
-    /// imported-shaped password can open any key, and refusing one needs no
-    /// Argon2 dummy: known and unknown keys are then refused alike at once.
+    /// Whether any key on file costs Argon2: its record has an Argon2
+    /// verifier, or the hash policy's cost rule names Argon2id for its key id's
+    /// shape ([`HashPolicy::expected_scheme`]: an imported, UUID-shaped key by
+    /// default). When none does, no authentication that would run Argon2 can
+    /// open any key, and refusing one needs no Argon2 dummy: known and unknown
+    /// keys are then refused alike at once.
     pub argon2_on_file: bool,
 }
 
@@ -137,7 +140,9 @@ impl Records {
             Some(application) => base_rules.clone().with_single_application(application),
             None => base_rules.clone(),
         };
-        let argon2_on_file = keys.values().any(|record| record.verifier().is_slow());
+        let argon2_on_file = keys.values().any(|record| {
+            record.verifier().is_slow() || policy.expected_scheme(record.key()).is_slow()
+        });
         Ok(Self {
             keys,
             devices,
@@ -158,7 +163,7 @@ impl Records {
     pub fn refusal_reason(&self, error: &AuthError) -> String {
         match error {
             AuthError::Throttled if !self.argon2_on_file => {
-                "an imported-shaped password, and no access key on file has an argon2 verifier: refused without verifying".into()
+                "no access key on file has an argon2 verifier or costs argon2, so this would open none: refused without verifying".into()
             }
             other => refusal_reason(other),
         }
