@@ -834,7 +834,7 @@ impl Stream {
     /// at `at`: UTF-16 little-endian if `at` is even, big-endian if odd.
     fn utf16(&self, haystack: &[u8], at: usize) -> Option<Candidate> {
         let len = self.kind.len();
-        let le = at % 2 == 0;
+        let le = at & 1 == 0;
         // The zero byte of each code unit: after its character (LE), or before.
         let zero = |i: usize| {
             if le {

@@ -436,8 +436,9 @@ mod tests {
             read_devices(&devices).unwrap_err(),
         ];
         for error in errors {
+            assert!(matches!(error, FileError::Line { .. }), "{error:?}");
             let FileError::Line { reason, .. } = &error else {
-                panic!("{error:?}");
+                continue;
             };
             // The raw reason holds the forged line...
             assert!(reason.contains('\n'), "{reason:?}");
