@@ -400,6 +400,17 @@ impl Authenticator {
     /// Argon2id for its shape, or its record has an Argon2 verifier. A server
     /// that answers cheap authentications inline hands these to a blocking
     /// thread.
+    ///
+    /// ```
+    /// use structure_access::{Authenticator, HashPolicy, KeyId};
+    ///
+    /// let auth = Authenticator::new(HashPolicy::default());
+    /// let generated: KeyId = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse()?;
+    /// let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse()?;
+    /// assert!(!auth.may_run_argon2(&generated, None));
+    /// assert!(auth.may_run_argon2(&uuid, None));
+    /// # Ok::<(), structure_access::KeyError>(())
+    /// ```
     #[must_use]
     pub fn may_run_argon2(&self, key: &KeyId, record: Option<&AccessKey>) -> bool {
         self.policy.expected_scheme(key).is_slow()

@@ -5,6 +5,7 @@
 //! policy. The vectors, and the script that made them with the library
 //! versions it names, are in `tests/data/`.
 
+use proptest::prelude::*;
 use structure_access::{HashPolicy, Secret, Verifier, VerifierError};
 
 const VECTORS: &str = include_str!("data/argon2_vectors.txt");
@@ -73,4 +74,30 @@ fn a_4_gib_hash_is_still_refused_before_hashing() {
             max: 65536
         })
     );
+}
+
+proptest! {
+    /// `m`, `t` and `p` in any of their six orders read as the same cost, and
+    /// the string is kept as written; a parameter twice, or missing, is refused.
+    #[test]
+    fn argon2_parameters_read_in_any_order(
+        m in 8u32..10_000_000, t in 1u32..100_000, p in 1u32..256, order in 0usize..6,
+    ) {
+        let params = [format!("m={m}"), format!("t={t}"), format!("p={p}")];
+        let orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        let [a, b, c] = orders[order];
+        let text = format!(
+            "$argon2id$v=19${},{},{}$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA",
+            params[a], params[b], params[c]
+        );
+        let verifier: Verifier = text.parse().unwrap();
+        let cost = verifier.cost().unwrap();
+        prop_assert_eq!((cost.m, cost.t, cost.p), (m, t, p));
+        prop_assert_eq!(verifier.as_str(), text.as_str());
+        let twice = format!("{},{},{}", params[a], params[b], params[a]);
+        let twice = text.replacen(&format!("{},{},{}", params[a], params[b], params[c]), &twice, 1);
+        prop_assert!(twice.parse::<Verifier>().is_err());
+        let missing = text.replacen(&format!(",{}", params[c]), "", 1);
+        prop_assert!(missing.parse::<Verifier>().is_err());
+    }
 }
