@@ -61,7 +61,7 @@ fn principal(topics: AdditionalTopics) -> Principal {
     let record = new.record.with_additional_topics(topics);
     let gateway = device("5f2b8c1e9a4d3b7c6e1f0a2b", &[("site", "north")]);
     Authenticator::new(policy)
-        .authenticate(Some(&record), &new.secret, &gateway)
+        .authenticate(record.key(), Some(&record), &new.secret, &gateway)
         .unwrap()
 }
 

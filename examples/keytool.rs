@@ -9,14 +9,16 @@
 //! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
 //! keytool topic --record FILE --application ID --device ID [--tag K=V]... (publish|subscribe) TOPIC
 //!                                                             `allow`, `deny` or `filter`
-//! keytool scan [--max-size BYTES] [--key-ids] [PATH]...       `path:line:column: sts_AbCd… (access secret)`
+//! keytool scan [--max-size BYTES] [--allow-skipped] [--key-ids] [--git-staged] [PATH]...
+//!                                                             `path:line:column: sts_AbCd… (access secret)`
 //!                                                             per leaked secret; exit 1 if any
 //! ```
 //!
 //! Results go to stdout, errors to stderr. Exit status: 0 on success, 2 when an
 //! argument is invalid (as for clap's usage errors), 1 when the work itself
-//! failed. `scan` exits 1 when it finds a secret, 0 when it finds none and 2 on
-//! an invalid argument or an unreadable path. Run with `cargo run --example keytool --features serde -- …`.
+//! failed. `scan` exits 1 when it finds a secret; otherwise 2 on an invalid
+//! argument, an unreadable path or a skipped file (unless `--allow-skipped`),
+//! and 0. Run with `cargo run --example keytool --features serde -- …`.
 //!
 //! Each subcommand is a variant of [`Command`] and a function returning its
 //! output, so a new one is a variant and a match arm in [`run`].
@@ -126,20 +128,32 @@ enum Command {
         /// The topic; a topic filter for `subscribe`
         topic: String,
     },
-    /// Finds leaked access secrets in files, directories or standard input:
-    /// prints `path:line:column: sts_AbCd… (access secret)` for each one (never
-    /// more of it) and exits 1 when it finds one, 0 otherwise
+    /// Finds leaked access secrets in files, directories, standard input or
+    /// the files staged for a commit: prints `path:line:column: sts_AbCd…
+    /// (access secret)` for each one (never more of it) and exits 1 when it
+    /// finds one
     ///
-    /// Directories are walked (`.git` skipped). A symbolic link is followed only
-    /// when it stays inside the tree being scanned (the directory given, or the
-    /// current directory for a path given directly); one that leads out of it is
-    /// skipped, saying so on stderr.
+    /// Secrets are found as they are, in base64 (a Kubernetes Secret, an HTTP
+    /// Basic header; the position is where the base64 run starts) and in
+    /// UTF-16. Files of any size are read in windows of 1 MiB. Directories are
+    /// walked (`.git` skipped). A symbolic link is followed only when it stays
+    /// inside the tree being scanned (the directory given, or the current
+    /// directory for a path given directly). A file that is not scanned (larger
+    /// than `--max-size`, a link out of the tree, not a regular file) is named
+    /// on stderr and makes the exit status 2, unless `--allow-skipped`.
     Scan {
         /// Files or directories; standard input when none is given
         paths: Vec<std::path::PathBuf>,
-        /// Skips, saying so on stderr, files larger than this
-        #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
-        max_size: u64,
+        /// Scans the files staged for the next commit, as staged (`git diff
+        /// --cached`), not as they are in the working tree: a pre-commit hook
+        #[arg(long, conflicts_with = "paths")]
+        git_staged: bool,
+        /// Skips, saying so on stderr, files larger than this (default: none)
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+        /// Exits 0 rather than 2 when files were skipped and no secret found
+        #[arg(long)]
+        allow_skipped: bool,
         /// Also reports key ids (`stk_…`): public identifiers, not leaks
         #[arg(long)]
         key_ids: bool,
@@ -192,11 +206,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Scan {
         paths,
+        git_staged,
         max_size,
+        allow_skipped,
         key_ids,
     } = cli.command
     {
-        return scan::run(&paths, max_size, key_ids);
+        let options = scan::Options {
+            max_size,
+            allow_skipped,
+            key_ids,
+        };
+        return if git_staged {
+            scan::git_staged(&options)
+        } else {
+            scan::run(&paths, &options)
+        };
     }
     match run(cli.command) {
         Ok(output) => {
@@ -460,44 +485,143 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `keytool scan`: the walk, the size limit, the symbolic links and the report.
+/// `keytool scan`: the walk, the staged files, the size limit, the symbolic
+/// links and the report.
 mod scan {
     use std::io::{Read, Write};
     use std::path::{Path, PathBuf};
-    use std::process::ExitCode;
+    use std::process::{Command, ExitCode, Stdio};
 
-    use structure_access::Scanner;
-    use zeroize::Zeroizing;
+    use structure_access::{DEFAULT_SCAN_WINDOW, Scanner};
+
+    /// The options of `keytool scan`.
+    pub(super) struct Options {
+        pub(super) max_size: Option<u64>,
+        pub(super) allow_skipped: bool,
+        pub(super) key_ids: bool,
+    }
 
     /// What a scan found, and how it went.
     struct Scan {
         scanner: Scanner,
-        max_size: u64,
+        max_size: Option<u64>,
         found: bool,
         errors: bool,
+        skipped: bool,
     }
 
-    pub(super) fn run(paths: &[PathBuf], max_size: u64, key_ids: bool) -> ExitCode {
-        let mut scan = Scan {
-            scanner: Scanner::new().with_key_ids(key_ids),
-            max_size,
-            found: false,
-            errors: false,
-        };
-        if paths.is_empty() {
-            match read_bounded(std::io::stdin().lock(), max_size) {
-                Ok(Some(bytes)) => scan.report("<stdin>", &bytes),
-                Ok(None) => scan.skip("<stdin>", &format!("larger than --max-size {max_size}")),
-                Err(e) => scan.error("<stdin>", &e),
+    impl Scan {
+        fn new(options: &Options) -> Self {
+            Self {
+                scanner: Scanner::new().with_key_ids(options.key_ids),
+                max_size: options.max_size,
+                found: false,
+                errors: false,
+                skipped: false,
             }
+        }
+
+        fn status(&self, options: &Options) -> ExitCode {
+            if self.found {
+                ExitCode::from(1)
+            } else if self.errors || (self.skipped && !options.allow_skipped) {
+                if self.skipped && !options.allow_skipped {
+                    eprintln!(
+                        "keytool scan: some files were not scanned (see above); --allow-skipped accepts that"
+                    );
+                }
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+
+    pub(super) fn run(paths: &[PathBuf], options: &Options) -> ExitCode {
+        let mut scan = Scan::new(options);
+        if paths.is_empty() {
+            scan.stream("<stdin>", std::io::stdin().lock());
         }
         for path in paths {
             scan.argument(path);
         }
-        match (scan.found, scan.errors) {
-            (true, _) => ExitCode::from(1),
-            (false, true) => ExitCode::from(2),
-            (false, false) => ExitCode::SUCCESS,
+        scan.status(options)
+    }
+
+    /// The files staged for the next commit, read from the index (`git
+    /// cat-file`), not from the working tree: what the commit will hold.
+    pub(super) fn git_staged(options: &Options) -> ExitCode {
+        let mut scan = Scan::new(options);
+        let staged = git(&[
+            "diff",
+            "--cached",
+            "--raw",
+            "-z",
+            "--no-renames",
+            "--diff-filter=ACMRT",
+        ]);
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                eprintln!("keytool scan: cannot list the staged files: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        // `:old-mode new-mode old-blob new-blob status` NUL `path` NUL, per file.
+        let mut fields = staged.split(|&b| b == 0);
+        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
+            let meta = String::from_utf8_lossy(meta);
+            let path = String::from_utf8_lossy(path);
+            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            let (Some(mode), Some(blob)) = (parts.get(1), parts.get(3)) else {
+                continue;
+            };
+            if *mode == "160000" {
+                // A submodule: its commit, not a file of this repository.
+                continue;
+            }
+            scan.blob(&path, blob);
+        }
+        scan.status(options)
+    }
+
+    /// Counts the lines of a window's bytes, each byte once.
+    struct Lines<'a> {
+        bytes: &'a [u8],
+        /// The window's offset in the text.
+        start: u64,
+        /// Bytes of the window counted so far.
+        counted: usize,
+        /// The line of byte `counted`, from 1, and where that line starts.
+        line: u64,
+        line_start: u64,
+    }
+
+    impl Lines<'_> {
+        fn count_to(&mut self, to: usize) {
+            let part = self.bytes.get(self.counted..to).unwrap_or_default();
+            self.line += part.iter().filter(|&&b| b == b'\n').count() as u64;
+            if let Some(last) = memchr::memrchr(b'\n', part) {
+                self.line_start = self.start + (self.counted + last + 1) as u64;
+            }
+            self.counted = to.max(self.counted);
+        }
+    }
+
+    /// Runs git in the current directory; its standard output.
+    fn git(args: &[&str]) -> std::io::Result<Vec<u8>> {
+        let out = Command::new("git")
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(std::io::Error::other(format!(
+                "`git {}` failed ({})",
+                args.join(" "),
+                out.status
+            )))
         }
     }
 
@@ -565,75 +689,117 @@ mod scan {
 
         fn file(&mut self, path: &Path) {
             let shown = path.display().to_string();
-            let read = std::fs::File::open(path).and_then(|file| {
-                let len = file.metadata()?.len();
-                if len > self.max_size {
-                    return Ok(None);
-                }
-                read_bounded(file, self.max_size)
-            });
-            match read {
-                Ok(Some(bytes)) => self.report(&shown, &bytes),
-                Ok(None) => {
-                    let message = format!("larger than --max-size {}", self.max_size);
+            let file =
+                std::fs::File::open(path).and_then(|file| Ok((file.metadata()?.len(), file)));
+            match file {
+                Ok((len, _)) if self.max_size.is_some_and(|max| len > max) => {
+                    let message = format!("larger than --max-size {}", self.max_size.unwrap_or(0));
                     self.skip(&shown, &message);
                 }
+                Ok((_, file)) => self.stream(&shown, file),
                 Err(e) => self.error(&shown, &e),
             }
         }
 
-        /// Prints `path:line:column: finding` for each finding.
-        fn report(&mut self, shown: &str, bytes: &[u8]) {
+        /// A staged blob, streamed from `git cat-file`.
+        fn blob(&mut self, shown: &str, blob: &str) {
+            let child = Command::new("git")
+                .args(["cat-file", "blob", blob])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn();
+            let mut child = match child {
+                Ok(child) => child,
+                Err(e) => return self.error(shown, &e),
+            };
+            if let Some(stdout) = child.stdout.take() {
+                self.stream(shown, stdout);
+            }
+            match child.wait() {
+                Ok(status) if status.success() => {}
+                Ok(status) => self.error(
+                    shown,
+                    &std::io::Error::other(format!("git cat-file {status}")),
+                ),
+                Err(e) => self.error(shown, &e),
+            }
+        }
+
+        /// Scans `reader` window by window, printing `path:line:column:
+        /// finding` for each finding (the line and column of where it is
+        /// written: a base64 run's start).
+        fn stream(&mut self, shown: &str, mut reader: impl Read) {
             let mut out = std::io::stdout().lock();
-            let (mut line, mut line_start, mut counted) = (1, 0, 0);
-            for finding in self.scanner.scan(bytes) {
-                let offset = finding.offset();
-                for newline in
-                    memchr::memchr_iter(b'\n', bytes.get(counted..offset).unwrap_or_default())
-                {
-                    line += 1;
-                    line_start = counted + newline + 1;
+            let (mut line, mut line_start, mut total) = (1u64, 0u64, 0u64);
+            let max = self.max_size;
+            let scanner = self.scanner.clone();
+            let mut found = false;
+            let mut too_large = false;
+            let read = |buffer: &mut [u8]| loop {
+                // At most `max` bytes and one more, to tell that it is larger.
+                let room = max.map_or(u64::MAX, |max| (max + 1).saturating_sub(total));
+                if room == 0 {
+                    too_large = true;
+                    return Ok(0);
                 }
-                counted = offset;
-                let column = offset - line_start + 1;
-                self.found |= finding.is_secret();
-                // A closed stdout (`| head`) ends the report, not the scan's verdict.
-                let _ = writeln!(out, "{shown}:{line}:{column}: {finding}");
+                let n = buffer
+                    .len()
+                    .min(usize::try_from(room).unwrap_or(usize::MAX));
+                match reader.read(&mut buffer[..n]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Ok(n) => {
+                        total += n as u64;
+                        return Ok(n);
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let result = scanner.scan_stream(DEFAULT_SCAN_WINDOW, read, |window| {
+                let bytes = window.bytes();
+                let owned = window.owned();
+                let mut lines = Lines {
+                    bytes,
+                    start: window.start(),
+                    counted: owned.start,
+                    line,
+                    line_start,
+                };
+                for finding in window.findings() {
+                    lines.count_to(finding.range().start);
+                    // A base64 run holds no line break: its start is on this line.
+                    let column = window
+                        .text_offset(&finding)
+                        .saturating_sub(lines.line_start)
+                        + 1;
+                    found |= finding.is_secret();
+                    // A closed stdout (`| head`) ends the report, not the scan's verdict.
+                    let _ = writeln!(out, "{shown}:{}:{column}: {finding}", lines.line);
+                }
+                lines.count_to(owned.end);
+                (line, line_start) = (lines.line, lines.line_start);
+            });
+            self.found |= found;
+            match result {
+                Err(e) => self.error(shown, &e),
+                Ok(()) if too_large => {
+                    let message = format!(
+                        "larger than --max-size {}, scanned only that many bytes of it",
+                        max.unwrap_or(0)
+                    );
+                    self.skip(shown, &message);
+                }
+                Ok(()) => {}
             }
         }
 
         fn skip(&mut self, shown: &str, why: &str) {
             eprintln!("keytool scan: skipped {shown}: {why}");
+            self.skipped = true;
         }
 
         fn error(&mut self, shown: &str, error: &std::io::Error) {
             eprintln!("keytool scan: cannot read {shown}: {error}");
             self.errors = true;
         }
-    }
-
-    /// Everything `reader` holds, or `None` if it is longer than `max` bytes.
-    /// The text may hold secrets: it lives in buffers wiped when dropped, and a
-    /// full one is copied into a larger one (the old one wiped), never
-    /// reallocated in place.
-    fn read_bounded(reader: impl Read, max: u64) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
-        let mut reader = reader.take(max.saturating_add(1));
-        let mut bytes = Zeroizing::new(Vec::with_capacity(64 * 1024));
-        let mut chunk = Zeroizing::new([0u8; 16 * 1024]);
-        loop {
-            let n = match reader.read(&mut chunk[..]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if bytes.len() + n > bytes.capacity() {
-                let mut larger = Zeroizing::new(Vec::with_capacity(2 * (bytes.len() + n)));
-                larger.extend_from_slice(&bytes);
-                bytes = larger;
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-        }
-        Ok((bytes.len() as u64 <= max).then_some(bytes))
     }
 }

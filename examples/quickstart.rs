@@ -36,10 +36,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         DeviceRecord::new(app, "6a3c9d2f0b5e4c8d7f2a1b3c".parse()?).with_tag("vehicle", "car");
     let password = new.secret.expose_secret();
 
-    let principal = auth.authenticate_password(Some(&record), password, &truck)?;
+    let principal = auth.authenticate_password(record.key(), Some(&record), password, &truck)?;
     println!("truck authenticated: device {}", principal.device_id());
 
-    match auth.authenticate_password(Some(&record), password, &car) {
+    match auth.authenticate_password(record.key(), Some(&record), password, &car) {
         Ok(_) => return Err("the car must be refused".into()),
         // The server logs the cause; the client only ever gets "bad credentials".
         Err(err) => println!(
@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     // A repeat connect is answered by the cache, without Argon2.
-    auth.authenticate_password(Some(&record), password, &truck)?;
+    auth.authenticate_password(record.key(), Some(&record), password, &truck)?;
     let stats = auth.cache().map(|c| c.stats()).unwrap_or_default();
     println!("cache: {} hit(s), {} miss(es)", stats.hits, stats.misses);
 

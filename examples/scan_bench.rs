@@ -1,6 +1,9 @@
 //! Scan throughput: `scan` over 100 MiB of source-like text holding a few
-//! secrets, beside `grep -cE` (and `rg -c`, if installed) running the README's
-//! regular expression over the same file, in the same run.
+//! secrets (as they are, in base64 and in UTF-16), with the decoding passes on
+//! (the default) and off, and `Scanner::scan_stream` over the same bytes in
+//! windows of 1 MiB (what `keytool scan` does with a file), beside `grep -cE`
+//! (and `rg -c`, if installed) running the README's regular expression over
+//! the same file, in the same run.
 //!
 //! ```text
 //! cargo run --release --example scan_bench [MiB]
@@ -9,12 +12,16 @@
 use std::process::Command;
 use std::time::Instant;
 
+use base64ct::{Base64, Encoding as _};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use structure_access::{Secret, scan};
+use structure_access::{DEFAULT_SCAN_WINDOW, FindingEncoding, Scanner, Secret, scan};
 
 const ERE: &str = "(^|[^0-9A-Za-z])sts_[0-9A-Za-z]{49}([^0-9A-Za-z]|$)";
 const PLANTED: usize = 8;
+/// Of which in base64 (a Kubernetes value, a Basic header) and in UTF-16.
+const PLANTED_BASE64: usize = 2;
+const PLANTED_UTF16: usize = 1;
 
 fn main() {
     let mib: usize = std::env::args().nth(1).map_or(100, |a| a.parse().unwrap());
@@ -23,21 +30,63 @@ fn main() {
     std::fs::write(&path, &text).unwrap();
     let size = text.len() as f64 / f64::from(1 << 20);
 
+    let timed = |what: &str, run: &dyn Fn() -> Vec<FindingEncoding>| {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let found = run();
+            best = best.min(start.elapsed().as_secs_f64());
+            assert_eq!(found.len(), PLANTED, "{what}");
+            let encoded = |e: &[FindingEncoding]| found.iter().filter(|f| e.contains(f)).count();
+            assert_eq!(
+                encoded(&[FindingEncoding::Base64]),
+                PLANTED_BASE64,
+                "{what}"
+            );
+            assert_eq!(
+                encoded(&[FindingEncoding::Utf16Le, FindingEncoding::Utf16Be]),
+                PLANTED_UTF16,
+                "{what}"
+            );
+        }
+        println!("{what}: {:>8.0} MiB/s (best of 5)", size / best);
+    };
+    println!(
+        "corpus: {size:.0} MiB, {PLANTED} secrets ({PLANTED_BASE64} in base64, {PLANTED_UTF16} in UTF-16), {}",
+        path.display()
+    );
+    timed("scan, decoding on (default), in memory", &|| {
+        scan(&text).map(|f| f.encoding()).collect()
+    });
+    let plain = Scanner::new().with_decoding(false);
     let mut best = f64::MAX;
     for _ in 0..5 {
         let start = Instant::now();
-        let found = scan(&text).count();
+        let found = plain.scan(&text).count();
         best = best.min(start.elapsed().as_secs_f64());
-        assert_eq!(found, PLANTED);
+        assert_eq!(found, PLANTED - PLANTED_BASE64 - PLANTED_UTF16);
     }
     println!(
-        "corpus: {size:.0} MiB, {PLANTED} secrets, {}",
-        path.display()
-    );
-    println!(
-        "scan:     {:>8.0} MiB/s (best of 5, in memory)",
+        "scan, decoding off, in memory: {:>8.0} MiB/s (best of 5)",
         size / best
     );
+    timed("scan_stream, 1 MiB windows (keytool)", &|| {
+        let scanner = Scanner::new();
+        let mut rest = &text[..];
+        let read = |buffer: &mut [u8]| -> Result<usize, ()> {
+            let n = buffer.len().min(rest.len());
+            buffer[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            Ok(n)
+        };
+        let mut found = Vec::new();
+        scanner
+            .scan_stream(DEFAULT_SCAN_WINDOW, read, |w| {
+                found.extend(w.findings().map(|f| f.encoding()))
+            })
+            .unwrap();
+        found
+    });
 
     for (name, program, args) in [
         ("grep -cE", "grep", vec!["-cE", ERE]),
@@ -87,8 +136,34 @@ fn corpus(size: usize) -> Vec<u8> {
     let mut planted = 0;
     while text.len() < size {
         if text.len() >= planted * every + every / 2 && planted < PLANTED {
-            text.extend_from_slice(b"MQTT_PASSWORD=");
-            text.extend_from_slice(Secret::generate(&mut rng).expose_secret().as_bytes());
+            let secret = Secret::generate(&mut rng);
+            let secret = secret.expose_secret();
+            match planted {
+                1 => {
+                    text.extend_from_slice(b"  password: ");
+                    text.extend_from_slice(Base64::encode_string(secret.as_bytes()).as_bytes());
+                }
+                4 => {
+                    text.extend_from_slice(b"Authorization: Basic ");
+                    let credentials = format!("stk_4DmVJcy3ZpW0gNqk8TbX2a:{secret}");
+                    text.extend_from_slice(
+                        Base64::encode_string(credentials.as_bytes()).as_bytes(),
+                    );
+                }
+                6 => {
+                    // A UTF-16LE line, at an even offset.
+                    if text.len() % 2 == 1 {
+                        text.push(b' ');
+                    }
+                    for unit in format!("password={secret}\r").encode_utf16() {
+                        text.extend_from_slice(&unit.to_le_bytes());
+                    }
+                }
+                _ => {
+                    text.extend_from_slice(b"MQTT_PASSWORD=");
+                    text.extend_from_slice(secret.as_bytes());
+                }
+            }
             text.push(b'\n');
             planted += 1;
         }

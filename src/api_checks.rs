@@ -76,7 +76,7 @@
 //! # let policy = HashPolicy::default();
 //! # let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse().unwrap(), Scope::Unrestricted, &policy).unwrap();
 //! # let d = DeviceRecord::new("app1".parse().unwrap(), "a".parse().unwrap());
-//! let principal = Authenticator::new(policy).authenticate(Some(&new.record), &new.secret, &d).unwrap();
+//! let principal = Authenticator::new(policy).authenticate(new.record.key(), Some(&new.record), &new.secret, &d).unwrap();
 //! principal.can_see(&d);
 //! ```
 //!
@@ -96,7 +96,7 @@
 //! # let policy = HashPolicy::default();
 //! # let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse().unwrap(), Scope::Unrestricted, &policy).unwrap();
 //! # let d = DeviceRecord::new("app1".parse().unwrap(), "a".parse().unwrap());
-//! let principal = Authenticator::new(policy).authenticate(Some(&new.record), &new.secret, &d).unwrap();
+//! let principal = Authenticator::new(policy).authenticate(new.record.key(), Some(&new.record), &new.secret, &d).unwrap();
 //! assert!(principal.can_see(&d));
 //! assert!(new.record.can_see(&d));
 //! ```

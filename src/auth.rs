@@ -170,7 +170,7 @@ impl Principal {
     /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, Scope::Unrestricted, &policy)?;
     /// let device = DeviceRecord::new(app, "d1".parse()?);
     /// // At CONNECT, with the secret.
-    /// let principal = Authenticator::new(policy).authenticate(Some(&new.record), &new.secret, &device)?;
+    /// let principal = Authenticator::new(policy).authenticate(new.record.key(), Some(&new.record), &new.secret, &device)?;
     /// // Later, after the record changed: no secret needed.
     /// let record = new.record.with_status(KeyStatus::Inactive);
     /// assert!(matches!(Principal::reauthorize(&record, &device), Err(AuthError::InactiveKey { .. })));
@@ -219,8 +219,9 @@ impl Principal {
     }
 }
 
-/// Turns (record, secret, device) into a [`Principal`], following the rules of
-/// the platform without leaking anything to a caller who lacks the secret.
+/// Turns (key, record, secret, device) into a [`Principal`], following the
+/// rules of the platform without leaking anything to a caller who lacks the
+/// secret.
 ///
 /// - The secret's shape and checksum are checked first (the format is public).
 /// - The stored verifier is checked against the [`HashPolicy`] (bounds, allowed
@@ -228,13 +229,6 @@ impl Principal {
 /// - A generated secret is proven by a fast `hmac-sha256` verifier in about a
 ///   microsecond, without the cache and without allocating; an imported secret
 ///   (or a stored Argon2 verifier) costs an Argon2 run, unless the cache knows it.
-/// - An unknown key (`None`), or a stored verifier the policy refuses, runs a
-///   dummy verification of the scheme the presented secret would use (fast for
-///   a generated secret, Argon2id with the policy's parameters for an imported
-///   one), so it costs what a wrong secret costs. (A stored Argon2 verifier of a
-///   generated secret, from before the fast scheme, still costs more than an
-///   unknown key: [`authenticate_and_upgrade`](Self::authenticate_and_upgrade)
-///   replaces it.)
 /// - The secret is verified in constant time; only then are the key's status,
 ///   the device's application and its membership in the key's scope checked.
 /// - Argon2's block memory comes from a bounded pool and is reused: peak memory is
@@ -245,6 +239,48 @@ impl Principal {
 ///   code, call it on a blocking thread; the [crate documentation](crate#async-servers)
 ///   shows how, with tokio.
 ///
+/// # Which keys exist: the cost rule
+///
+/// What a refusal costs must not tell a caller without the secret whether the
+/// key it named exists. A caller knows the key id it presents (its shape:
+/// generated `stk_…` or imported, such as a UUID), the secret it presents
+/// (generated `sts_…` or imported) and, at worst, the policy; it does not know
+/// what verifier a record holds. So every authentication of a key costs the
+/// scheme that [`HashPolicy::expected_scheme`] names for the presented key
+/// id's shape, whatever the secret's shape and whether or not a record exists:
+///
+/// | key id | default | `argon2id_for_generated` | `allow_fast_for_imported` |
+/// |---|---|---|---|
+/// | generated (`stk_…`) | `hmac-sha256` | Argon2id | `hmac-sha256` |
+/// | imported (UUID, …) | Argon2id | Argon2id | `hmac-sha256` |
+///
+/// (with both settings: Argon2id for generated keys, `hmac-sha256` for
+/// imported ones.) Then:
+///
+/// - an unknown key runs a dummy verification of that scheme (Argon2id at the
+///   policy's parameters);
+/// - a known key whose verifier the policy refuses for this secret (such as an
+///   imported secret presented for a fast verifier) runs the same dummy;
+/// - a known key whose verifier is of that scheme is verified, nothing more;
+/// - a known key whose verifier is fast where the rule names Argon2id (an
+///   imported key given a generated secret, say) is verified **and** runs the
+///   Argon2id dummy, so that it costs what an unknown key of its shape costs.
+///   A success is then cached like an Argon2 one: a repeat costs a cache hit.
+///
+/// A record the rule cannot hide costs more than its key's dummy: an Argon2
+/// verifier where the rule names `hmac-sha256` (a generated key's record from
+/// before the fast scheme, or a human-chosen imported secret's under
+/// `allow_fast_for_imported`), or an Argon2 verifier with other parameters
+/// than the policy's (argon2-cffi's defaults cost 5× OWASP's). Such a key's
+/// existence shows by timing until its verifier is replaced:
+/// [`authenticate_and_upgrade`](Self::authenticate_and_upgrade) rewrites it
+/// at the first successful authentication (or set the policy to match the
+/// records: `argon2id_for_generated`, `with_params`).
+///
+/// The record passed must be the one found for `key`; a record of another key
+/// is taken as no record (the dummy runs, and the answer is
+/// [`AuthError::UnknownKey`]).
+///
 /// ```
 /// use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scope};
 /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
@@ -253,9 +289,10 @@ impl Principal {
 /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
 /// let auth = Authenticator::new(policy);
 /// let device = DeviceRecord::new("app1".parse()?, "5f2b8c1e9a4d3b7c6e1f0a2b".parse()?);
-/// let principal = auth.authenticate(Some(&new.record), &new.secret, &device)?;
+/// let key = new.record.key();
+/// let principal = auth.authenticate(key, Some(&new.record), &new.secret, &device)?;
 /// assert_eq!(principal.device_id().as_str(), "5f2b8c1e9a4d3b7c6e1f0a2b");
-/// assert!(auth.authenticate(None, &new.secret, &device).is_err());
+/// assert!(auth.authenticate(key, None, &new.secret, &device).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Authenticator {
@@ -266,6 +303,35 @@ pub struct Authenticator {
     pool: crate::pool::MemoryPool,
     #[cfg(feature = "std")]
     cache: Option<crate::cache::VerificationCache>,
+}
+
+/// The hashing one authentication did, for tests that pin which dummy runs
+/// (timing itself is for the benchmarks). Returned by
+/// [`Authenticator::authenticate_traced`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct AuthWork {
+    /// HMAC-SHA-256 computations (the fast scheme, real or dummy).
+    pub hmac_sha256: u32,
+    /// Argon2 computations (real or dummy).
+    pub argon2: u32,
+    /// Their total `m × t`, in KiB passes.
+    pub argon2_kib_passes: u64,
+    /// Whether the verification cache answered.
+    pub cache_hit: bool,
+}
+
+impl AuthWork {
+    fn count(&mut self, verifier: &Verifier) {
+        match verifier.cost() {
+            Some(cost) => {
+                self.argon2 += 1;
+                self.argon2_kib_passes += u64::from(cost.m) * u64::from(cost.t);
+            }
+            None => self.hmac_sha256 += 1,
+        }
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -329,41 +395,65 @@ impl Authenticator {
         &self.policy
     }
 
+    /// Whether authenticating `key` (with `record`, the one found for it, if
+    /// any) may run Argon2, whatever the secret: when the cost rule names
+    /// Argon2id for its shape, or its record has an Argon2 verifier. A server
+    /// that answers cheap authentications inline hands these to a blocking
+    /// thread.
+    ///
+    /// ```
+    /// use structure_access::{Authenticator, HashPolicy, KeyId};
+    ///
+    /// let auth = Authenticator::new(HashPolicy::default());
+    /// let generated: KeyId = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse()?;
+    /// let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse()?;
+    /// assert!(!auth.may_run_argon2(&generated, None));
+    /// assert!(auth.may_run_argon2(&uuid, None));
+    /// # Ok::<(), structure_access::KeyError>(())
+    /// ```
+    #[must_use]
+    pub fn may_run_argon2(&self, key: &KeyId, record: Option<&AccessKey>) -> bool {
+        self.policy.expected_scheme(key).is_slow()
+            || record.is_some_and(|record| record.verifier().is_slow())
+    }
+
     /// Parses `password` as a secret (generated shape if it starts with `sts_`,
     /// imported otherwise), then [`authenticate`](Self::authenticate)s. This is
     /// the entry point for an MQTT CONNECT or an HTTP auth request.
     pub fn authenticate_password<D: Device + ?Sized>(
         &self,
+        key: &KeyId,
         record: Option<&AccessKey>,
         password: &str,
         device: &D,
     ) -> Result<Principal, AuthError> {
         let secret = Secret::parse_any(password)?;
-        self.authenticate(record, &secret, device)
+        self.authenticate(key, record, &secret, device)
     }
 
-    /// Authenticates `device` with `secret` against `record` (`None` when the
-    /// caller found no record for the key).
+    /// Authenticates `device` with `secret` for `key`, whose record is
+    /// `record` (`None` when the caller found none).
     pub fn authenticate<D: Device + ?Sized>(
         &self,
+        key: &KeyId,
         record: Option<&AccessKey>,
         secret: &Secret,
         device: &D,
     ) -> Result<Principal, AuthError> {
-        self.authenticate_with(record, secret, device, || true)
+        self.authenticate_with(key, record, secret, device, || true)
     }
 
     /// [`authenticate`](Self::authenticate), asking `permit_slow` right before
     /// an Argon2 computation would run (a cold Argon2 verification, or the
-    /// Argon2 dummy of an unknown key presented an imported secret): when it
-    /// answers `false`, nothing is computed and the answer is
-    /// [`AuthError::Throttled`]. It is never asked for the fast scheme or a
-    /// cache hit, so a server can bound its Argon2 work (per second, per client
-    /// address) while devices with generated secrets keep connecting whatever
-    /// the flood.
+    /// Argon2 dummy of the cost rule): when it answers `false`, nothing is
+    /// computed and the answer is [`AuthError::Throttled`]. It is never asked
+    /// when the rule names the fast scheme for the key and its record's
+    /// verifier is fast, nor for a cache hit, so a server can bound its Argon2
+    /// work (per second, per client address) while devices with generated keys
+    /// and secrets keep connecting whatever the flood.
     ///
     /// ```
-    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, Scope, Secret};
+    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyId, Scope, Secret};
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     ///
     /// let policy = HashPolicy::default();
@@ -371,15 +461,17 @@ impl Authenticator {
     /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, Scope::Unrestricted, &policy)?;
     /// let auth = Authenticator::new(policy);
     /// let device = DeviceRecord::new(app, "d1".parse()?);
-    /// // A generated secret needs no Argon2: the budget is not even asked.
-    /// auth.authenticate_with(Some(&new.record), &new.secret, &device, || false)?;
-    /// // An imported-shaped password for an unknown key would cost an Argon2 dummy.
+    /// // A generated key and secret need no Argon2: the budget is not even asked.
+    /// auth.authenticate_with(new.record.key(), Some(&new.record), &new.secret, &device, || false)?;
+    /// // An imported (UUID-shaped) key costs Argon2id, known or not.
+    /// let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse()?;
     /// let guess = Secret::imported("0123456789abcdef")?;
-    /// assert_eq!(auth.authenticate_with(None, &guess, &device, || false), Err(AuthError::Throttled));
+    /// assert_eq!(auth.authenticate_with(&uuid, None, &guess, &device, || false), Err(AuthError::Throttled));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn authenticate_with<D, P>(
         &self,
+        key: &KeyId,
         record: Option<&AccessKey>,
         secret: &Secret,
         device: &D,
@@ -389,23 +481,71 @@ impl Authenticator {
         D: Device + ?Sized,
         P: FnOnce() -> bool,
     {
+        self.run(
+            key,
+            record,
+            secret,
+            device,
+            permit_slow,
+            &mut AuthWork::default(),
+        )
+    }
+
+    /// [`authenticate_with`](Self::authenticate_with), also telling what it
+    /// computed: for tests that pin which dummy the cost rule runs.
+    #[doc(hidden)]
+    pub fn authenticate_traced<D, P>(
+        &self,
+        key: &KeyId,
+        record: Option<&AccessKey>,
+        secret: &Secret,
+        device: &D,
+        permit_slow: P,
+    ) -> (Result<Principal, AuthError>, AuthWork)
+    where
+        D: Device + ?Sized,
+        P: FnOnce() -> bool,
+    {
+        let mut work = AuthWork::default();
+        let result = self.run(key, record, secret, device, permit_slow, &mut work);
+        (result, work)
+    }
+
+    fn run<D, P>(
+        &self,
+        key: &KeyId,
+        record: Option<&AccessKey>,
+        secret: &Secret,
+        device: &D,
+        permit_slow: P,
+        work: &mut AuthWork,
+    ) -> Result<Principal, AuthError>
+    where
+        D: Device + ?Sized,
+        P: FnOnce() -> bool,
+    {
         let device_id: DeviceId = device.id().parse()?;
-        let Some(record) = record else {
-            self.run_dummy(secret, permit_slow)?;
+        // The cost of every path below, from what the caller knows too.
+        let expected = self.policy.expected_scheme(key);
+        let Some(record) = record.filter(|record| record.key() == key) else {
+            self.run_dummy(expected.is_slow(), secret, permit_slow, work)?;
             return Err(AuthError::UnknownKey);
         };
-        let key = *record.key();
         let verifier = record.verifier();
         if let Err(source) = self.policy.check_for(verifier, secret) {
             // Refusing at once would tell that the key exists: cost the same.
-            self.run_dummy(secret, permit_slow)?;
+            self.run_dummy(expected.is_slow(), secret, permit_slow, work)?;
             return Err(match source {
-                VerifierError::FastForImported => AuthError::ImportedSecretForFastVerifier { key },
-                source => AuthError::BadVerifier { key, source },
+                VerifierError::FastForImported => {
+                    AuthError::ImportedSecretForFastVerifier { key: *key }
+                }
+                source => AuthError::BadVerifier { key: *key, source },
             });
         }
-        if !self.verify(&key, verifier, secret, permit_slow)? {
-            return Err(AuthError::WrongSecret { key });
+        // A fast verifier where the rule names Argon2id: padded to its dummy.
+        let pad = expected.is_slow() && !verifier.is_slow();
+        if !self.verify(key, verifier, secret, pad, permit_slow, work)? {
+            return Err(AuthError::WrongSecret { key: *key });
         }
         // Only a caller holding the secret gets this far.
         Principal::admit(record, device_id, device)
@@ -413,9 +553,9 @@ impl Authenticator {
 
     /// [`authenticate`](Self::authenticate), and, when the stored verifier
     /// should be replaced ([`HashPolicy::needs_upgrade`]: another scheme than
-    /// the policy writes for this kind of secret, or Argon2 parameters below
-    /// the policy's), its replacement, computed while the proven secret is at
-    /// hand. Store it in place of the record's verifier
+    /// the policy writes for this kind of secret, or Argon2 parameters other
+    /// than the policy's), its replacement, computed while the proven secret
+    /// is at hand. Store it in place of the record's verifier
     /// ([`AccessKey::with_verifier`]).
     ///
     /// ```
@@ -429,15 +569,17 @@ impl Authenticator {
     /// let new = AccessKey::generate(&mut rng, app, Scope::Unrestricted, &old)?;
     /// let auth = Authenticator::new(HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?);
     /// let device = DeviceRecord::new(app, "d1".parse()?);
-    /// let done = auth.authenticate_and_upgrade(Some(&new.record), &new.secret, &device, &mut rng)?;
+    /// let key = *new.record.key();
+    /// let done = auth.authenticate_and_upgrade(&key, Some(&new.record), &new.secret, &device, &mut rng)?;
     /// let upgraded = done.upgrade.expect("another scheme than the policy's");
     /// assert_eq!(upgraded.scheme(), Scheme::HmacSha256);
     /// let record = new.record.with_verifier(upgraded);
-    /// assert!(auth.authenticate_and_upgrade(Some(&record), &new.secret, &device, &mut rng)?.upgrade.is_none());
+    /// assert!(auth.authenticate_and_upgrade(&key, Some(&record), &new.secret, &device, &mut rng)?.upgrade.is_none());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn authenticate_and_upgrade<D, R>(
         &self,
+        key: &KeyId,
         record: Option<&AccessKey>,
         secret: &Secret,
         device: &D,
@@ -447,7 +589,7 @@ impl Authenticator {
         D: Device + ?Sized,
         R: rand_core::CryptoRng + ?Sized,
     {
-        let principal = self.authenticate(record, secret, device)?;
+        let principal = self.authenticate(key, record, secret, device)?;
         let upgrade = record
             .filter(|record| self.policy.needs_upgrade(record.verifier(), secret))
             .and_then(|_| {
@@ -461,14 +603,16 @@ impl Authenticator {
         Ok(Authenticated { principal, upgrade })
     }
 
-    /// The dummy verification for a refusal that must cost what a wrong secret
-    /// costs: of the scheme the presented secret would use.
+    /// The dummy verification for a refusal that must cost what the cost rule
+    /// says: Argon2id at the policy's parameters (`slow`) or the fast scheme.
     fn run_dummy(
         &self,
+        slow: bool,
         secret: &Secret,
         permit_slow: impl FnOnce() -> bool,
+        work: &mut AuthWork,
     ) -> Result<(), AuthError> {
-        let dummy = if self.policy.scheme_for(secret).is_slow() {
+        let dummy = if slow {
             if !permit_slow() {
                 return Err(AuthError::Throttled);
             }
@@ -478,21 +622,27 @@ impl Authenticator {
         };
         // The same steps as for a stored verifier; the outcome is ignored: only
         // the work counts.
-        let _ = self.policy.check_for(dummy, secret);
+        let _ = self.policy.check(dummy);
+        work.count(dummy);
         let _ = self.verify_uncached(dummy, secret);
         Ok(())
     }
 
+    /// Verifies `secret` against `verifier`; with `pad`, a fast verifier
+    /// also costs the Argon2id dummy.
     fn verify(
         &self,
         key: &KeyId,
         verifier: &Verifier,
         secret: &Secret,
+        pad: bool,
         permit_slow: impl FnOnce() -> bool,
+        work: &mut AuthWork,
     ) -> Result<bool, AuthError> {
         let bad = |source| AuthError::BadVerifier { key: *key, source };
-        if !verifier.is_slow() {
+        if !verifier.is_slow() && !pad {
             // Cheaper than the cache itself.
+            work.count(verifier);
             return self.verify_uncached(verifier, secret).map_err(bad);
         }
         #[cfg(feature = "std")]
@@ -503,13 +653,19 @@ impl Authenticator {
         #[cfg(feature = "std")]
         if let Some((cache, tag)) = &cached {
             if cache.contains(key, tag) {
+                work.cache_hit = true;
                 return Ok(true);
             }
         }
         if !permit_slow() {
             return Err(AuthError::Throttled);
         }
+        work.count(verifier);
         let ok = self.verify_uncached(verifier, secret).map_err(bad)?;
+        if pad {
+            work.count(&self.dummy);
+            let _ = self.verify_uncached(&self.dummy, secret);
+        }
         #[cfg(feature = "std")]
         if let (true, Some((cache, tag))) = (ok, cached) {
             cache.insert(*key, tag);

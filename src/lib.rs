@@ -48,7 +48,7 @@ mod text;
 mod verifier;
 
 pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN};
-pub use auth::{AuthError, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal};
+pub use auth::{AuthError, AuthWork, Authenticated, Authenticator, PUBLIC_REFUSAL, Principal};
 #[cfg(feature = "std")]
 pub use cache::{CacheStats, DEFAULT_CACHE_CAPACITY, VerificationCache};
 pub use credentials::{CredentialsError, DeviceCredentials};
@@ -65,7 +65,10 @@ pub use record::{
     RecordError, Scope,
 };
 pub use restriction::{Limits, Restriction, RestrictionError, TagFilter, TagPattern};
-pub use scan::{Finding, FindingKind, Findings, SHOWN_CHARS, Scanner, scan};
+pub use scan::{
+    DEFAULT_SCAN_WINDOW, Finding, FindingEncoding, FindingKind, Findings, SCAN_OVERLAP,
+    SHOWN_CHARS, Scanner, Window, scan,
+};
 pub use secret::{
     GENERATED_SECRET_LEN, MAX_SECRET_LEN, MIN_IMPORTED_SECRET_LEN, SECRET_PREFIX, Secret,
     SecretError,

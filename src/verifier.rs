@@ -254,10 +254,13 @@ pub struct Cost {
 ///
 /// **Stored verifiers** are checked before any hashing:
 ///
-/// - Argon2 parameters within bounds, by default at most 4× the cost of new
-///   verifiers (m ≤ 77824 KiB, t ≤ 8, p ≤ 4, and m × t ≤ 4 × 19456 × 2), so a
-///   corrupted or hostile `m=4194304` costs nothing and no stored verifier costs
-///   more than four new ones; optional minimums ([`HashPolicy::with_minimum`])
+/// - Argon2 parameters within bounds, by default m ≤ 65536 KiB (64 MiB), t ≤ 16,
+///   p ≤ 8 and m × t ≤ 262144 KiB passes (64 MiB × 4): the defaults of
+///   argon2-cffi and node-argon2 (RFC 9106's second recommended option,
+///   m=65536, t=3, p=4) are accepted, so secrets hashed by a platform's Python
+///   or Node servers import as they are, while a corrupted or hostile
+///   `m=4194304`, `t=4000000` or `p=255` is refused before anything is
+///   allocated or hashed; optional minimums ([`HashPolicy::with_minimum`])
 ///   refuse weaker ones outright;
 /// - Argon2id only, unless `argon2i` or `argon2d` is allowed;
 /// - a fast verifier proves only generated secrets, unless
@@ -296,6 +299,18 @@ const DEFAULT_PARAMS: Cost = Cost {
     p: 1,
 };
 
+/// The largest parameters of stored verifiers by default: 64 MiB, as RFC 9106's
+/// second recommended option (m=65536, t=3, p=4: argon2-cffi's and
+/// node-argon2's defaults), a few passes, a few lanes.
+const DEFAULT_BOUNDS: Cost = Cost {
+    m: 65536,
+    t: 16,
+    p: 8,
+};
+
+/// The largest `m × t` of stored verifiers by default: 64 MiB × 4 passes.
+const DEFAULT_MAX_WORK: u64 = 65536 * 4;
+
 /// `m × t`, the work of an Argon2 computation in KiB passes.
 fn work(cost: Cost) -> u64 {
     u64::from(cost.m) * u64::from(cost.t)
@@ -305,12 +320,8 @@ impl Default for HashPolicy {
     fn default() -> Self {
         Self {
             params: DEFAULT_PARAMS,
-            max: Cost {
-                m: 4 * DEFAULT_PARAMS.m,
-                t: 4 * DEFAULT_PARAMS.t,
-                p: 4 * DEFAULT_PARAMS.p,
-            },
-            max_work: 4 * work(DEFAULT_PARAMS),
+            max: DEFAULT_BOUNDS,
+            max_work: DEFAULT_MAX_WORK,
             min: None,
             argon2id_for_generated: false,
             fast_for_imported: false,
@@ -438,6 +449,41 @@ impl HashPolicy {
         }
     }
 
+    /// The scheme every authentication of `key` costs, whether or not a record
+    /// exists and whatever secret is presented: the cost rule of the
+    /// [`Authenticator`](crate::Authenticator), from what a caller without the
+    /// secret also knows (the key id's shape and the policy). A generated key
+    /// (`stk_…`) costs the scheme of generated secrets (the fast one, or
+    /// Argon2id with [`argon2id_for_generated`](Self::argon2id_for_generated));
+    /// an imported key costs Argon2id, or the fast scheme with
+    /// [`allow_fast_for_imported`](Self::allow_fast_for_imported), whose records
+    /// hold fast verifiers of machine-made secrets.
+    ///
+    /// ```
+    /// use structure_access::{HashPolicy, KeyId, Scheme, Variant};
+    ///
+    /// let generated: KeyId = "stk_4DmVJcy3ZpW0gNqk8TbX2a".parse()?;
+    /// let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse()?;
+    /// let policy = HashPolicy::default();
+    /// assert_eq!(policy.expected_scheme(&generated), Scheme::HmacSha256);
+    /// assert_eq!(policy.expected_scheme(&uuid), Scheme::Argon2(Variant::Argon2id));
+    /// let machine_made = HashPolicy::default().allow_fast_for_imported(true);
+    /// assert_eq!(machine_made.expected_scheme(&uuid), Scheme::HmacSha256);
+    /// # Ok::<(), structure_access::KeyError>(())
+    /// ```
+    pub fn expected_scheme(&self, key: &crate::KeyId) -> Scheme {
+        let fast = if key.is_generated() {
+            !self.argon2id_for_generated
+        } else {
+            self.fast_for_imported
+        };
+        if fast {
+            Scheme::HmacSha256
+        } else {
+            Scheme::Argon2(Variant::Argon2id)
+        }
+    }
+
     fn check_cost(&self, cost: Cost) -> Result<(), VerifierError> {
         let checks = [
             ("m", cost.m, Params::MIN_M_COST, self.max.m),
@@ -508,13 +554,16 @@ impl HashPolicy {
 
     /// Whether a stored verifier that just proved `secret` should be replaced:
     /// its scheme is not the one this policy writes for the secret's kind, or
-    /// its Argon2 parameters are below the policy's.
+    /// its Argon2 parameters are not the policy's. Below them it is weaker;
+    /// above them (argon2-cffi's defaults, say) it costs more than the dummy
+    /// verification that hides unknown keys, so its key's existence shows by
+    /// timing (see the [`Authenticator`](crate::Authenticator)'s cost rule).
     #[must_use]
     pub fn needs_upgrade(&self, verifier: &Verifier, secret: &Secret) -> bool {
         match (verifier.kind, self.scheme_for(secret)) {
             (Kind::HmacSha256, Scheme::HmacSha256) => false,
             (Kind::Argon2 { variant, cost }, Scheme::Argon2(wanted)) => {
-                variant != wanted || cost.m < self.params.m || cost.t < self.params.t
+                variant != wanted || cost != self.params
             }
             _ => true,
         }
@@ -540,8 +589,8 @@ impl HashPolicy {
 ///   ```
 ///
 /// - **Argon2**, for imported secrets: `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
-///   Parsing checks the shape (variant, version 19, decimal `m`, `t`, `p` in
-///   that order, salt of 8–64 bytes and output of 16–64 bytes, nothing else);
+///   Parsing checks the shape (variant, version 19, decimal `m`, `t`, `p`, each
+///   once in any order, salt of 8–64 bytes and output of 16–64 bytes, nothing else);
 ///   the cost is checked against a [`HashPolicy`] before hashing. Strings
 ///   produced by libargon2 and the libraries built on it (argon2-cffi,
 ///   node-argon2, PHP's `password_hash`) have this shape.
@@ -612,6 +661,30 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
+    /// `m=…,t=…,p=…`: each of the three once, in any order (libargon2 and
+    /// argon2-cffi write `m,t,p`; node-argon2 writes `m,p,t`), nothing else.
+    fn argon2_params(&mut self) -> Result<Cost, VerifierError> {
+        let (mut m, mut t, mut p) = (None, None, None);
+        for index in 0..3 {
+            if index > 0 {
+                self.tag(",", "`,` and the next of `m`, `t` and `p`")?;
+            }
+            let rest = self.rest();
+            let (slot, what) = match rest.get(..2) {
+                Some("m=") if m.is_none() => (&mut m, "a decimal memory cost"),
+                Some("t=") if t.is_none() => (&mut t, "a decimal time cost"),
+                Some("p=") if p.is_none() => (&mut p, "a decimal parallelism"),
+                _ => return Err(self.malformed("`m=`, `t=` or `p=`, each once")),
+            };
+            self.pos += 2;
+            *slot = Some(self.decimal(what)?);
+        }
+        match (m, t, p) {
+            (Some(m), Some(t), Some(p)) => Ok(Cost { m, t, p }),
+            _ => Err(self.malformed("`m=`, `t=` and `p=`")),
+        }
+    }
+
     fn base64<'b>(
         &mut self,
         stop: u8,
@@ -661,12 +734,8 @@ impl FromStr for Verifier {
                 expected: 19,
             });
         }
-        r.tag("$m=", "`$m=` and the memory cost")?;
-        let m = r.decimal("a decimal memory cost")?;
-        r.tag(",t=", "`,t=` and the time cost")?;
-        let t = r.decimal("a decimal time cost")?;
-        r.tag(",p=", "`,p=` and the parallelism")?;
-        let p = r.decimal("a decimal parallelism")?;
+        r.tag("$", "`$` and the parameters")?;
+        let Cost { m, t, p } = r.argon2_params()?;
         r.tag("$", "`$` and the salt (no other parameters are accepted)")?;
         let mut salt = [0u8; MAX_SALT_LEN];
         let salt_len = r.base64(b'$', "salt", &mut salt, MIN_SALT_LEN)?.len();

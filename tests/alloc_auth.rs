@@ -84,9 +84,10 @@ fn setup(cache: bool, argon2: bool) -> (Authenticator, AccessKey, Secret, Device
 #[test]
 fn cached_authentication_allocates_nothing() {
     let (auth, record, secret, device) = setup(true, true);
-    auth.authenticate(Some(&record), &secret, &device).unwrap();
+    auth.authenticate(record.key(), Some(&record), &secret, &device)
+        .unwrap();
     let (allocations, _, principal) =
-        measure(|| auth.authenticate(Some(&record), &secret, &device));
+        measure(|| auth.authenticate(record.key(), Some(&record), &secret, &device));
     assert!(principal.is_ok());
     assert_eq!(auth.cache().unwrap().stats().hits, 1);
     assert_eq!(allocations, 0);
@@ -99,19 +100,23 @@ fn cached_authentication_allocates_nothing() {
 fn cold_authentication_reuses_its_memory() {
     let (auth, record, secret, device) = setup(false, true);
     // The first verification sizes the pooled buffer...
-    let (_, first_bytes, _) = measure(|| auth.authenticate(Some(&record), &secret, &device));
+    let (_, first_bytes, _) =
+        measure(|| auth.authenticate(record.key(), Some(&record), &secret, &device));
     assert!(first_bytes >= 256 * 1024, "{first_bytes}");
     // ...and every later one, right, wrong or for an unknown key, reuses it.
     let wrong = Secret::generate(&mut ChaCha20Rng::seed_from_u64(2));
     for _ in 0..3 {
-        let (allocations, _, ok) = measure(|| auth.authenticate(Some(&record), &secret, &device));
+        let (allocations, _, ok) =
+            measure(|| auth.authenticate(record.key(), Some(&record), &secret, &device));
         assert!(ok.is_ok());
         assert_eq!(allocations, 0);
-        let (allocations, _, err) = measure(|| auth.authenticate(Some(&record), &wrong, &device));
+        let (allocations, _, err) =
+            measure(|| auth.authenticate(record.key(), Some(&record), &wrong, &device));
         assert!(matches!(err, Err(AuthError::WrongSecret { .. })));
         // The error holds the key inline: nothing allocated for it either.
         assert_eq!(allocations, 0);
-        let (allocations, _, err) = measure(|| auth.authenticate(None, &secret, &device));
+        let (allocations, _, err) =
+            measure(|| auth.authenticate(record.key(), None, &secret, &device));
         assert_eq!(err.unwrap_err(), AuthError::UnknownKey);
         assert_eq!(allocations, 0);
     }
@@ -124,13 +129,16 @@ fn cold_fast_authentication_allocates_nothing() {
     let wrong = Secret::generate(&mut ChaCha20Rng::seed_from_u64(2));
     // No warm-up: the very first one allocates nothing either.
     for _ in 0..3 {
-        let (allocations, _, ok) = measure(|| auth.authenticate(Some(&record), &secret, &device));
+        let (allocations, _, ok) =
+            measure(|| auth.authenticate(record.key(), Some(&record), &secret, &device));
         assert!(ok.is_ok());
         assert_eq!(allocations, 0);
-        let (allocations, _, err) = measure(|| auth.authenticate(Some(&record), &wrong, &device));
+        let (allocations, _, err) =
+            measure(|| auth.authenticate(record.key(), Some(&record), &wrong, &device));
         assert!(matches!(err, Err(AuthError::WrongSecret { .. })));
         assert_eq!(allocations, 0);
-        let (allocations, _, err) = measure(|| auth.authenticate(None, &secret, &device));
+        let (allocations, _, err) =
+            measure(|| auth.authenticate(record.key(), None, &secret, &device));
         assert_eq!(err.unwrap_err(), AuthError::UnknownKey);
         assert_eq!(allocations, 0);
     }
@@ -153,12 +161,15 @@ fn a_verifier_claiming_4_gib_is_refused_without_allocating_it() {
     );
     // The refusal runs the dummy at the policy's parameters (m=256 KiB), so
     // that it costs what a wrong secret costs: that is all it may allocate.
-    let (_, bytes, err) = measure(|| auth.authenticate(Some(&hostile), &secret, &device));
+    let (_, bytes, err) =
+        measure(|| auth.authenticate(hostile.key(), Some(&hostile), &secret, &device));
     assert!(matches!(err, Err(AuthError::BadVerifier { .. })));
     assert!(bytes < 256 * 1024 + 1024, "{bytes} bytes allocated");
     // With the pool's buffer already there, nothing at all.
-    auth.authenticate(Some(&record), &secret, &device).unwrap();
-    let (_, bytes, err) = measure(|| auth.authenticate(Some(&hostile), &secret, &device));
+    auth.authenticate(record.key(), Some(&record), &secret, &device)
+        .unwrap();
+    let (_, bytes, err) =
+        measure(|| auth.authenticate(hostile.key(), Some(&hostile), &secret, &device));
     assert!(matches!(err, Err(AuthError::BadVerifier { .. })));
     assert!(bytes < 1024, "{bytes} bytes allocated");
 }

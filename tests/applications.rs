@@ -85,11 +85,12 @@ fn authentication_refuses_a_device_of_another_application() {
         let own = device(A, "d1", &[("site", "north")]);
         let foreign = device(B, "d1", &[("site", "north")]);
         assert!(
-            auth.authenticate(Some(&record), &secret, &own).is_ok(),
+            auth.authenticate(record.key(), Some(&record), &secret, &own)
+                .is_ok(),
             "{name}"
         );
         let err = auth
-            .authenticate(Some(&record), &secret, &foreign)
+            .authenticate(record.key(), Some(&record), &secret, &foreign)
             .unwrap_err();
         assert_eq!(
             err,
@@ -101,14 +102,14 @@ fn authentication_refuses_a_device_of_another_application() {
         // Without the secret, the caller does not learn the application differs.
         let wrong = Secret::generate(&mut ChaCha20Rng::seed_from_u64(99));
         assert_eq!(
-            auth.authenticate(Some(&record), &wrong, &foreign),
+            auth.authenticate(record.key(), Some(&record), &wrong, &foreign),
             Err(AuthError::WrongSecret { key: *record.key() }),
             "{name}"
         );
         // An inactive key says inactive before anything about the device.
         let inactive = record.clone().with_status(KeyStatus::Inactive);
         assert_eq!(
-            auth.authenticate(Some(&inactive), &secret, &foreign),
+            auth.authenticate(inactive.key(), Some(&inactive), &secret, &foreign),
             Err(AuthError::InactiveKey { key: *record.key() }),
             "{name}"
         );
@@ -124,7 +125,9 @@ fn can_see_is_false_across_applications() {
     ] {
         let (record, secret) = key(A, scope, 2);
         let me = device(A, "d1", &[("site", "north")]);
-        let principal = auth.authenticate(Some(&record), &secret, &me).unwrap();
+        let principal = auth
+            .authenticate(record.key(), Some(&record), &secret, &me)
+            .unwrap();
         assert_eq!(principal.application(), &app(A));
         let twin_in_b = device(B, "d2", &[("site", "north"), ("color", "blue")]);
         let same_in_a = device(A, "d2", &[("site", "north"), ("color", "blue")]);
@@ -153,6 +156,7 @@ fn principal(scope: Scope) -> Principal {
     let (record, secret) = key(A, scope, 3);
     Authenticator::new(cheap_policy())
         .authenticate(
+            record.key(),
             Some(&record),
             &secret,
             &device(A, "a1", &[("site", "north")]),
@@ -328,7 +332,7 @@ fn reauthorize_checks_the_current_record_without_the_secret() {
     let (record, secret) = key(A, restricted("site=north"), 5);
     let me = device(A, "d1", &[("site", "north")]);
     let at_connect = Authenticator::new(cheap_policy())
-        .authenticate(Some(&record), &secret, &me)
+        .authenticate(record.key(), Some(&record), &secret, &me)
         .unwrap();
     assert_eq!(Principal::reauthorize(&record, &me), Ok(at_connect));
     let key = *record.key();

@@ -71,16 +71,21 @@ fn verifiers_from_libargon2_verify() {
     }
     let legacy: Verifier = LIBARGON2_LEGACY.parse().unwrap();
     let secret = Secret::imported(LEGACY_SECRET).unwrap();
-    // argon2-cffi's defaults cost more than 4× the policy's: refused by the
-    // default bounds, accepted by bounds that admit them.
-    assert!(matches!(
-        legacy.verify(&secret, &policy),
-        Err(VerifierError::TooCostly { m: 65536, t: 3, .. })
-    ));
-    let wide = HashPolicy::default()
-        .with_bounds(Cost::new(65536, 3, 4))
+    // argon2-cffi's defaults are within the default bounds
+    // (tests/argon2_vectors.rs has node-argon2's too)...
+    assert_eq!(legacy.verify(&secret, &policy), Ok(()));
+    // ...and tighter bounds refuse them before hashing.
+    let tight = HashPolicy::default()
+        .with_bounds(Cost::new(65536, 2, 4))
         .unwrap();
-    assert_eq!(legacy.verify(&secret, &wide), Ok(()));
+    assert!(matches!(
+        legacy.verify(&secret, &tight),
+        Err(VerifierError::OutOfBounds {
+            name: "t",
+            value: 3,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -107,13 +112,18 @@ fn right_secret_gives_a_principal() {
     let (record, secret) = key_with(Scope::Unrestricted, 1);
     let auth = Authenticator::new(cheap_policy());
     let principal = auth
-        .authenticate(Some(&record), &secret, &device("dev-1"))
+        .authenticate(record.key(), Some(&record), &secret, &device("dev-1"))
         .unwrap();
     assert_eq!(principal.device_id().as_str(), "dev-1");
     assert_eq!(principal.key(), record.key());
     assert!(principal.can_see(&device("anything")));
     let again = auth
-        .authenticate_password(Some(&record), secret.expose_secret(), &device("dev-1"))
+        .authenticate_password(
+            record.key(),
+            Some(&record),
+            secret.expose_secret(),
+            &device("dev-1"),
+        )
         .unwrap();
     assert_eq!(again, principal);
 }
@@ -127,17 +137,17 @@ fn every_refusal_has_its_cause_and_one_public_answer() {
     let key = *record.key();
 
     let wrong = auth
-        .authenticate(Some(&record), &other, &device("dev-1"))
+        .authenticate(record.key(), Some(&record), &other, &device("dev-1"))
         .unwrap_err();
     assert_eq!(wrong, AuthError::WrongSecret { key });
 
     let unknown = auth
-        .authenticate(None, &secret, &device("dev-1"))
+        .authenticate(record.key(), None, &secret, &device("dev-1"))
         .unwrap_err();
     assert_eq!(unknown, AuthError::UnknownKey);
 
     let out = auth
-        .authenticate(Some(&record), &secret, &device("dev-3"))
+        .authenticate(record.key(), Some(&record), &secret, &device("dev-3"))
         .unwrap_err();
     assert_eq!(out, AuthError::OutOfScope { key });
     assert_eq!(
@@ -147,16 +157,17 @@ fn every_refusal_has_its_cause_and_one_public_answer() {
 
     let inactive = record.clone().with_status(KeyStatus::Inactive);
     let err = auth
-        .authenticate(Some(&inactive), &secret, &device("dev-1"))
+        .authenticate(inactive.key(), Some(&inactive), &secret, &device("dev-1"))
         .unwrap_err();
     assert_eq!(err, AuthError::InactiveKey { key });
 
     let malformed = auth
-        .authenticate_password(Some(&record), "sts_garbage", &device("dev-1"))
+        .authenticate_password(record.key(), Some(&record), "sts_garbage", &device("dev-1"))
         .unwrap_err();
     assert!(matches!(malformed, AuthError::MalformedSecret(_)));
     let checksum = auth
         .authenticate_password(
+            record.key(),
             Some(&record),
             "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDB",
             &device("dev-1"),
@@ -170,7 +181,7 @@ fn every_refusal_has_its_cause_and_one_public_answer() {
     assert!(std::error::Error::source(&checksum).is_none());
 
     let bad_device = auth
-        .authenticate(Some(&record), &secret, &device_row("bad id"))
+        .authenticate(record.key(), Some(&record), &secret, &device_row("bad id"))
         .unwrap_err();
     assert!(matches!(bad_device, AuthError::InvalidDeviceId(_)));
 
@@ -222,15 +233,15 @@ fn no_error_prints_its_cause_twice() {
             .unwrap();
     let errors: Vec<Box<dyn std::error::Error>> = vec![
         Box::new(
-            auth.authenticate_password(Some(&record), "sts_x", &device("d"))
+            auth.authenticate_password(record.key(), Some(&record), "sts_x", &device("d"))
                 .unwrap_err(),
         ),
         Box::new(
-            auth.authenticate(Some(&record), &secret, &device_row("bad id"))
+            auth.authenticate(record.key(), Some(&record), &secret, &device_row("bad id"))
                 .unwrap_err(),
         ),
         Box::new(
-            auth.authenticate(Some(&bad), &secret, &device("d"))
+            auth.authenticate(bad.key(), Some(&bad), &secret, &device("d"))
                 .unwrap_err(),
         ),
         Box::new(structure_access::mqtt::FilterList::new(["a/#/b"]).unwrap_err()),
@@ -259,7 +270,7 @@ fn status_and_scope_are_only_checked_after_the_secret() {
     let auth = Authenticator::new(cheap_policy());
     // Inactive and out of scope, but without the secret the caller learns neither.
     let err = auth
-        .authenticate(Some(&record), &other, &device("dev-9"))
+        .authenticate(record.key(), Some(&record), &other, &device("dev-9"))
         .unwrap_err();
     assert_eq!(err, AuthError::WrongSecret { key: *record.key() });
 }
@@ -282,20 +293,20 @@ fn hostile_stored_verifiers_are_refused_before_hashing() {
     let cases = [
         (
             format!("$argon2id$v=19$m=4194304,t=2,p=1${salt_hash}"),
-            "verifier parameter `m=4194304` is outside the hash policy, expected 8 to 77824",
+            "verifier parameter `m=4194304` is outside the hash policy, expected 8 to 65536",
         ),
         (
             format!("$argon2id$v=19$m=19456,t=4000000,p=1${salt_hash}"),
-            "verifier parameter `t=4000000` is outside the hash policy, expected 1 to 8",
+            "verifier parameter `t=4000000` is outside the hash policy, expected 1 to 16",
         ),
         (
             format!("$argon2id$v=19$m=19456,t=2,p=255${salt_hash}"),
-            "verifier parameter `p=255` is outside the hash policy, expected 1 to 4",
+            "verifier parameter `p=255` is outside the hash policy, expected 1 to 8",
         ),
         (
-            // Each parameter within bounds, but 16× the policy's work.
-            format!("$argon2id$v=19$m=77824,t=8,p=1${salt_hash}"),
-            "verifier parameters `m=77824,t=8` cost 622592 KiB passes, expected at most 155648",
+            // Each parameter within bounds, but twice the work bound (64 MiB × 4).
+            format!("$argon2id$v=19$m=65536,t=8,p=1${salt_hash}"),
+            "verifier parameters `m=65536,t=8` cost 524288 KiB passes, expected at most 262144",
         ),
         (
             format!("$argon2i$v=19$m=19456,t=2,p=1${salt_hash}"),
@@ -313,7 +324,7 @@ fn hostile_stored_verifiers_are_refused_before_hashing() {
     for (phc, message) in cases {
         let record = record_with_verifier(&phc).unwrap();
         let err = auth
-            .authenticate(Some(&record), &secret, &device("dev-1"))
+            .authenticate(record.key(), Some(&record), &secret, &device("dev-1"))
             .unwrap_err();
         assert!(err.is_server_fault(), "{phc}");
         assert_eq!(err.public_message(), "bad credentials");
@@ -393,8 +404,16 @@ fn malformed_verifiers_are_refused_with_their_position() {
             "malformed verifier at byte 17: expected a decimal memory cost",
         ),
         (
-            "$argon2id$v=19$t=2,m=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
-            "malformed verifier at byte 14: expected `$m=` and the memory cost",
+            "$argon2id$v=19$m=1,t=2,m=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 23: expected `m=`, `t=` or `p=`, each once",
+        ),
+        (
+            "$argon2id$v=19$m=64,t=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 23: expected `,` and the next of `m`, `t` and `p`",
+        ),
+        (
+            "$argon2id$v=19$x=1,t=1,p=1$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
+            "malformed verifier at byte 15: expected `m=`, `t=` or `p=`, each once",
         ),
         (
             "$argon2id$v=19$m=64,t=1,p=1,keyid=AAAA$AAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAA",
@@ -436,19 +455,24 @@ fn cache_hits_skip_argon2_and_never_hold_failures() {
     let cache = auth.cache().unwrap();
     let dev = device("dev-1");
 
-    assert!(auth.authenticate(Some(&record), &other, &dev).is_err());
+    assert!(
+        auth.authenticate(record.key(), Some(&record), &other, &dev)
+            .is_err()
+    );
     assert_eq!(cache.len(), 0, "a failure was cached");
 
-    auth.authenticate(Some(&record), &secret, &dev).unwrap();
+    auth.authenticate(record.key(), Some(&record), &secret, &dev)
+        .unwrap();
     let s = cache.stats();
     assert_eq!((s.hits, s.misses, s.len), (0, 2, 1));
     for _ in 0..3 {
-        auth.authenticate(Some(&record), &secret, &dev).unwrap();
+        auth.authenticate(record.key(), Some(&record), &secret, &dev)
+            .unwrap();
     }
     assert_eq!(cache.stats().hits, 3);
     // A wrong secret for a cached key misses and runs the full verification.
     assert!(matches!(
-        auth.authenticate(Some(&record), &other, &dev),
+        auth.authenticate(record.key(), Some(&record), &other, &dev),
         Err(AuthError::WrongSecret { .. })
     ));
     assert_eq!(cache.stats().misses, 3);
@@ -459,7 +483,8 @@ fn a_changed_verifier_misses_the_cache() {
     let (record, secret) = key_with(Scope::Unrestricted, 9);
     let auth = cached_authenticator();
     let dev = device("dev-1");
-    auth.authenticate(Some(&record), &secret, &dev).unwrap();
+    auth.authenticate(record.key(), Some(&record), &secret, &dev)
+        .unwrap();
     // Rotation: same key id, new secret and verifier.
     let new_secret = Secret::generate(&mut rng(10));
     let rotated = AccessKey::new(
@@ -469,15 +494,18 @@ fn a_changed_verifier_misses_the_cache() {
         Scope::Unrestricted,
     );
     assert!(matches!(
-        auth.authenticate(Some(&rotated), &secret, &dev),
+        auth.authenticate(rotated.key(), Some(&rotated), &secret, &dev),
         Err(AuthError::WrongSecret { .. })
     ));
-    auth.authenticate(Some(&rotated), &new_secret, &dev)
+    auth.authenticate(rotated.key(), Some(&rotated), &new_secret, &dev)
         .unwrap();
     let stats = auth.cache().unwrap().stats();
     assert_eq!((stats.hits, stats.len), (0, 1));
     // The old pair no longer hits: the entry now holds the new verifier's MAC.
-    assert!(auth.authenticate(Some(&record), &secret, &dev).is_ok());
+    assert!(
+        auth.authenticate(record.key(), Some(&record), &secret, &dev)
+            .is_ok()
+    );
     assert_eq!(auth.cache().unwrap().stats().hits, 0);
 }
 
@@ -488,14 +516,18 @@ fn invalidate_and_clear_forget_entries() {
     let auth = cached_authenticator();
     let cache = auth.cache().unwrap();
     let dev = device("dev-1");
-    auth.authenticate(Some(&a), &a_secret, &dev).unwrap();
-    auth.authenticate(Some(&b), &b_secret, &dev).unwrap();
+    auth.authenticate(a.key(), Some(&a), &a_secret, &dev)
+        .unwrap();
+    auth.authenticate(b.key(), Some(&b), &b_secret, &dev)
+        .unwrap();
     assert_eq!(cache.len(), 2);
     cache.invalidate(a.key());
     assert_eq!(cache.len(), 1);
-    auth.authenticate(Some(&a), &a_secret, &dev).unwrap();
+    auth.authenticate(a.key(), Some(&a), &a_secret, &dev)
+        .unwrap();
     assert_eq!(cache.stats().hits, 0);
-    auth.authenticate(Some(&b), &b_secret, &dev).unwrap();
+    auth.authenticate(b.key(), Some(&b), &b_secret, &dev)
+        .unwrap();
     assert_eq!(cache.stats().hits, 1);
     cache.clear();
     assert!(cache.is_empty());
@@ -506,15 +538,15 @@ fn status_and_scope_are_checked_on_cached_calls() {
     let restriction: Restriction = "dev-1".parse().unwrap();
     let (mut record, secret) = key_with(restriction.into(), 14);
     let auth = cached_authenticator();
-    auth.authenticate(Some(&record), &secret, &device("dev-1"))
+    auth.authenticate(record.key(), Some(&record), &secret, &device("dev-1"))
         .unwrap();
     assert!(matches!(
-        auth.authenticate(Some(&record), &secret, &device("dev-2")),
+        auth.authenticate(record.key(), Some(&record), &secret, &device("dev-2")),
         Err(AuthError::OutOfScope { .. })
     ));
     record.set_status(KeyStatus::Inactive);
     assert!(matches!(
-        auth.authenticate(Some(&record), &secret, &device("dev-1")),
+        auth.authenticate(record.key(), Some(&record), &secret, &device("dev-1")),
         Err(AuthError::InactiveKey { .. })
     ));
     assert_eq!(auth.cache().unwrap().stats().hits, 2);
@@ -527,7 +559,8 @@ fn the_cache_stays_within_its_capacity() {
     let dev = device("dev-1");
     for seed in 0..64 {
         let (record, secret) = key_with(Scope::Unrestricted, 100 + seed);
-        auth.authenticate(Some(&record), &secret, &dev).unwrap();
+        auth.authenticate(record.key(), Some(&record), &secret, &dev)
+            .unwrap();
     }
     let cache = auth.cache().unwrap();
     assert!(cache.len() <= cache.capacity(), "{cache:?}");
@@ -550,10 +583,15 @@ fn concurrent_authentication_from_several_threads() {
                 for round in 0..25 {
                     let (record, secret) = &keys[(t + round) % keys.len()];
                     let dev = device(&format!("dev-{}", 1 + round % 4));
-                    let principal = auth.authenticate(Some(record), secret, &dev).unwrap();
+                    let principal = auth
+                        .authenticate(record.key(), Some(record), secret, &dev)
+                        .unwrap();
                     assert_eq!(principal.key(), record.key());
                     let wrong = Secret::generate(&mut rng((t * 100 + round) as u64));
-                    assert!(auth.authenticate(Some(record), &wrong, &dev).is_err());
+                    assert!(
+                        auth.authenticate(record.key(), Some(record), &wrong, &dev)
+                            .is_err()
+                    );
                 }
             })
         })
@@ -586,8 +624,8 @@ proptest! {
         let record = record.with_status(if status { KeyStatus::Active } else { KeyStatus::Inactive });
         let presented = if known { secret } else { Secret::generate(&mut rng(seed ^ 1)) };
         let auth = Authenticator::new(cheap_policy());
-        let result = auth.authenticate(Some(&record), &presented, &device(&id));
-        let unknown = auth.authenticate(None, &presented, &device(&id));
+        let result = auth.authenticate(record.key(), Some(&record), &presented, &device(&id));
+        let unknown = auth.authenticate(record.key(), None, &presented, &device(&id));
         let text = presented.expose_secret();
         for err in [result.err(), unknown.err()].into_iter().flatten() {
             for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
@@ -595,7 +633,7 @@ proptest! {
             }
         }
         let garbage = format!("{}x", &text[..40]);
-        let err = auth.authenticate_password(Some(&record), &garbage, &device(&id)).unwrap_err();
+        let err = auth.authenticate_password(record.key(), Some(&record), &garbage, &device(&id)).unwrap_err();
         prop_assert!(!err.to_string().contains(&text[4..20]));
         let debug = format!("{err:?}");
         prop_assert!(!debug.contains(&text[4..20]));

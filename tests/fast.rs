@@ -7,8 +7,8 @@ use std::cell::Cell;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::{
-    AccessKey, AuthError, Authenticator, Cost, DeviceRecord, HashPolicy, Scheme, Scope, Secret,
-    Variant, VerificationCache, Verifier, VerifierError,
+    AccessKey, AuthError, Authenticator, Cost, DeviceRecord, HashPolicy, KeyId, Scheme, Scope,
+    Secret, Variant, VerificationCache, Verifier, VerifierError,
 };
 
 const APP: &str = "app1";
@@ -169,25 +169,34 @@ fn the_policy_picks_the_scheme_per_kind_of_secret() {
 }
 
 #[test]
-fn default_bounds_are_four_times_the_policys_cost() {
+fn default_bounds_admit_the_common_libraries_defaults() {
     let policy = HashPolicy::default();
     let b = policy.bounds();
-    assert_eq!((b.m, b.t, b.p), (4 * 19456, 4 * 2, 4));
-    assert_eq!(policy.max_work(), 4 * 19456 * 2);
+    assert_eq!((b.m, b.t, b.p), (65536, 16, 8));
+    assert_eq!(policy.max_work(), 65536 * 4);
     let salt_hash = "o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA";
-    let within: Verifier = format!("$argon2id$v=19$m=77824,t=2,p=1${salt_hash}")
-        .parse()
-        .unwrap();
-    assert_eq!(policy.check(&within), Ok(()));
-    let costly: Verifier = format!("$argon2id$v=19$m=77824,t=3,p=1${salt_hash}")
+    // RFC 9106's second option (argon2-cffi, node-argon2), in either order of
+    // its parameters, and 64 MiB × 4 passes.
+    for within in [
+        "m=65536,t=3,p=4",
+        "m=65536,p=4,t=3",
+        "m=65536,t=4,p=1",
+        "p=8,t=16,m=16384",
+    ] {
+        let v: Verifier = format!("$argon2id$v=19${within}${salt_hash}")
+            .parse()
+            .unwrap();
+        assert_eq!(policy.check(&v), Ok(()), "{within}");
+    }
+    let costly: Verifier = format!("$argon2id$v=19$m=65536,t=5,p=1${salt_hash}")
         .parse()
         .unwrap();
     assert!(matches!(
         policy.check(&costly),
         Err(VerifierError::TooCostly {
-            m: 77824,
-            t: 3,
-            max_work: 155648
+            m: 65536,
+            t: 5,
+            max_work: 262144
         })
     ));
     // Minimums refuse weaker stored verifiers outright.
@@ -222,13 +231,13 @@ fn existing_argon2_records_of_generated_secrets_keep_working() {
     // Authenticated under today's policy, which writes the fast scheme.
     let auth = Authenticator::new(cheap());
     assert!(
-        auth.authenticate(Some(&new.record), &new.secret, &device())
+        auth.authenticate(new.record.key(), Some(&new.record), &new.secret, &device())
             .is_ok()
     );
 }
 
 #[test]
-fn argon2_runs_only_where_the_secret_needs_it() {
+fn argon2_runs_where_the_key_ids_shape_says() {
     let auth = Authenticator::new(cheap()).with_cache(VerificationCache::with_rng(16, &mut rng(0)));
     let asked = Cell::new(0);
     let count = || {
@@ -243,73 +252,105 @@ fn argon2_runs_only_where_the_secret_needs_it() {
         &cheap(),
     )
     .unwrap();
-    let slow_verifier = Verifier::create(&imported, &cheap(), &mut rng(5)).unwrap();
-    let slow = record(slow_verifier);
-
-    // Generated secret, fast verifier: right, wrong, unknown key — never Argon2.
-    auth.authenticate_with(Some(&fast.record), &fast.secret, &device(), count)
-        .unwrap();
+    let uuid: KeyId = "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse().unwrap();
+    let slow = record_of(
+        uuid,
+        Verifier::create(&imported, &cheap(), &mut rng(5)).unwrap(),
+    );
+    let unknown_generated: KeyId = "stk_0000000000000000000000".parse().unwrap();
+    let unknown_imported: KeyId = "00000000-0000-4000-8000-000000000000".parse().unwrap();
     let wrong = Secret::generate(&mut rng(6));
+
+    // A generated key: never Argon2, whatever the secret, known or not.
+    let key = fast.record.key();
+    auth.authenticate_with(key, Some(&fast.record), &fast.secret, &device(), count)
+        .unwrap();
     assert!(matches!(
-        auth.authenticate_with(Some(&fast.record), &wrong, &device(), count),
+        auth.authenticate_with(key, Some(&fast.record), &wrong, &device(), count),
         Err(AuthError::WrongSecret { .. })
     ));
+    // An imported secret for its fast verifier: refused after the fast dummy.
     assert_eq!(
-        auth.authenticate_with(None, &fast.secret, &device(), count),
-        Err(AuthError::UnknownKey)
+        auth.authenticate_with(key, Some(&fast.record), &imported, &device(), count),
+        Err(AuthError::ImportedSecretForFastVerifier { key: *key })
     );
+    for secret in [&fast.secret, &imported] {
+        assert_eq!(
+            auth.authenticate_with(&unknown_generated, None, secret, &device(), count),
+            Err(AuthError::UnknownKey)
+        );
+    }
     assert_eq!(asked.get(), 0);
     // The fast scheme never touches the cache.
     assert_eq!(auth.cache().unwrap().stats().len, 0);
 
-    // Imported secret: a cold Argon2 verification, then a cache hit.
-    auth.authenticate_with(Some(&slow), &imported, &device(), count)
+    // An imported key: Argon2, whatever the secret, known or not. A cold
+    // verification, then a cache hit.
+    auth.authenticate_with(&uuid, Some(&slow), &imported, &device(), count)
         .unwrap();
     assert_eq!(asked.get(), 1);
-    auth.authenticate_with(Some(&slow), &imported, &device(), count)
+    auth.authenticate_with(&uuid, Some(&slow), &imported, &device(), count)
         .unwrap();
     assert_eq!(asked.get(), 1, "a cache hit runs no Argon2");
-    // An unknown key presented an imported secret runs the Argon2 dummy.
-    assert_eq!(
-        auth.authenticate_with(None, &imported, &device(), count),
-        Err(AuthError::UnknownKey)
-    );
-    assert_eq!(asked.get(), 2);
-    // An imported secret for a fast verifier runs the Argon2 dummy too, then is
-    // refused: it costs what an unknown key costs.
-    assert_eq!(
-        auth.authenticate_with(Some(&fast.record), &imported, &device(), count),
-        Err(AuthError::ImportedSecretForFastVerifier {
-            key: *fast.record.key()
-        })
-    );
-    assert_eq!(asked.get(), 3);
-    // So does a stored verifier that the policy refuses: no "key exists" oracle.
-    let hostile = record(
-        "$argon2id$v=19$m=4194304,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA"
-            .parse()
-            .unwrap(),
-    );
     assert!(matches!(
-        auth.authenticate_with(Some(&hostile), &imported, &device(), count),
+        auth.authenticate_with(&uuid, Some(&slow), &wrong, &device(), count),
+        Err(AuthError::WrongSecret { .. })
+    ));
+    assert_eq!(asked.get(), 2);
+    for secret in [&fast.secret, &imported] {
+        assert_eq!(
+            auth.authenticate_with(&unknown_imported, None, secret, &device(), count),
+            Err(AuthError::UnknownKey)
+        );
+    }
+    assert_eq!(asked.get(), 4);
+    // A stored verifier that the policy refuses runs the dummy of its key's
+    // shape: no "key exists" oracle.
+    let hostile_verifier: Verifier = "$argon2id$v=19$m=4194304,t=2,p=1$o1a2OxEBgc6kveVG22cS6A$K7zmi4nG5Ux59QQJFhoI8CoXXlFI9Dj7hPiP8geQZBA"
+        .parse()
+        .unwrap();
+    let hostile = record_of(uuid, hostile_verifier.clone());
+    assert!(matches!(
+        auth.authenticate_with(&uuid, Some(&hostile), &imported, &device(), count),
         Err(AuthError::BadVerifier { .. })
     ));
-    assert_eq!(asked.get(), 4);
+    assert_eq!(asked.get(), 5);
+    let hostile = record_of(*key, hostile_verifier);
+    assert!(matches!(
+        auth.authenticate_with(key, Some(&hostile), &imported, &device(), count),
+        Err(AuthError::BadVerifier { .. })
+    ));
+    assert_eq!(asked.get(), 5, "a generated key's dummy is the fast one");
+    // A record of another key is no record: the dummy, and an unknown key.
+    assert_eq!(
+        auth.authenticate_with(
+            &unknown_generated,
+            Some(&fast.record),
+            &fast.secret,
+            &device(),
+            count
+        ),
+        Err(AuthError::UnknownKey)
+    );
 
-    // A spent budget refuses at once, without verifying.
+    // A spent budget refuses an imported key at once, known or not...
     let other = Secret::imported("another-imported-secret").unwrap();
     for record in [None, Some(&slow)] {
         assert_eq!(
-            auth.authenticate_with(record, &other, &device(), || false),
+            auth.authenticate_with(&uuid, record, &other, &device(), || false),
             Err(AuthError::Throttled)
         );
     }
-    // ...but never what needs no Argon2.
-    auth.authenticate_with(Some(&fast.record), &fast.secret, &device(), || false)
+    // ...but never what needs no Argon2: a generated key, or a cache hit.
+    auth.authenticate_with(key, Some(&fast.record), &fast.secret, &device(), || false)
         .unwrap();
-    auth.authenticate_with(Some(&slow), &imported, &device(), || false)
+    auth.authenticate_with(&uuid, Some(&slow), &imported, &device(), || false)
         .unwrap();
     assert_eq!(AuthError::Throttled.public_message(), "bad credentials");
+}
+
+fn record_of(key: KeyId, verifier: Verifier) -> AccessKey {
+    AccessKey::new(key, APP.parse().unwrap(), verifier, Scope::Unrestricted)
 }
 
 #[test]
@@ -329,14 +370,20 @@ fn upgrades_replace_weaker_or_other_scheme_verifiers() {
     .unwrap();
     assert!(policy.needs_upgrade(old.record.verifier(), &old.secret));
     let done = auth
-        .authenticate_and_upgrade(Some(&old.record), &old.secret, &device(), &mut r)
+        .authenticate_and_upgrade(
+            old.record.key(),
+            Some(&old.record),
+            &old.secret,
+            &device(),
+            &mut r,
+        )
         .unwrap();
     let upgraded = done.upgrade.unwrap();
     assert_eq!(upgraded.scheme(), Scheme::HmacSha256);
     assert_eq!(upgraded.verify(&old.secret, policy), Ok(()));
     let record = old.record.clone().with_verifier(upgraded);
     let done = auth
-        .authenticate_and_upgrade(Some(&record), &old.secret, &device(), &mut r)
+        .authenticate_and_upgrade(record.key(), Some(&record), &old.secret, &device(), &mut r)
         .unwrap();
     assert!(done.upgrade.is_none());
 
@@ -348,7 +395,7 @@ fn upgrades_replace_weaker_or_other_scheme_verifiers() {
     assert!(stronger.needs_upgrade(weak.verifier(), &imported));
     let auth2 = Authenticator::new(stronger.clone());
     let done = auth2
-        .authenticate_and_upgrade(Some(&weak), &imported, &device(), &mut r)
+        .authenticate_and_upgrade(weak.key(), Some(&weak), &imported, &device(), &mut r)
         .unwrap();
     let upgraded = done.upgrade.unwrap();
     let cost = upgraded.cost().unwrap();
@@ -365,7 +412,13 @@ fn upgrades_replace_weaker_or_other_scheme_verifiers() {
     // A wrong secret gets no upgrade, only its refusal.
     let wrong = Secret::generate(&mut r);
     assert!(matches!(
-        auth.authenticate_and_upgrade(Some(&old.record), &wrong, &device(), &mut r),
+        auth.authenticate_and_upgrade(
+            old.record.key(),
+            Some(&old.record),
+            &wrong,
+            &device(),
+            &mut r
+        ),
         Err(AuthError::WrongSecret { .. })
     ));
 }

@@ -190,6 +190,34 @@ fn imported_secrets_are_explicit() {
 }
 
 #[test]
+fn an_imported_secret_cannot_pass_for_a_generated_one() {
+    // A human-chosen secret with the generated prefix would be taken for a
+    // generated one by its shape, and get the fast verifier: refused.
+    let generated = "sts_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA2ytyDA";
+    for text in ["sts_password1234", generated] {
+        let err = Secret::imported(text).unwrap_err();
+        assert_eq!(err, SecretError::ImportedWithGeneratedPrefix);
+        assert!(!err.to_string().contains(&text[4..]), "{err}");
+    }
+    assert_eq!(
+        Secret::imported("sts_password1234")
+            .unwrap_err()
+            .to_string(),
+        "imported access secret starts with `sts_`, the prefix of generated secrets, expected a generated secret (parsed with its checksum) or an imported one without that prefix"
+    );
+    // A generated secret goes through its own parser, and is generated.
+    assert!(generated.parse::<Secret>().unwrap().is_generated());
+    assert!(Secret::parse_any(generated).unwrap().is_generated());
+    assert!(Secret::parse_any("sts_password1234").is_err());
+    // Other text is imported, even with the prefix elsewhere.
+    assert!(
+        !Secret::imported("my-sts_password1234")
+            .unwrap()
+            .is_generated()
+    );
+}
+
+#[test]
 fn record_json_round_trips_with_the_documented_shape() {
     let restriction: Restriction = "abc123".parse().unwrap();
     let new = AccessKey::generate(
@@ -343,7 +371,12 @@ fn errors_escape_the_input_they_quote() {
     let auth = structure_access::Authenticator::new(cheap_policy());
     let secret = Secret::generate(&mut rng(1));
     let err = auth
-        .authenticate(None, &secret, &NamedDevice(hostile))
+        .authenticate(
+            &"stk_4DmVJcy3ZpW0gNqk8TbX2a".parse().unwrap(),
+            None,
+            &secret,
+            &NamedDevice(hostile),
+        )
         .unwrap_err();
     let chain = error_chain(&err);
     assert!(

@@ -331,12 +331,17 @@ fn scan_reads_stdin_and_exits_1_on_a_secret() {
         "<stdin>:3:1: stk_4DmV… (access key id, a public identifier)"
     );
 
-    // Too large for --max-size: skipped, saying so.
-    let out = keytool(&["scan", "--max-size", "20"], &format!("{secret}\n"));
-    assert_eq!(out.status.code(), Some(0));
+    // Too large for --max-size: skipped, saying so, and the gate fails...
+    let padded = format!("{}\n{secret}\n", "x".repeat(100));
+    let out = keytool(&["scan", "--max-size", "20"], &padded);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("skipped <stdin>: larger than --max-size 20")
+        String::from_utf8_lossy(&out.stderr).contains("skipped <stdin>: larger than --max-size 20"),
+        "{out:?}"
     );
+    // ...unless the caller says skipping is fine.
+    let out = keytool(&["scan", "--max-size", "20", "--allow-skipped"], &padded);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[test]
@@ -400,6 +405,11 @@ fn scan_walks_a_tree_without_leaving_it() {
     let out = keytool(&["scan", &format!("{root}/src/deep/b.rs")], "");
     assert_eq!(out.status.code(), Some(1));
     let out = keytool(&["scan", &format!("{root}/out-link")], "");
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(2), ""));
+    let out = keytool(
+        &["scan", "--allow-skipped", &format!("{root}/out-link")],
+        "",
+    );
     assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
 
     // A missing path is an error: exit 2, unless a secret was found.
@@ -413,4 +423,155 @@ fn scan_walks_a_tree_without_leaving_it() {
 
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&outside).unwrap();
+}
+
+#[test]
+fn scan_reads_large_files_whole_and_decodes_base64_and_utf16() {
+    let secret = new_secret();
+    let shown = &secret[..8];
+    let dir = scratch("scan-large");
+    // Padded past the old 10 MiB limit: the secret at the end is found, in
+    // bounded memory (windows of 1 MiB).
+    let line = "0123456789abcdef ".repeat(6);
+    let lines = 12 * 1024 * 1024 / (line.len() + 1);
+    let mut padded = format!("{line}\n").repeat(lines);
+    padded.push_str(&format!("  password: {secret}\n"));
+    std::fs::write(dir.join("padded.txt"), &padded).unwrap();
+    // A Kubernetes Secret, a Basic header, a UTF-16 file (columns count
+    // bytes: the line break's zero byte, then 4 characters of 2 bytes).
+    let b64 = |text: &str| {
+        use base64ct::{Base64, Encoding as _};
+        Base64::encode_string(text.as_bytes())
+    };
+    std::fs::write(
+        dir.join("secret.yaml"),
+        format!("kind: Secret\ndata:\n  password: {}\n", b64(&secret)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("request.http"),
+        format!(
+            "GET / HTTP/1.1\r\nAuthorization: Basic {}\r\n",
+            b64(&format!("stk_4DmVJcy3ZpW0gNqk8TbX2a:{secret}"))
+        ),
+    )
+    .unwrap();
+    let mut utf16 = vec![0xff, 0xfe];
+    for unit in format!("a\r\nb = {secret}\r\n").encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    std::fs::write(dir.join("windows.ini"), utf16).unwrap();
+
+    let root = dir.display().to_string();
+    let out = keytool(&["scan", &root], "");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{root}/padded.txt:{}:13: {shown}… (access secret)\n\
+             {root}/request.http:2:22: {shown}… (access secret, base64)\n\
+             {root}/secret.yaml:3:13: {shown}… (access secret, base64)\n\
+             {root}/windows.ini:2:10: {shown}… (access secret, utf-16le)",
+            lines + 1
+        )
+    );
+    assert_never_shows(&out, &secret);
+    // An explicit size limit skips it, and says so with the exit status.
+    let out = keytool(
+        &[
+            "scan",
+            "--max-size",
+            "1000000",
+            &format!("{root}/padded.txt"),
+        ],
+        "",
+    );
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(2), ""),
+        "{out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than --max-size 1000000"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The README's pre-commit hook, installed in a real repository: a secret
+/// staged and then removed from the working copy still fails the commit.
+#[test]
+fn the_readme_pre_commit_hook_scans_what_is_staged() {
+    if Command::new("git").arg("--version").output().is_err() {
+        eprintln!("skipped: no git");
+        return;
+    }
+    let readme = include_str!("../README.md");
+    let hook = readme
+        .split("```sh\n")
+        .find(|block| block.starts_with("#!/bin/sh\n") && block.contains("--git-staged"))
+        .and_then(|block| block.split("```").next())
+        .expect("the README's pre-commit hook");
+    let secret = new_secret();
+    let dir = scratch("hook");
+    let repo = dir.join("repo");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    // `keytool` on the PATH: this crate's, through cargo.
+    let wrapper = bin.join("keytool");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec \"{}\" run -q --manifest-path \"{}/Cargo.toml\" --example keytool --features serde -- \"$@\"\n",
+            env!("CARGO"),
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    assert!(git(&["init", "-q"]).status.success());
+    let hook_path = repo.join(".git/hooks/pre-commit");
+    std::fs::write(&hook_path, hook).unwrap();
+    for file in [&wrapper, &hook_path] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(repo.join("config.env"), format!("MQTT_PASSWORD={secret}\n")).unwrap();
+    assert!(git(&["add", "config.env"]).status.success());
+    // The working copy no longer holds it; the index does.
+    std::fs::write(repo.join("config.env"), "MQTT_PASSWORD=${FROM_VAULT}\n").unwrap();
+    let commit = git(&["commit", "-q", "-m", "leak"]);
+    assert!(!commit.status.success(), "{commit:?}");
+    // git shows a hook's output on its stderr.
+    let said = String::from_utf8_lossy(&commit.stderr);
+    assert!(
+        said.contains(&format!("config.env:1:15: {}…", &secret[..8])),
+        "{commit:?}"
+    );
+    assert_never_shows(&commit, &secret);
+    // Staging the clean version lets it through; the secret never landed.
+    assert!(git(&["add", "config.env"]).status.success());
+    let commit = git(&["commit", "-q", "-m", "clean"]);
+    assert!(commit.status.success(), "{commit:?}");
+    let log = git(&["log", "-p"]);
+    assert!(!String::from_utf8_lossy(&log.stdout).contains(&secret[4..20]));
+    // And the other way round: a secret only in the working copy is not the
+    // commit's business.
+    std::fs::write(repo.join("notes.txt"), "nothing\n").unwrap();
+    assert!(git(&["add", "notes.txt"]).status.success());
+    std::fs::write(repo.join("notes.txt"), format!("{secret}\n")).unwrap();
+    let commit = git(&["commit", "-q", "-m", "notes"]);
+    assert!(commit.status.success(), "{commit:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -48,7 +48,7 @@ fn record(scope: Scope, topics: AdditionalTopics) -> (AccessKey, structure_acces
 fn principal_for(scope: Scope, topics: AdditionalTopics, device: &DeviceRecord) -> Principal {
     let (record, secret) = record(scope, topics);
     Authenticator::new(cheap_policy())
-        .authenticate(Some(&record), &secret, device)
+        .authenticate(record.key(), Some(&record), &secret, device)
         .unwrap()
 }
 
@@ -1080,7 +1080,7 @@ fn principals_share_the_records_policy() {
     let record = record.with_additional_topics(Arc::clone(&topics));
     assert!(std::ptr::eq(record.additional_topics(), &*topics));
     let p = Authenticator::new(cheap_policy())
-        .authenticate(Some(&record), &secret, &dev("d", &[]))
+        .authenticate(record.key(), Some(&record), &secret, &dev("d", &[]))
         .unwrap();
     assert!(std::ptr::eq(p.additional_topics(), &*topics));
     // `None` is the default and allocates nothing.

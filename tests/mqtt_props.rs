@@ -341,7 +341,7 @@ proptest! {
         prop_assume!(world.in_scope(0));
         let gateway = world.device(0).unwrap_or_else(|| DeviceRecord::new(APP.parse().unwrap(), "gw".parse().unwrap()));
         let principal = Authenticator::new(policy)
-            .authenticate(Some(&record), &new.secret, &gateway)
+            .authenticate(record.key(), Some(&record), &new.secret, &gateway)
             .unwrap();
 
         let store: HashMap<&str, DeviceRecord> = (0..IDS.len())

@@ -17,6 +17,7 @@ use structure_access::{AccessKey, Authenticator, DeviceRecord, HashPolicy, Scope
 const APP: &str = "app1";
 
 const CHILD: &str = "STRUCTURE_ACCESS_RSS_CHILD";
+const BOUND_CHILD: &str = "STRUCTURE_ACCESS_RSS_BOUND_CHILD";
 
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -47,25 +48,46 @@ fn child(rounds: usize) {
             continue;
         }
         let secret = if round % 2 == 0 { &new.secret } else { &wrong };
-        let _ = auth.authenticate(Some(&new.record), secret, &device);
-        let _ = auth.authenticate(None, secret, &device);
+        let _ = auth.authenticate(new.record.key(), Some(&new.record), secret, &device);
+        let _ = auth.authenticate(new.record.key(), None, secret, &device);
+    }
+    println!("VmHWM_KIB={}", peak_rss_kib());
+}
+
+/// Verifications at the default bound: argon2-cffi's default hash (m=65536,
+/// t=3, p=4, from `tests/data/argon2_vectors.txt`) of an imported key.
+fn bound_child(rounds: usize) {
+    let vectors = include_str!("data/argon2_vectors.txt");
+    let mut fields = vectors.lines().nth(1).unwrap().split('\t').skip(1);
+    let (secret, phc) = (fields.next().unwrap(), fields.next().unwrap());
+    let record = AccessKey::new(
+        "6a1f8a3e-3b0c-4d7e-9f51-2c1b6f3e9a10".parse().unwrap(),
+        APP.parse().unwrap(),
+        phc.parse().unwrap(),
+        Scope::Unrestricted,
+    );
+    let secret = Secret::imported(secret).unwrap();
+    let auth = Authenticator::new(HashPolicy::default()).with_pool_size(1);
+    let device = DeviceRecord::new(APP.parse().unwrap(), "dev-1".parse().unwrap());
+    for _ in 0..rounds {
+        auth.authenticate(record.key(), Some(&record), &secret, &device)
+            .unwrap();
     }
     println!("VmHWM_KIB={}", peak_rss_kib());
 }
 
 fn run(rounds: usize, fresh: bool) -> u64 {
+    run_child("peak_rss_is_flat", CHILD, rounds, fresh)
+}
+
+fn run_child(test: &str, child: &str, rounds: usize, fresh: bool) -> u64 {
     let mut command = Command::new(std::env::current_exe().unwrap());
     if fresh {
         command.env("RSS_FRESH", "1");
     }
     let out = command
-        .args([
-            "--exact",
-            "peak_rss_is_flat",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, rounds.to_string())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(child, rounds.to_string())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -93,4 +115,24 @@ fn peak_rss_is_flat() {
     // Generation allocates its own buffer once; verifications reuse the pool's.
     assert!(one >= 19 * 1024, "{one}");
     assert!(fifty <= one + 4 * 1024, "{one} KiB vs {fifty} KiB");
+}
+
+/// A verification at the default bound (64 MiB) takes 64 MiB while it runs,
+/// and gives it back: ten of them peak where one does.
+#[test]
+fn peak_rss_at_the_default_bound() {
+    if let Ok(rounds) = std::env::var(BOUND_CHILD) {
+        bound_child(rounds.parse().unwrap());
+        return;
+    }
+    let baseline = run_child("peak_rss_at_the_default_bound", BOUND_CHILD, 0, false);
+    let one = run_child("peak_rss_at_the_default_bound", BOUND_CHILD, 1, false);
+    let ten = run_child("peak_rss_at_the_default_bound", BOUND_CHILD, 10, false);
+    eprintln!(
+        "peak RSS at the default bound (m=65536, t=3, p=4): {baseline} KiB before any \
+         verification, {one} KiB after 1, {ten} KiB after 10"
+    );
+    assert!(one >= baseline + 60 * 1024, "{baseline} KiB vs {one} KiB");
+    assert!(one <= baseline + 72 * 1024, "{baseline} KiB vs {one} KiB");
+    assert!(ten <= one + 4 * 1024, "{one} KiB vs {ten} KiB");
 }

@@ -2,17 +2,54 @@
 //! README's regular expression and checksum rule over the same corpus, and
 //! arbitrary bytes.
 
+use base64ct::{Base64, Base64Url, Encoding as _};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use regex::bytes::Regex;
-use structure_access::{FindingKind, Scanner, Secret, scan};
+use structure_access::{FindingEncoding, FindingKind, SCAN_OVERLAP, Scanner, Secret, scan};
 
 /// The rule for other scanners, as the README gives it (checked below).
 const REGEX: &str = "(?:^|[^0-9A-Za-z])(sts_[0-9A-Za-z]{49})(?:[^0-9A-Za-z]|$)";
 /// The same in POSIX ERE, for `grep -E`.
 const ERE: &str = "(^|[^0-9A-Za-z])sts_[0-9A-Za-z]{49}([^0-9A-Za-z]|$)";
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `secret` written the `how`th way, between boundaries: as it is, in
+/// standard or URL-safe base64 (after a prefix of 0–2 bytes, so at every
+/// alignment), or in UTF-16 LE or BE.
+fn encoded(secret: &str, how: u8) -> Vec<u8> {
+    let utf16 = |le: bool| {
+        let mut out = vec![b' '];
+        if !le {
+            out.push(0);
+        }
+        for unit in format!(" {secret} ").encode_utf16() {
+            out.extend_from_slice(&if le {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            });
+        }
+        out
+    };
+    match how {
+        0 => format!(" {secret} ").into_bytes(),
+        1 => format!(" {} ", Base64::encode_string(secret.as_bytes())).into_bytes(),
+        2 => format!(
+            " {} ",
+            Base64::encode_string(format!(":{secret}").as_bytes())
+        )
+        .into_bytes(),
+        3 => format!(
+            " {} ",
+            Base64Url::encode_string(format!("k:{secret}\n").as_bytes())
+        )
+        .into_bytes(),
+        4 => utf16(true),
+        _ => utf16(false),
+    }
+}
 
 /// xorshift64*: fast and deterministic; the corpus needs no cryptography.
 struct Cheap(u64);
@@ -348,13 +385,66 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         for finding in Scanner::new().with_key_ids(true).scan(&bytes) {
             let range = finding.range();
-            let text = std::str::from_utf8(&bytes[range.clone()]).unwrap();
+            prop_assert!(range.end <= bytes.len() && finding.offset() <= range.start);
             match finding.kind() {
-                FindingKind::Secret => prop_assert!(text.parse::<Secret>().is_ok()),
+                FindingKind::Secret => prop_assert!(finding.secret().is_some()),
                 _ => prop_assert!(finding.key_id().is_some()),
             }
-            prop_assert!(range.start == 0 || !bytes[range.start - 1].is_ascii_alphanumeric());
-            prop_assert!(bytes.get(range.end).is_none_or(|b| !b.is_ascii_alphanumeric()));
+            if finding.encoding() == FindingEncoding::Plain {
+                let text = std::str::from_utf8(&bytes[range.clone()]).unwrap();
+                prop_assert!(text.starts_with("sts_") || text.starts_with("stk_"));
+                prop_assert!(range.start == 0 || !bytes[range.start - 1].is_ascii_alphanumeric());
+                prop_assert!(bytes.get(range.end).is_none_or(|b| !b.is_ascii_alphanumeric()));
+            }
+        }
+    }
+
+    /// A text read window by window, in any sizes, gives the findings of the
+    /// whole text, each once, with the same offsets: secrets as they are, in
+    /// base64 and in UTF-16, anywhere, across any window's edge.
+    #[test]
+    fn streaming_finds_what_the_whole_text_holds(
+        filler in proptest::collection::vec(any::<u8>(), 0..3000),
+        plants in proptest::collection::vec((any::<u16>(), 0u8..6, any::<u64>()), 0..8),
+        window in (2 * SCAN_OVERLAP)..(6 * SCAN_OVERLAP),
+        reads in proptest::collection::vec(1usize..700, 1..8),
+    ) {
+        let mut text = filler.clone();
+        for &(at, how, seed) in &plants {
+            let at = usize::from(at) % (text.len() + 1);
+            let secret = Secret::generate(&mut ChaCha20Rng::seed_from_u64(seed));
+            text.splice(at..at, encoded(secret.expose_secret(), how));
+        }
+        let scanner = Scanner::new().with_key_ids(true);
+        let whole: Vec<_> = scanner
+            .scan(&text)
+            .map(|f| (f.offset() as u64, f.range().start as u64, f.encoding(), f.secret(), f.key_id()))
+            .collect();
+        let mut rest = &text[..];
+        let mut sizes = reads.iter().cycle();
+        let read = |buffer: &mut [u8]| -> Result<usize, ()> {
+            let n = buffer.len().min(rest.len()).min(*sizes.next().unwrap());
+            buffer[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            Ok(n)
+        };
+        let mut streamed = Vec::new();
+        let mut owned = 0u64;
+        scanner.scan_stream(window, read, |w| {
+            // The owned ranges make up the text, one after the other.
+            assert_eq!(w.start() + w.owned().start as u64, owned);
+            owned = w.start() + w.owned().end as u64;
+            for f in w.findings() {
+                let start = w.start() + f.range().start as u64;
+                streamed.push((w.text_offset(&f), start, f.encoding(), f.secret(), f.key_id()));
+            }
+        }).unwrap();
+        prop_assert_eq!(owned, text.len() as u64);
+        prop_assert_eq!(&streamed, &whole);
+        // Every planted secret is among them.
+        for &(_, _, seed) in &plants {
+            let secret = Secret::generate(&mut ChaCha20Rng::seed_from_u64(seed));
+            prop_assert!(whole.iter().any(|f| f.3.as_ref() == Some(&secret)) || plants.len() > 1);
         }
     }
 
@@ -376,5 +466,87 @@ proptest! {
         let offsets: Vec<usize> = scan(&bytes).map(|f| f.offset()).collect();
         prop_assert!(offsets.contains(&at));
         prop_assert!(offsets.windows(2).all(|w| w[0] + 53 <= w[1]));
+    }
+}
+
+#[test]
+fn secrets_in_kubernetes_secrets_basic_headers_and_utf16_files_are_found() {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let secret = Secret::generate(&mut rng);
+    let text = secret.expose_secret();
+    // A Kubernetes Secret: `data` values are base64.
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\ndata:\n  username: {}\n  password: {}\n",
+        Base64::encode_string(b"stk_4DmVJcy3ZpW0gNqk8TbX2a"),
+        Base64::encode_string(text.as_bytes())
+    );
+    let found: Vec<_> = scan(yaml.as_bytes()).collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].encoding(), FindingEncoding::Base64);
+    assert_eq!(found[0].offset(), yaml.find("password: ").unwrap() + 10);
+    assert_eq!(found[0].secret().as_ref(), Some(&secret));
+    // The key id beside it, on request.
+    let all: Vec<_> = Scanner::new()
+        .with_key_ids(true)
+        .scan(yaml.as_bytes())
+        .collect();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        (all[0].kind(), all[0].encoding()),
+        (FindingKind::KeyId, FindingEncoding::Base64)
+    );
+    // An HTTP Basic header of key:secret.
+    let header = format!(
+        "GET /auth HTTP/1.1\r\nAuthorization: Basic {}\r\n\r\n",
+        Base64::encode_string(format!("stk_4DmVJcy3ZpW0gNqk8TbX2a:{text}").as_bytes())
+    );
+    let found: Vec<_> = scan(header.as_bytes()).collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].offset(), header.find("Basic ").unwrap() + 6);
+    assert!(found[0].range().start > found[0].offset());
+    assert_eq!(found[0].secret().as_ref(), Some(&secret));
+    assert_eq!(
+        found[0].to_string(),
+        format!("{}… (access secret, base64)", &text[..8])
+    );
+    // A UTF-16 file, as Windows tools write them (LE, with a BOM), and BE.
+    for (bom, le) in [([0xff, 0xfe], true), ([0xfe, 0xff], false)] {
+        let mut file = bom.to_vec();
+        for unit in format!("[mqtt]\r\npassword = {text}\r\n").encode_utf16() {
+            file.extend_from_slice(&if le {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            });
+        }
+        let found: Vec<_> = scan(&file).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].offset(), 2 + 2 * "[mqtt]\r\npassword = ".len());
+        let expected = if le {
+            FindingEncoding::Utf16Le
+        } else {
+            FindingEncoding::Utf16Be
+        };
+        assert_eq!(found[0].encoding(), expected);
+        assert_eq!(found[0].secret().as_ref(), Some(&secret));
+    }
+}
+
+#[test]
+fn encoded_findings_never_show_their_secret() {
+    for how in 0..6 {
+        for seed in 0..50 {
+            let secret = Secret::generate(&mut ChaCha20Rng::seed_from_u64(seed));
+            let text = secret.expose_secret();
+            let bytes = encoded(text, how);
+            let found: Vec<_> = scan(&bytes).collect();
+            assert_eq!(found.len(), 1, "{how} {seed}");
+            let f = found[0];
+            assert_eq!(f.redacted(), &text[..8]);
+            for shown in [format!("{f:?}"), format!("{f:#?}"), f.to_string()] {
+                assert!(!shown.contains(&text[..9]), "{shown}");
+                assert!(!shown.contains(&text[8..16]), "{shown}");
+            }
+        }
     }
 }

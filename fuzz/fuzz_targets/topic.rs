@@ -236,7 +236,7 @@ fuzz_target!(|data: &[u8]| {
     let record = f.record.clone().with_additional_topics(policy.clone());
     let principal = f
         .auth
-        .authenticate(Some(&record), &f.secret, &f.gateway)
+        .authenticate(record.key(), Some(&record), &f.secret, &f.gateway)
         .unwrap();
     let directory = |id: &str| store.get(id);
     // With several applications, only a device the store places in the

@@ -87,7 +87,7 @@
 //! let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), app, scope.into(), &policy)?;
 //! let gateway = DeviceRecord::new(app, "gw1".parse()?).with_tag("site", "north");
 //! let auth = Authenticator::new(policy);
-//! let principal = auth.authenticate(Some(&new.record), &new.secret, &gateway)?;
+//! let principal = auth.authenticate(new.record.key(), Some(&new.record), &new.secret, &gateway)?;
 //!
 //! // The broker's own device store.
 //! let mut devices = HashMap::new();

@@ -52,13 +52,25 @@ pub enum FileError {
     },
 }
 
+/// One line whatever the file held: the reason of an invalid line is built
+/// from the line's content (serde quotes an unknown field's name as it is, a
+/// `\n` and a forged log line included), so every part is shown through
+/// [`escape_line`]. Both brokers log this message as it is.
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Read { path, error } => write!(f, "cannot read `{}`: {error}", path.display()),
-            Self::Line { path, line, reason } => {
-                write!(f, "`{}` line {line}: {reason}", path.display())
-            }
+            Self::Read { path, error } => write!(
+                f,
+                "cannot read `{}`: {}",
+                escape(&path.display().to_string()),
+                escape_line(&error.to_string())
+            ),
+            Self::Line { path, line, reason } => write!(
+                f,
+                "`{}` line {line}: {}",
+                escape(&path.display().to_string()),
+                escape_line(reason)
+            ),
         }
     }
 }
@@ -87,9 +99,12 @@ pub struct Records {
     pub rules: TopicRules,
     /// The files' stamps, taken before they were read.
     pub stamps: Stamps,
-    /// Whether any key record has an Argon2 verifier. When none has, no
-    /// imported-shaped password can open any key, and refusing one needs no
-    /// Argon2 dummy: known and unknown keys are then refused alike at once.
+    /// Whether any key on file costs Argon2: its record has an Argon2
+    /// verifier, or the hash policy's cost rule names Argon2id for its key id's
+    /// shape ([`HashPolicy::expected_scheme`]: an imported, UUID-shaped key by
+    /// default). When none does, no authentication that would run Argon2 can
+    /// open any key, and refusing one needs no Argon2 dummy: known and unknown
+    /// keys are then refused alike at once.
     pub argon2_on_file: bool,
 }
 
@@ -125,7 +140,9 @@ impl Records {
             Some(application) => base_rules.clone().with_single_application(application),
             None => base_rules.clone(),
         };
-        let argon2_on_file = keys.values().any(|record| record.verifier().is_slow());
+        let argon2_on_file = keys.values().any(|record| {
+            record.verifier().is_slow() || policy.expected_scheme(record.key()).is_slow()
+        });
         Ok(Self {
             keys,
             devices,
@@ -146,7 +163,7 @@ impl Records {
     pub fn refusal_reason(&self, error: &AuthError) -> String {
         match error {
             AuthError::Throttled if !self.argon2_on_file => {
-                "an imported-shaped password, and no access key on file has an argon2 verifier: refused without verifying".into()
+                "no access key on file has an argon2 verifier or costs argon2, so this would open none: refused without verifying".into()
             }
             other => refusal_reason(other),
         }
@@ -247,11 +264,27 @@ pub fn excerpt(text: &str) -> String {
 /// `text` with every character that could forge or disguise a log line
 /// escaped as `\u{…}`: the core's rule ([`structure_access::is_invisible`]:
 /// control and format characters, line and paragraph separators), and the
-/// backslash and backtick that delimit quoted input.
+/// backslash and backtick that delimit quoted input. For client text and
+/// anything else quoted between backticks.
 pub fn escape(text: &str) -> String {
+    escape_where(text, |c| {
+        structure_access::is_invisible(c) || matches!(c, '\\' | '`')
+    })
+}
+
+/// A whole message that may quote untrusted text (an error built from a
+/// file's content), escaped by the same rule as [`escape`] except for the
+/// backslash and the backtick: they are the message's own quoting, and
+/// escaping them would garble every quote. What could split the line or hide
+/// a character is escaped all the same, so the message is one printable line.
+pub fn escape_line(text: &str) -> String {
+    escape_where(text, structure_access::is_invisible)
+}
+
+fn escape_where(text: &str, escaped: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if structure_access::is_invisible(c) || matches!(c, '\\' | '`') {
+        if escaped(c) {
             out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
         } else {
             out.push(c);
@@ -385,6 +418,51 @@ mod tests {
         );
         let err = read_keys(&path.with_file_name("nope"), |_| Ok(())).unwrap_err();
         assert!(matches!(err, FileError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_crafted_field_name_makes_one_escaped_line() {
+        // serde quotes an unknown field's name as it is: a `\n` in it would
+        // start a forged line in the broker's log.
+        let forged = "x\n2026-01-01T00:00:00: New client connected as admin\u{2028}";
+        let json = serde_json::to_string(forged).unwrap();
+        let keys = write("crafted-keys", &format!("{{{json}: 1}}\n"));
+        let devices = write(
+            "crafted-devices",
+            &format!("{{\"id\": \"d1\", {json}: 1}}\n"),
+        );
+        let errors = [
+            read_keys(&keys, |_| Ok(())).unwrap_err(),
+            read_devices(&devices).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(matches!(error, FileError::Line { .. }), "{error:?}");
+            let FileError::Line { reason, .. } = &error else {
+                continue;
+            };
+            // The raw reason holds the forged line...
+            assert!(reason.contains('\n'), "{reason:?}");
+            // ...the message a broker logs is one line, every character shown.
+            let message = error.to_string();
+            assert_eq!(message.lines().count(), 1, "{message}");
+            assert!(
+                !message.chars().any(structure_access::is_invisible),
+                "{message}"
+            );
+            assert!(
+                message.contains("unknown field `x\\u{a}2026-01-01T00:00:00: New client connected as admin\\u{2028}`"),
+                "{message}"
+            );
+            assert!(message.contains(" line 1: "), "{message}");
+        }
+        // A path is quoted like client text.
+        let error = read_devices(Path::new("/no/such\ndir")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot read `/no/such\\u{a}dir`: "),
+            "{error}"
+        );
     }
 
     #[test]

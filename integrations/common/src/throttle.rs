@@ -3,9 +3,10 @@
 //!
 //! Mosquitto runs every plugin callback on its one thread, so each Argon2 run
 //! (about 20 ms at the default parameters) stalls every client. Generated
-//! secrets never need Argon2; only imported secrets, unknown keys presented an
-//! imported-shaped password, and records from before the fast scheme do. The
-//! budget bounds that work: past it, such a CONNECT is refused at once.
+//! keys with fast verifiers never need Argon2; only keys whose shape the cost
+//! rule gives Argon2id (imported, UUID-shaped keys by default, known or not)
+//! and records with Argon2 verifiers do. The budget bounds that work: past it,
+//! such a CONNECT is refused at once.
 //!
 //! A [`LogBudget`] bounds the log lines clients can cause (refusals,
 //! denials): past it, lines are counted, and the count is given with the next

@@ -8,8 +8,9 @@
 //! an imported-shaped password, a known key with an imported-shaped password.
 //! Two plugin brokers are measured: one whose keys all have generated secrets
 //! (no imported-shaped password can open anything there, so none costs
-//! Argon2), and one with an imported secret's Argon2id record on file too (the
-//! budget then bounds the Argon2 dummies). The brokers take turns in slices of
+//! Argon2), and one with an imported (UUID-shaped) key's Argon2id record on
+//! file too. The flood names generated keys only: by the cost rule (which goes
+//! by the key id's shape) none of its CONNECTs costs Argon2 on either broker. The brokers take turns in slices of
 //! 5 s, so that noise from the rest of the machine falls on all alike; the
 //! legitimate client pings every 5 ms.
 //!
@@ -114,9 +115,10 @@ fn main() {
         .expect("mosquitto_passwd must be installed");
     assert!(status.success());
     let plugin = start(&dir, &plugin_config(&dir, ""));
-    // The same keys, plus one record from before the fast scheme: an imported
-    // secret's Argon2id verifier is on file, so imported-shaped passwords cost
-    // Argon2 again, within the budget (defaults: 10 a second, 2 per address).
+    // The same keys, plus an imported key with an imported secret's Argon2id
+    // verifier. Before the cost rule went by the key id's shape, imported-shaped
+    // passwords for the flood's generated keys then cost an Argon2 dummy each
+    // (within the budget: 10 a second, 2 per address); now they cost the fast one.
     let legacy_dir = work_dir("flood-legacy");
     let _ = write_keys(&legacy_dir, 10, &HashPolicy::default());
     let imported_secret = Secret::imported("0123456789abcdef0123456789abcdef").unwrap();

@@ -127,7 +127,7 @@ impl Config {
         let max_t = as_u32("hash_max_t", number("hash_max_t", bounds.t.into())?)?;
         let max_p = as_u32("hash_max_p", number("hash_max_p", bounds.p.into())?)?;
         // Explicit bounds replace the default ones (which also bound m × t to
-        // four times the work of new verifiers).
+        // 64 MiB × 4 passes).
         let explicit = ["hash_max_m", "hash_max_t", "hash_max_p"]
             .iter()
             .any(|name| get(name).is_some());

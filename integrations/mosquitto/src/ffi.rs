@@ -1184,6 +1184,34 @@ mod tests {
     }
 
     #[test]
+    fn a_records_file_cannot_write_lines_into_the_log() {
+        let key = Key::new(1, Scope::Unrestricted);
+        let f = Files::new("forged", &[key.line()], &["dev-1"]);
+        let mut opts = f.options(&[]);
+        let (rc, userdata) = init(&mut opts);
+        assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
+        clear();
+        // serde's "unknown field" quotes the name as it is: a crafted name
+        // holds a line break and a forged log line.
+        let forged = "x\nstructure-access: device `dev-9` authenticated with access key `stk_x`";
+        let json = serde_json::to_string(forged).unwrap();
+        std::fs::write(f.devices(), format!("{{\"id\": \"dev-1\", {json}: 1}}\n")).unwrap();
+        reload(userdata);
+        let lines: Vec<String> = LOG.with(|l| l.borrow().clone());
+        let failed: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("reload failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{lines:?}");
+        assert!(!failed[0].contains('\n'), "{lines:?}");
+        assert!(
+            failed[0].contains("unknown field `x\\u{a}structure-access: device"),
+            "{lines:?}"
+        );
+        cleanup(userdata);
+    }
+
+    #[test]
     fn tick_reloads_changed_files_with_reload_interval() {
         let key = Key::new(1, Scope::Unrestricted);
         let f = Files::new("tick", &[key.line()], &["dev-1"]);
@@ -1252,17 +1280,15 @@ mod tests {
         .record;
         let legacy = serde_json::to_string(&legacy).unwrap();
         let imported = c"an-imported-password-0123";
-        for (keys, why) in [
-            // No Argon2 verifier on file: no imported-shaped password can open
-            // anything, and none costs an Argon2 dummy, whatever the budget.
-            (
-                vec![key.line()],
-                "no access key on file has an argon2 verifier",
-            ),
-            // One on file: the budget (here none) decides.
+        let fast_for_imported = "an imported secret for an access key whose fast verifier proves generated secrets only";
+        for (keys, legacy_why) in [
+            // No Argon2 verifier on file, no imported (UUID-shaped) key: nothing
+            // costs an Argon2 run, whatever the budget.
+            (vec![key.line()], None),
+            // One on file: the budget (here none) decides for it.
             (
                 vec![key.line(), legacy.clone()],
-                "the budget of slow (argon2) verifications is spent",
+                Some("the budget of slow (argon2) verifications is spent"),
             ),
         ] {
             let f = Files::new("budget", &keys, &["dev-1", "dev-2"]);
@@ -1277,12 +1303,22 @@ mod tests {
                 "{}",
                 logged()
             );
-            // An imported-shaped password would cost an Argon2 run: refused at
-            // once, for a known key and an unknown one alike.
-            for (username, logged_why) in [
-                (key.id.as_c_str(), why),
+            // An imported-shaped password: a generated key costs the fast
+            // dummy, known or not (the cost rule goes by the key id's shape);
+            // the Argon2 record is verified, within the budget.
+            let legacy_id = CString::new(legacy_key(&legacy)).unwrap();
+            let mut cases = vec![
+                (key.id.as_c_str(), fast_for_imported),
                 (c"stk_000000000000000000000u", "unknown access key"),
-            ] {
+                (
+                    c"00000000-0000-4000-8000-000000000000",
+                    "unknown access key",
+                ),
+            ];
+            if let Some(why) = legacy_why {
+                cases.push((legacy_id.as_c_str(), why));
+            }
+            for (username, logged_why) in cases {
                 clear();
                 let other = client(c"dev-2", username);
                 assert_eq!(connect(userdata, &other, imported), MOSQ_ERR_AUTH);
@@ -1291,6 +1327,11 @@ mod tests {
             }
             cleanup(userdata);
         }
+    }
+
+    fn legacy_key(line: &str) -> String {
+        let record: AccessKey = serde_json::from_str(line).unwrap();
+        record.key().to_string()
     }
 
     #[test]

@@ -362,23 +362,26 @@ impl Plugin {
         };
         // A username that names no key may be anything the client typed, a
         // secret in the wrong field included: never repeat it.
-        let key = text(client.username)
+        let named = text(client.username)
             .ok()
-            .and_then(|name| name.parse::<KeyId>().ok())
-            .filter(|key| loaded.keys.contains_key(key));
+            .and_then(|name| name.parse::<KeyId>().ok());
+        let key = named.filter(|key| loaded.keys.contains_key(key));
         let Some(key) = key else {
             if self.config.defer_unknown {
                 return Outcome::defer();
             }
             let why = match text(client.username) {
                 Err(why) => format!("username {why}"),
-                Ok(name) if name.parse::<KeyId>().is_ok() => "unknown access key".into(),
+                Ok(_) if named.is_some() => "unknown access key".into(),
                 Ok(_) => "the username is not an access key".into(),
             };
-            if let (Some(device), Ok(password)) = (&device_id, text(password)) {
-                // Run the same verification as for a known key, so that the
-                // keys file cannot be probed by timing.
-                let _ = self.authenticate(loaded, None, password, &Unlisted(*device), &client);
+            if let (Some(device), Some(named), Ok(password)) = (&device_id, &named, text(password))
+            {
+                // Run the same verification as for a known key of its shape, so
+                // that the keys file cannot be probed by timing. (A username
+                // that is no key id at all is refused by its public format.)
+                let _ =
+                    self.authenticate(loaded, named, None, password, &Unlisted(*device), &client);
             }
             return Self::refused(&client, device_id.as_ref(), None, &why);
         };
@@ -426,10 +429,17 @@ impl Plugin {
         let Some(device) = loaded.devices.get(&device_id) else {
             // The same verification as for a known device, so that the
             // devices file cannot be probed by timing.
-            let _ = self.authenticate(loaded, record, password, &Unlisted(device_id), &client);
+            let _ = self.authenticate(
+                loaded,
+                &key,
+                record,
+                password,
+                &Unlisted(device_id),
+                &client,
+            );
             return Self::refused(&client, Some(&device_id), Some(&key), "unknown device");
         };
-        match self.authenticate(loaded, record, password, device, &client) {
+        match self.authenticate(loaded, &key, record, password, device, &client) {
             Ok(principal) => {
                 if let Some(record) = record {
                     sessions.insert(
@@ -463,6 +473,7 @@ impl Plugin {
     fn authenticate(
         &self,
         loaded: &Records,
+        key: &KeyId,
         record: Option<&AccessKey>,
         password: &str,
         device: &impl structure_access::Device,
@@ -474,9 +485,10 @@ impl Plugin {
             .address
             .and_then(|a| std::str::from_utf8(a).ok())
             .map(|a| a.parse().map_or_else(|_| a.to_owned(), address_key));
-        self.auth.authenticate_with(record, &secret, device, || {
-            loaded.permit_argon2(|| self.throttle.permit(address.as_deref()))
-        })
+        self.auth
+            .authenticate_with(key, record, &secret, device, || {
+                loaded.permit_argon2(|| self.throttle.permit(address.as_deref()))
+            })
     }
 
     /// An ACL check for `topic` (a topic name, or a filter for subscribe),

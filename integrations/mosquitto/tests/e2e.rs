@@ -446,15 +446,26 @@ fn a_real_broker_enforces_access_keys_and_topics() {
         // Unrestricted, but of application A: not a device of application B.
         ("b-truck", &open, "another application"),
         ("monitor", &b_open, "another application"),
-        // No key on file has an Argon2 verifier: an imported-shaped password
-        // is refused at once, without the Argon2 dummy, known key or not.
+        // An imported-shaped password for a generated key's fast verifier is
+        // refused after the fast dummy (the cost rule goes by the key id's
+        // shape), without Argon2.
         (
             "truck-1",
             &Key {
                 id: restricted.id.clone(),
                 secret: "an-imported-password-0123".into(),
             },
-            "no access key on file has an argon2 verifier",
+            "an imported secret for an access key whose fast verifier proves generated secrets only",
+        ),
+        // No key on file costs Argon2: an unknown UUID-shaped key is refused at
+        // once, without the Argon2 dummy.
+        (
+            "truck-1",
+            &Key {
+                id: "00000000-0000-4000-8000-000000000000".into(),
+                secret: "an-imported-password-0123".into(),
+            },
+            "unknown access key",
         ),
     ] {
         let out = broker.publish(device, key, &format!("structure/{device}/state"), "x");

@@ -856,9 +856,9 @@ async fn verdict(
     };
     let loaded = shared.store.current();
     // Argon2 may run: on a blocking thread. (With no Argon2 verifier on file
-    // it never does: an imported-shaped password is refused at once.)
+    // it never does: what would cost Argon2 is refused at once.)
     let slow = loaded.argon2_on_file
-        && (shared.auth.policy().scheme_for(&secret).is_slow()
+        && (shared.auth.policy().expected_scheme(&key).is_slow()
             || loaded
                 .keys
                 .get(&key)
@@ -871,9 +871,9 @@ async fn verdict(
         let permit = || on_file.permit_argon2(|| throttle.permit(budget_key.as_deref()));
         let device = on_file.devices.get(&device_id);
         let result = match device {
-            Some(device) => auth.authenticate_with(record, &secret, device, permit),
+            Some(device) => auth.authenticate_with(&key, record, &secret, device, permit),
             // Not in the devices file: refused, at the cost of a listed device.
-            None => auth.authenticate_with(record, &secret, &Unlisted(device_id), permit),
+            None => auth.authenticate_with(&key, record, &secret, &Unlisted(device_id), permit),
         };
         let verifier = result
             .as_ref()
