@@ -1,31 +1,29 @@
-//! What the broker integrations of `structure-access` share: the keys and
-//! devices files they read at start and at each reload, one JSON record per
-//! line; the escaping of client text in their log lines; the budget of
-//! Argon2 verifications and the holding of refusals ([`throttle`]).
-//!
-//! - keys file: one [`AccessKey`] record per line, the core's JSON;
-//! - devices file: one [`DeviceRecord`] per line, the platform's JSON
-//!   (`{"id": "...", "application": "...", "tags": [{"key": "...", "value": "..."}]}`).
-//!
-//! Empty lines and lines starting with `#` are skipped; every error names the
-//! file and the line.
+//! What the broker integrations of `structure-access` share: the records a
+//! broker decides with and the change sets that change them ([`records`]),
+//! held compactly ([`devices`]); the keys and devices files as a source of
+//! change sets ([`files`]); the escaping of client text in their log lines;
+//! the budget of Argon2 verifications and the holding of refusals
+//! ([`throttle`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use structure_access::mqtt::TopicRules;
-use structure_access::{
-    AccessKey, ApplicationId, AuthError, DeviceId, DeviceRecord, HashPolicy, KeyId,
-};
+use structure_access::{AuthError, DeviceId};
 
+pub mod devices;
+pub mod files;
+pub mod records;
 pub mod throttle;
 pub mod wire;
+
+pub use devices::{DeviceView, Devices};
+pub use files::FileSource;
+pub use records::{Applied, ChangeSet, DeviceChange, KeyChange, KeyChanged, Records};
 
 /// Longest line accepted in the keys and devices files.
 pub const MAX_LINE: usize = 1 << 20;
@@ -85,98 +83,6 @@ pub fn stamps(keys_file: &Path, devices_file: &Path) -> Stamps {
     (FileStamp::of(keys_file), FileStamp::of(devices_file))
 }
 
-/// One consistent version of the keys and devices files: what a broker
-/// decides with until the next reload.
-#[derive(Debug)]
-pub struct Records {
-    /// Key records by key id.
-    pub keys: HashMap<KeyId, AccessKey>,
-    /// Devices by ID.
-    pub devices: HashMap<DeviceId, DeviceRecord>,
-    /// The topic rules, declaring the single application when the files hold
-    /// only one (unrestricted wildcard subscriptions then cost nothing per
-    /// message).
-    pub rules: TopicRules,
-    /// The files' stamps, taken before they were read.
-    pub stamps: Stamps,
-    /// Whether any key on file costs Argon2: its record has an Argon2
-    /// verifier, or the hash policy's cost rule names Argon2id for its key id's
-    /// shape ([`HashPolicy::expected_scheme`]: an imported, UUID-shaped key by
-    /// default). When none does, no authentication that would run Argon2 can
-    /// open any key, and refusing one needs no Argon2 dummy: known and unknown
-    /// keys are then refused alike at once.
-    pub argon2_on_file: bool,
-}
-
-impl Records {
-    /// No keys and no devices.
-    pub fn empty() -> Self {
-        Self {
-            keys: HashMap::new(),
-            devices: HashMap::new(),
-            rules: TopicRules::default(),
-            stamps: (None, None),
-            argon2_on_file: false,
-        }
-    }
-
-    /// Reads both files, whose `stamps` the caller took just before, checking
-    /// every record's verifier against `policy`; `base_rules` get the single
-    /// application declared when there is one.
-    pub fn load(
-        keys_file: &Path,
-        devices_file: &Path,
-        stamps: Stamps,
-        policy: &HashPolicy,
-        base_rules: &TopicRules,
-    ) -> Result<Self, FileError> {
-        let keys = read_keys(keys_file, |record| {
-            policy
-                .check(record.verifier())
-                .map_err(|e| format!("verifier refused by the hash policy: {e}"))
-        })?;
-        let devices = read_devices(devices_file)?;
-        let rules = match single_application(&keys, &devices) {
-            Some(application) => base_rules.clone().with_single_application(application),
-            None => base_rules.clone(),
-        };
-        let argon2_on_file = keys.values().any(|record| {
-            record.verifier().is_slow() || policy.expected_scheme(record.key()).is_slow()
-        });
-        Ok(Self {
-            keys,
-            devices,
-            rules,
-            stamps,
-            argon2_on_file,
-        })
-    }
-
-    /// May an Argon2 verification run? Never when no record has an Argon2
-    /// verifier (see [`Records::argon2_on_file`]); otherwise as `budget` says.
-    pub fn permit_argon2(&self, budget: impl FnOnce() -> bool) -> bool {
-        self.argon2_on_file && budget()
-    }
-
-    /// [`refusal_reason`], saying why a password was refused without
-    /// verifying when no record has an Argon2 verifier.
-    pub fn refusal_reason(&self, error: &AuthError) -> String {
-        match error {
-            AuthError::Throttled if !self.argon2_on_file => {
-                "no access key on file has an argon2 verifier or costs argon2, so this would open none: refused without verifying".into()
-            }
-            other => refusal_reason(other),
-        }
-    }
-
-    /// The device with ID `id`: the topic policy's directory.
-    pub fn device(&self, id: &str) -> Option<&DeviceRecord> {
-        id.parse::<DeviceId>()
-            .ok()
-            .and_then(|id| self.devices.get(&id))
-    }
-}
-
 /// A device a client named that is not in the devices file: of no
 /// application, so that no key covers it. Authenticating as it costs what
 /// authenticating as a listed device costs, so that the file cannot be
@@ -194,20 +100,6 @@ impl structure_access::Device for Unlisted {
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
         std::iter::empty()
     }
-}
-
-/// The one application of every key and device, if there is exactly one: a
-/// broker can then declare it (`TopicRules::with_single_application`).
-pub fn single_application(
-    keys: &HashMap<KeyId, AccessKey>,
-    devices: &HashMap<DeviceId, DeviceRecord>,
-) -> Option<ApplicationId> {
-    let mut applications = keys
-        .values()
-        .map(AccessKey::application)
-        .chain(devices.values().map(DeviceRecord::application_id));
-    let first = *applications.next()?;
-    applications.all(|a| *a == first).then_some(first)
 }
 
 /// A refusal's cause in words, for a log line that names the device and the
@@ -293,6 +185,14 @@ fn escape_where(text: &str, escaped: impl Fn(char) -> bool) -> String {
     out
 }
 
+/// The resident memory of this process, in bytes (Linux; `None` elsewhere):
+/// for the log line that says what loading the records took.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 /// What identifies a version of a file without reading it: modification
 /// time, length and inode. A reload on tick happens when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,152 +218,10 @@ impl FileStamp {
     }
 }
 
-/// Calls `each(line_number, line)` for every non-empty, non-comment line.
-fn for_each_line(
-    path: &Path,
-    mut each: impl FnMut(usize, &str) -> Result<(), String>,
-) -> Result<(), FileError> {
-    let text = std::fs::read_to_string(path).map_err(|error| FileError::Read {
-        path: path.to_owned(),
-        error,
-    })?;
-    for (index, line) in text.lines().enumerate() {
-        let line_error = |reason: String| FileError::Line {
-            path: path.to_owned(),
-            line: index + 1,
-            reason,
-        };
-        if line.len() > MAX_LINE {
-            return Err(line_error(format!("longer than {MAX_LINE} bytes")));
-        }
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        each(index + 1, trimmed).map_err(line_error)?;
-    }
-    Ok(())
-}
-
-/// One access key record (the core's JSON) per line; `check` is asked about
-/// each record (the hash policy), and its refusal names the file and line.
-pub fn read_keys(
-    path: &Path,
-    check: impl Fn(&AccessKey) -> Result<(), String>,
-) -> Result<HashMap<KeyId, AccessKey>, FileError> {
-    let mut keys = HashMap::new();
-    for_each_line(path, |_, line| {
-        let record: AccessKey = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let key = *record.key();
-        check(&record).map_err(|e| format!("access key `{key}`: {e}"))?;
-        if keys.insert(key, record).is_some() {
-            return Err(format!("access key `{key}` appears twice"));
-        }
-        Ok(())
-    })?;
-    Ok(keys)
-}
-
-/// One device per line, in the core's [`DeviceRecord`] JSON (the platform's
-/// shape): `{"id": "...", "application": "...", "tags": [{"key": "...", "value": "..."}]}`.
-pub fn read_devices(path: &Path) -> Result<HashMap<DeviceId, DeviceRecord>, FileError> {
-    let mut devices = HashMap::new();
-    for_each_line(path, |_, line| {
-        let record: DeviceRecord = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let id = *record.device_id();
-        if devices.insert(id, record).is_some() {
-            return Err(format!("device `{id}` appears twice"));
-        }
-        Ok(())
-    })?;
-    Ok(devices)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn write(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("structure-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    #[test]
-    fn devices_are_read_with_their_application_and_errors_name_file_and_line() {
-        let path = write(
-            "devices",
-            "# a comment\n\n{\"id\": \"d1\", \"application\": \"a1\"}\n{\"id\": \"d2\", \"application\": \"a1\", \"tags\": [{\"key\": \"k\", \"value\": \"v\"}]}\n",
-        );
-        let devices = read_devices(&path).unwrap();
-        assert_eq!(devices.len(), 2);
-        let bad = write(
-            "bad",
-            "{\"id\": \"d1\", \"application\": \"a1\"}\n{\"id\": \"d1\", \"application\": \"a1\"}\n",
-        );
-        let err = read_devices(&bad).unwrap_err().to_string();
-        assert!(
-            err.ends_with("` line 2: device `d1` appears twice"),
-            "{err}"
-        );
-        let missing = write("missing", "{\"id\": \"d1\"}\n");
-        let err = read_devices(&missing).unwrap_err().to_string();
-        assert!(err.contains("line 1: missing field `application`"), "{err}");
-        assert_eq!(
-            single_application(&HashMap::new(), &devices),
-            Some("a1".parse().unwrap())
-        );
-        let err = read_keys(&path.with_file_name("nope"), |_| Ok(())).unwrap_err();
-        assert!(matches!(err, FileError::Read { .. }), "{err}");
-    }
-
-    #[test]
-    fn a_crafted_field_name_makes_one_escaped_line() {
-        // serde quotes an unknown field's name as it is: a `\n` in it would
-        // start a forged line in the broker's log.
-        let forged = "x\n2026-01-01T00:00:00: New client connected as admin\u{2028}";
-        let json = serde_json::to_string(forged).unwrap();
-        let keys = write("crafted-keys", &format!("{{{json}: 1}}\n"));
-        let devices = write(
-            "crafted-devices",
-            &format!("{{\"id\": \"d1\", {json}: 1}}\n"),
-        );
-        let errors = [
-            read_keys(&keys, |_| Ok(())).unwrap_err(),
-            read_devices(&devices).unwrap_err(),
-        ];
-        for error in errors {
-            assert!(matches!(error, FileError::Line { .. }), "{error:?}");
-            let FileError::Line { reason, .. } = &error else {
-                continue;
-            };
-            // The raw reason holds the forged line...
-            assert!(reason.contains('\n'), "{reason:?}");
-            // ...the message a broker logs is one line, every character shown.
-            let message = error.to_string();
-            assert_eq!(message.lines().count(), 1, "{message}");
-            assert!(
-                !message.chars().any(structure_access::is_invisible),
-                "{message}"
-            );
-            assert!(
-                message.contains("unknown field `x\\u{a}2026-01-01T00:00:00: New client connected as admin\\u{2028}`"),
-                "{message}"
-            );
-            assert!(message.contains(" line 1: "), "{message}");
-        }
-        // A path is quoted like client text.
-        let error = read_devices(Path::new("/no/such\ndir")).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .starts_with("cannot read `/no/such\\u{a}dir`: "),
-            "{error}"
-        );
-    }
 
     #[test]
     fn escape_shows_what_could_forge_or_hide_a_log_line() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
 pub use structure_access_common::{
-    FileError, Records, Stamps, Unlisted, escape, excerpt, read_devices, read_keys, refusal_reason,
+    ChangeSet, FileError, FileSource, Records, Stamps, Unlisted, escape, excerpt, refusal_reason,
     stamps, with_causes,
 };
 
@@ -48,8 +48,8 @@ impl From<FileError> for ConfigError {
     }
 }
 
-/// What the plugin is configured with (the options; the files are read by
-/// [`read_keys`] and [`read_devices`], at start and at each reload).
+/// What the plugin is configured with (the options; the files are read by a
+/// [`FileSource`], at start and at each reload).
 #[derive(Debug)]
 pub struct Config {
     /// The keys file (`plugin_opt_keys_file`).

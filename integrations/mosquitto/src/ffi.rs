@@ -262,14 +262,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 return MOSQ_ERR_INVAL;
             }
         };
-        log(
-            MOSQ_LOG_INFO,
-            &format!(
-                "loaded {} access key(s) and {} device(s)",
-                plugin.key_count(),
-                plugin.device_count()
-            ),
-        );
+        log(MOSQ_LOG_INFO, plugin.loaded());
         let state = Box::into_raw(Box::new(State { identifier, plugin }));
         // SAFETY: `userdata` is non-null and writable per the contract.
         unsafe { *userdata = state.cast() };
@@ -451,9 +444,10 @@ pub unsafe extern "C" fn on_disconnect(
     })
 }
 
-/// `MOSQ_EVT_RELOAD` (SIGHUP): read the files again, re-evaluate every
-/// session, disconnect the revoked ones. Mosquitto's new options are ignored
-/// (they take a restart).
+/// `MOSQ_EVT_RELOAD` (SIGHUP): starts reading the files again, off the
+/// broker's thread; a later tick applies what changed, re-evaluates the
+/// sessions it concerns and disconnects the revoked ones. Mosquitto's new
+/// options are ignored (they take a restart).
 ///
 /// # Safety
 /// Mosquitto's contract: `event_data` is a `mosquitto_evt_reload` and
@@ -466,7 +460,7 @@ pub unsafe extern "C" fn on_reload(
     guarded(MOSQ_ERR_SUCCESS, || {
         // SAFETY: Mosquitto passes its event and our state, per the contract.
         if let Some((plugin, _)) = unsafe { parts::<EvtReload>(event_data, userdata) } {
-            finish_reload(&plugin.reload());
+            plugin.reload();
         }
         // A failed reload keeps the previous state: the broker goes on.
         MOSQ_ERR_SUCCESS
@@ -474,8 +468,9 @@ pub unsafe extern "C" fn on_reload(
 }
 
 /// `MOSQ_EVT_TICK` (about every 100 ms): writes the count of refusal and
-/// denial lines held back, if no later line carried it; with
-/// `plugin_opt_reload_interval`, reloads when the files changed.
+/// denial lines held back, if no later line carried it; applies what a
+/// reading of the files found; with `plugin_opt_reload_interval`, starts a
+/// reading when the files changed.
 ///
 /// # Safety
 /// Mosquitto's contract: `event_data` is a `mosquitto_evt_tick` and
@@ -742,6 +737,22 @@ mod tests {
         // SAFETY: a valid event and the state from init.
         let rc = unsafe { on_reload(MOSQ_EVT_RELOAD, (&raw mut event).cast(), userdata) };
         assert_eq!(rc, MOSQ_ERR_SUCCESS);
+        settle(userdata);
+    }
+    /// Ticks until no reading of the files is under way: what SIGHUP (or a
+    /// tick seeing a change) started is applied.
+    fn settle(userdata: *mut c_void) {
+        // SAFETY: the state from init, alive until cleanup.
+        let plugin = unsafe { &(*userdata.cast::<State>()).plugin };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while plugin.reading() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reading never ended"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            tick(userdata);
+        }
     }
 
     fn tick(userdata: *mut c_void) {
@@ -1034,7 +1045,13 @@ mod tests {
         );
         let log = logged();
         assert!(
-            log.contains("reloaded 2 access keys and 3 devices"),
+            log.contains("2 access keys and 3 devices in force"),
+            "{log}"
+        );
+        // Only the sessions of the changed devices were looked at.
+        assert!(
+            log.contains("0 access key(s) and 2 device(s) changed")
+                && log.contains("2 session(s) re-evaluated, 2 revoked, of 4"),
             "{log}"
         );
         assert!(
@@ -1224,6 +1241,7 @@ mod tests {
         assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
         f.write(&[key.line(), added.line()], &["dev-1", "dev-2"]);
         tick(userdata);
+        settle(userdata);
         assert_eq!(connect(userdata, &dev2, &added.secret), MOSQ_ERR_AUTH);
         cleanup(userdata);
 
@@ -1233,6 +1251,7 @@ mod tests {
         assert_eq!(rc, MOSQ_ERR_SUCCESS, "{}", logged());
         clear();
         tick(userdata);
+        settle(userdata);
         assert!(
             !logged().contains("reloaded"),
             "unchanged files: {}",
@@ -1241,8 +1260,9 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         f.write(&[key.line(), added.line()], &["dev-1", "dev-2"]);
         tick(userdata);
+        settle(userdata);
         assert!(
-            logged().contains("reloaded 2 access keys and 2 devices"),
+            logged().contains("2 access keys and 2 devices in force"),
             "{}",
             logged()
         );
@@ -1251,17 +1271,21 @@ mod tests {
         clear();
         f.write(&[key.line()], &["dev-1"]);
         tick(userdata);
+        settle(userdata);
         assert!(logged().is_empty(), "{}", logged());
         std::thread::sleep(std::time::Duration::from_millis(1100));
         tick(userdata);
+        settle(userdata);
         assert_eq!(kicked(), [("dev-2".to_owned(), false)], "{}", logged());
         // A broken file is reported once, not on every tick.
         clear();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         std::fs::write(f.devices(), "oops\n").unwrap();
         tick(userdata);
+        settle(userdata);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         tick(userdata);
+        settle(userdata);
         assert_eq!(logged().matches("reload failed").count(), 1, "{}", logged());
         cleanup(userdata);
     }

@@ -15,18 +15,26 @@
 //!
 //! # Reload
 //!
-//! [`Plugin::reload`] reads both files again, all or nothing, and re-derives
-//! every session's principal from the new records without the secret
-//! ([`Principal::reauthorize`]); a deleted or inactive key, a changed verifier
-//! (rotated secret), a deleted device or a device now outside the key's scope
-//! or application revokes the session, and the live ones are disconnected.
-//! Mosquitto then checks the credentials of every client again (it does so on
-//! SIGHUP): a CONNECT that repeats its session's client id, username and
+//! A reload (SIGHUP, or `reload_interval` seeing a file change) reads the
+//! files on a thread of its own, off the broker's: only a file whose stamp
+//! changed is read, and only its lines not seen before are parsed
+//! ([`FileSource::changes`]). The change set it gives, all or nothing, is
+//! applied on the broker's thread at the next tick ([`Plugin::tick`]), at a
+//! cost of what it names: the sessions of the keys and devices it changed are
+//! re-derived without the secret ([`Principal::reauthorize`]), found through
+//! an index of sessions by key and by device; a deleted or inactive key, a
+//! changed verifier (rotated secret), a deleted device or a device now
+//! outside the key's scope or application revokes the session, and the live
+//! ones are disconnected. No other session depends on the change: every ACL
+//! check (a delivery included) is decided from the records in force when it
+//! happens. Mosquitto also checks the credentials of every client again on
+//! SIGHUP: a CONNECT that repeats its session's client id, username and
 //! password is answered from the session, without Argon2.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use blake2::Blake2bMac;
 use blake2::digest::consts::U32;
@@ -39,8 +47,8 @@ use structure_access::{
 use subtle::ConstantTimeEq;
 
 use crate::config::{
-    Config, ConfigError, Records, Stamps, Unlisted, escape, excerpt, refusal_reason as reason,
-    stamps, with_causes,
+    ChangeSet, Config, ConfigError, FileError, FileSource, Records, Stamps, Unlisted, escape,
+    excerpt, refusal_reason as reason, stamps, with_causes,
 };
 use crate::throttle::{CLIENT_LINES_PER_SECOND, LogBudget, Throttle, address_key};
 
@@ -178,12 +186,45 @@ struct Session {
 
 #[derive(Debug)]
 struct State {
-    loaded: Records,
     sessions: HashMap<DeviceId, Session>,
+    /// The devices of the sessions of each key.
+    by_key: HashMap<KeyId, HashSet<DeviceId>>,
+    /// Sessions the last change set revoked: forgotten at the next.
+    revoked: Vec<DeviceId>,
+    /// The stamps of the files in force.
+    stamps: Stamps,
     /// When the files' stamps were last compared (with `reload_interval`).
     last_check: Option<Instant>,
     /// Stamps of files that failed to load: not retried until they change.
     failed: Option<Stamps>,
+    /// A reading of the files under way, off the broker's thread.
+    reading: Option<Reading>,
+}
+
+/// A reading of the files on a thread of its own.
+#[derive(Debug)]
+struct Reading {
+    done: Receiver<Result<ChangeSet, FileError>>,
+    /// The files' stamps when it started.
+    stamps: Stamps,
+    /// A reload was asked for while it ran: read again once it is applied.
+    again: bool,
+    started: Instant,
+}
+
+impl State {
+    fn index(&mut self, key: KeyId, device: DeviceId) {
+        self.by_key.entry(key).or_default().insert(device);
+    }
+
+    fn unindex(&mut self, key: &KeyId, device: &DeviceId) {
+        if let Some(devices) = self.by_key.get_mut(key) {
+            devices.remove(device);
+            if devices.is_empty() {
+                self.by_key.remove(key);
+            }
+        }
+    }
 }
 
 /// The plugin's state: configuration, authenticator, the files in force and
@@ -194,9 +235,16 @@ pub struct Plugin {
     throttle: Throttle,
     /// The log lines clients cause (refusals, denials), bounded.
     lines: LogBudget,
-    base_rules: TopicRules,
     mac: Blake2bMac<U32>,
+    /// The records in force: read by every callback, changed only by a
+    /// change set applied on the broker's thread. (Lock order: `state`,
+    /// then `records`.)
+    records: Arc<RwLock<Records>>,
+    /// The files, read off the broker's thread.
+    source: Arc<Mutex<FileSource>>,
     state: Mutex<State>,
+    /// The line saying what was loaded at start.
+    loaded: String,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -248,51 +296,70 @@ impl Plugin {
                 reason: format!("session MAC key: {e}"),
             })?;
         mac_key.fill(0);
-        let mut plugin = Self {
+        let before = structure_access_common::resident_bytes();
+        let started = Instant::now();
+        let (source, records) = FileSource::open(
+            config.keys_file.clone(),
+            config.devices_file.clone(),
+            config.policy.clone(),
+            base_rules,
+        )?;
+        let took = started.elapsed();
+        let held = structure_access_common::resident_bytes()
+            .zip(before)
+            .map(|(after, before)| after.saturating_sub(before));
+        let loaded = format!(
+            "loaded {} access key(s) and {} device(s) in {:.2} s{}",
+            records.key_count(),
+            records.device_count(),
+            took.as_secs_f64(),
+            held.map_or(String::new(), |bytes| format!(
+                "; the process grew by {} MiB",
+                bytes >> 20
+            ))
+        );
+        Ok(Self {
             throttle: Throttle::new(
                 config.argon2_per_second,
                 config.argon2_per_address_per_second,
             ),
             lines: LogBudget::new(CLIENT_LINES_PER_SECOND),
             auth,
-            base_rules,
             mac,
             state: Mutex::new(State {
-                loaded: Records::empty(),
                 sessions: HashMap::new(),
+                by_key: HashMap::new(),
+                revoked: Vec::new(),
+                stamps: source.stamps(),
                 last_check: None,
                 failed: None,
+                reading: None,
             }),
+            records: Arc::new(RwLock::new(records)),
+            source: Arc::new(Mutex::new(source)),
+            loaded,
             config,
-        };
-        let loaded = plugin.load(plugin.stamps())?;
-        plugin
-            .state
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .loaded = loaded;
-        Ok(plugin)
+        })
     }
 
-    /// Reads both files, checking every record against the hash policy.
-    fn load(&self, stamps: Stamps) -> Result<Records, ConfigError> {
-        Ok(Records::load(
-            &self.config.keys_file,
-            &self.config.devices_file,
-            stamps,
-            self.auth.policy(),
-            &self.base_rules,
-        )?)
+    /// What was loaded at start, how long it took and how much memory it
+    /// took, for the log.
+    pub fn loaded(&self) -> &str {
+        &self.loaded
     }
 
     /// Number of key records loaded.
     pub fn key_count(&self) -> usize {
-        self.state().loaded.keys.len()
+        self.records().key_count()
     }
 
     /// Number of devices loaded.
     pub fn device_count(&self) -> usize {
-        self.state().loaded.devices.len()
+        self.records().device_count()
+    }
+
+    fn records(&self) -> RwLockReadGuard<'_, Records> {
+        self.records.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The configuration.
@@ -352,9 +419,7 @@ impl Plugin {
     /// CONNECT: client id = device ID, username = key, password = secret.
     pub fn basic_auth(&self, client: Client<'_>, password: Option<&[u8]>) -> Outcome {
         let mut state = self.state();
-        let State {
-            loaded, sessions, ..
-        } = &mut *state;
+        let loaded = &*self.records();
         let device_id = match text(client.id).map(str::parse::<DeviceId>) {
             Ok(Ok(id)) => Some(id),
             Ok(Err(_)) => None,
@@ -365,7 +430,7 @@ impl Plugin {
         let named = text(client.username)
             .ok()
             .and_then(|name| name.parse::<KeyId>().ok());
-        let key = named.filter(|key| loaded.keys.contains_key(key));
+        let key = named.filter(|key| loaded.key(key).is_some());
         let Some(key) = key else {
             if self.config.defer_unknown {
                 return Outcome::defer();
@@ -405,7 +470,7 @@ impl Plugin {
         // The credentials of this client id's session (Mosquitto's re-check
         // of connected clients on reload, or a reconnect): answered from the
         // session, which every reload re-derives, without Argon2.
-        if let Some(session) = sessions.get_mut(&device_id)
+        if let Some(session) = state.sessions.get_mut(&device_id)
             && session.key == key
             && bool::from(session.password.ct_eq(&mac))
         {
@@ -425,8 +490,8 @@ impl Plugin {
                 ),
             };
         }
-        let record = loaded.keys.get(&key);
-        let Some(device) = loaded.devices.get(&device_id) else {
+        let record = loaded.key(&key);
+        let Some(device) = loaded.device(device_id.as_str()) else {
             // The same verification as for a known device, so that the
             // devices file cannot be probed by timing.
             let _ = self.authenticate(
@@ -439,10 +504,10 @@ impl Plugin {
             );
             return Self::refused(&client, Some(&device_id), Some(&key), "unknown device");
         };
-        match self.authenticate(loaded, &key, record, password, device, &client) {
+        match self.authenticate(loaded, &key, record, password, &device, &client) {
             Ok(principal) => {
                 if let Some(record) = record {
-                    sessions.insert(
+                    let replaced = state.sessions.insert(
                         device_id,
                         Session {
                             connection: client.connection,
@@ -453,6 +518,10 @@ impl Plugin {
                             principal: Ok(principal),
                         },
                     );
+                    if let Some(old) = replaced {
+                        state.unindex(&old.key, &device_id);
+                    }
+                    state.index(key, device_id);
                 }
                 Outcome::allow(format!(
                     "device `{device_id}` authenticated with access key `{key}`"
@@ -536,9 +605,9 @@ impl Plugin {
                 ));
             }
         };
-        let loaded = &state.loaded;
+        let loaded = &*self.records();
         let directory = |id: &str| loaded.device(id);
-        let rules = &loaded.rules;
+        let rules = loaded.rules();
         let decision = match access {
             Access::Unsubscribe => return Outcome::allow(None),
             Access::Write => principal.may_publish(rules, topic, &directory),
@@ -586,22 +655,64 @@ impl Plugin {
         }
     }
 
-    /// Reads the files again and re-evaluates every session (SIGHUP). On any
-    /// error the previous state stays in force.
-    pub fn reload(&self) -> Reload {
-        let stamps = self.stamps();
-        let loaded = self.load(stamps);
+    /// SIGHUP: starts reading the files off the broker's thread (or, if a
+    /// reading is under way, reads them again once it is applied). What they
+    /// changed is applied by a later [`Plugin::tick`].
+    pub fn reload(&self) {
         let mut state = self.state();
         state.last_check = Some(Instant::now());
-        self.apply(&mut state, stamps, loaded)
+        match &mut state.reading {
+            Some(reading) => reading.again = true,
+            None => self.start_reading(&mut state),
+        }
     }
 
-    /// With `reload_interval`: reloads when the files changed since the last
-    /// load (or failed load). Called on every tick; reads only the files'
-    /// metadata, at most once per interval.
+    fn start_reading(&self, state: &mut State) {
+        let (done, result) = std::sync::mpsc::channel();
+        let (records, source) = (self.records.clone(), self.source.clone());
+        let spawned = std::thread::Builder::new()
+            .name("structure-reload".into())
+            .spawn(move || {
+                let changes = {
+                    let records = records.read().unwrap_or_else(PoisonError::into_inner);
+                    let mut source = source.lock().unwrap_or_else(PoisonError::into_inner);
+                    source.changes(&records)
+                };
+                let _ = done.send(changes);
+            });
+        if spawned.is_ok() {
+            state.reading = Some(Reading {
+                done: result,
+                stamps: self.stamps(),
+                again: false,
+                started: Instant::now(),
+            });
+        }
+    }
+
+    /// Called on every tick (about every 100 ms): applies what a reading of
+    /// the files found, when it is done; with `reload_interval`, starts one
+    /// when a file's stamp changed (reading only the files' metadata, at most
+    /// once per interval).
     pub fn tick(&self, now: Instant) -> Option<Reload> {
-        let interval = self.config.reload_interval?;
         let mut state = self.state();
+        if let Some(reading) = &state.reading {
+            return match reading.done.try_recv() {
+                Err(TryRecvError::Empty) => None,
+                Ok(result) => Some(self.finish(&mut state, result)),
+                Err(TryRecvError::Disconnected) => {
+                    state.reading = None;
+                    Some(Reload {
+                        log: vec![(
+                            Level::Error,
+                            "reload failed (its reading stopped), the previous keys and devices stay in force".into(),
+                        )],
+                        kick: Vec::new(),
+                    })
+                }
+            };
+        }
+        let interval = self.config.reload_interval?;
         if state
             .last_check
             .is_some_and(|last| now.saturating_duration_since(last) < interval)
@@ -610,42 +721,103 @@ impl Plugin {
         }
         state.last_check = Some(now);
         let stamps = self.stamps();
-        if stamps == state.loaded.stamps || Some(stamps) == state.failed {
-            return None;
+        if stamps != state.stamps && Some(stamps) != state.failed {
+            self.start_reading(&mut state);
         }
-        drop(state);
-        let loaded = self.load(stamps);
-        let mut state = self.state();
-        Some(self.apply(&mut state, stamps, loaded))
+        None
     }
 
-    fn apply(
-        &self,
-        state: &mut State,
-        stamps: Stamps,
-        loaded: Result<Records, ConfigError>,
-    ) -> Reload {
-        let mut report = Reload::default();
-        let loaded = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                state.failed = Some(stamps);
-                report.log.push((
-                    Level::Error,
-                    format!("reload failed, the previous keys and devices stay in force: {e}"),
-                ));
+    /// Whether a reading of the files is under way (or done and not yet
+    /// applied).
+    pub fn reading(&self) -> bool {
+        self.state().reading.is_some()
+    }
+
+    /// Reloads now and waits for it (SIGHUP and the ticks that apply it, in
+    /// one call: for tests and tools).
+    pub fn reload_and_wait(&self) -> Reload {
+        self.reload();
+        loop {
+            if let Some(report) = self.tick(Instant::now()) {
                 return report;
             }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Applies a reading's result on the broker's thread.
+    fn finish(&self, state: &mut State, result: Result<ChangeSet, FileError>) -> Reload {
+        let Some(reading) = state.reading.take() else {
+            return Reload::default();
         };
-        state.failed = None;
-        state.loaded = loaded;
-        let loaded = &state.loaded;
-        // Revoked sessions of the previous reload have been refused by now.
-        state
-            .sessions
-            .retain(|_, session| session.principal.is_ok());
+        let read_in = reading.started.elapsed();
+        let report = match result {
+            Ok(changes) => {
+                state.failed = None;
+                state.stamps = reading.stamps;
+                self.apply(state, changes, read_in)
+            }
+            Err(e) => {
+                let first = state.failed != Some(reading.stamps);
+                state.failed = Some(reading.stamps);
+                let mut report = Reload::default();
+                // The same broken files are reported once.
+                if first {
+                    report.log.push((
+                        Level::Error,
+                        format!("reload failed, the previous keys and devices stay in force: {e}"),
+                    ));
+                }
+                report
+            }
+        };
+        if reading.again {
+            self.start_reading(state);
+        }
+        report
+    }
+
+    /// Applies `changes` (what a reading found), then re-evaluates the
+    /// sessions of the keys and devices it changed, and only those.
+    fn apply(&self, state: &mut State, changes: ChangeSet, read_in: Duration) -> Reload {
+        let started = Instant::now();
+        let mut report = Reload::default();
+        // Revoked sessions of the previous change set have been refused by now.
+        for id in std::mem::take(&mut state.revoked) {
+            if let Some(session) = state.sessions.get(&id)
+                && session.principal.is_err()
+            {
+                let key = session.key;
+                state.sessions.remove(&id);
+                state.unindex(&key, &id);
+            }
+        }
+        let named = changes.len();
+        let applied = self
+            .records
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(changes);
+        let loaded = &*self.records();
+        let mut affected: HashSet<DeviceId> = applied
+            .devices
+            .iter()
+            .filter(|id| state.sessions.contains_key(*id))
+            .copied()
+            .collect();
+        for (key, _) in &applied.keys {
+            if let Some(devices) = state.by_key.get(key) {
+                affected.extend(devices.iter().copied());
+            }
+        }
         let mut revoked = 0;
-        for (id, session) in &mut state.sessions {
+        for id in &affected {
+            let Some(session) = state.sessions.get_mut(id) else {
+                continue;
+            };
+            if session.principal.is_err() {
+                continue;
+            }
             match evaluate(loaded, id, session) {
                 Ok(principal) => session.principal = Ok(principal),
                 Err(why) => {
@@ -670,6 +842,7 @@ impl Plugin {
                     }
                     session.connected = false;
                     session.principal = Err(why);
+                    state.revoked.push(*id);
                 }
             }
         }
@@ -678,10 +851,17 @@ impl Plugin {
             (
                 Level::Info,
                 format!(
-                    "reloaded {} access keys and {} devices; {} sessions kept, {revoked} revoked",
-                    loaded.keys.len(),
-                    loaded.devices.len(),
-                    state.sessions.len() - revoked,
+                    "reloaded: {} access key(s) and {} device(s) changed ({named} line(s) read again, \
+                     in {:.1} ms off the broker's thread, applied in {:.1} ms); {} session(s) \
+                     re-evaluated, {revoked} revoked, of {}; {} access keys and {} devices in force",
+                    applied.keys.len(),
+                    applied.devices.len(),
+                    read_in.as_secs_f64() * 1e3,
+                    started.elapsed().as_secs_f64() * 1e3,
+                    affected.len(),
+                    state.sessions.len(),
+                    loaded.key_count(),
+                    loaded.device_count(),
                 ),
             ),
         );
@@ -697,12 +877,11 @@ impl Plugin {
 /// A session's principal under the new records, or why it is revoked.
 fn evaluate(loaded: &Records, id: &DeviceId, session: &Session) -> Result<Principal, String> {
     let record = loaded
-        .keys
-        .get(&session.key)
+        .key(&session.key)
         .ok_or("the access key was deleted")?;
     if *record.verifier() != session.verifier {
         return Err("the access key's secret was rotated (new verifier)".into());
     }
-    let device = loaded.devices.get(id).ok_or("the device was deleted")?;
-    Principal::reauthorize(record, device).map_err(|e| reason(&e))
+    let device = loaded.device(id.as_str()).ok_or("the device was deleted")?;
+    Principal::reauthorize(record, &device).map_err(|e| reason(&e))
 }

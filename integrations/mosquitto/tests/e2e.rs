@@ -792,7 +792,7 @@ fn files_changed_without_a_signal_are_reloaded() {
     assert!(
         broker
             .log()
-            .contains("reloaded 2 access keys and 2 devices")
+            .contains("2 access keys and 2 devices in force")
     );
 
     // A broken third line: nothing of the new file applies, old devices connect.
@@ -1170,4 +1170,66 @@ fn the_rust_device_example_connects_publishes_and_receives_a_command() {
     assert!(!broker.log().contains("not authorised"), "{}", broker.log());
     let _ = std::fs::remove_file(&passwords);
     let _ = std::fs::remove_file(&acl);
+}
+
+/// A reload that changes one key and one device while 200 clients stay
+/// connected touches only their sessions: the log says how many were
+/// re-evaluated, the others are served throughout.
+#[test]
+fn a_reload_touches_only_the_sessions_of_what_changed() {
+    if !broker_available() {
+        return;
+    }
+    let mut f = Fixture::new(77);
+    let trucks: Restriction = "vehicle=truck".parse().unwrap();
+    let (_, doomed_line, doomed) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (_, open_line, open) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (_, trucks_line, trucks_key) = f.key(APP_A, trucks.into(), KeyStatus::Active);
+    // d-0…d-4 with the doomed key, d-5…d-9 trucks with the restricted key,
+    // the others with the open one.
+    let devices = |moved: &str| -> String {
+        (0..200)
+            .map(|i| {
+                let vehicle = if i == 7 { moved } else { "truck" };
+                device(APP_A, &format!("d-{i}"), &[("vehicle", vehicle)])
+            })
+            .collect()
+    };
+    let keys = format!("{doomed_line}{open_line}{trucks_line}");
+    let broker = start_broker("only-affected", &keys, &devices("truck"), "");
+    let key_of = |i: usize| match i {
+        0..5 => &doomed,
+        5..10 => &trucks_key,
+        _ => &open,
+    };
+    let mut clients: Vec<Mqtt> = (0..200)
+        .map(|i| {
+            let (client, code) = broker.connect(&format!("d-{i}"), key_of(i));
+            assert_eq!(code, 0, "d-{i}\n{}", broker.log());
+            client
+        })
+        .collect();
+
+    // The doomed key deleted, d-7 (a truck of the restricted key) retagged.
+    write(&broker.keys_file(), &format!("{open_line}{trucks_line}"));
+    write(&broker.devices_file(), &devices("car"));
+    broker.sighup();
+    broker.wait_log("6 session(s) re-evaluated, 6 revoked, of 200");
+    let log = broker.log();
+    assert!(
+        log.contains("1 access key(s) and 1 device(s) changed"),
+        "{log}"
+    );
+    for (i, client) in clients.iter_mut().enumerate() {
+        let ended = matches!(i, 0..5 | 7);
+        let closed = client
+            .closed_within(Duration::from_millis(if ended { 2000 } else { 1 }))
+            .is_some();
+        assert_eq!(closed, ended, "d-{i}\n{log}");
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        if !matches!(i, 0..5 | 7) {
+            assert!(client.ping() < Duration::from_secs(5), "d-{i}");
+        }
+    }
 }
