@@ -1,13 +1,15 @@
 //! Records at a platform's size, for the brokers' load generators (included
 //! by path from their examples): KEYS keys with generated secrets (fast
 //! verifiers; 10% restricted to a tag, 10% to device IDs), DEVICES devices of
-//! 3 tags each, spread over APPS applications.
+//! 3 tags each, spread over APPS applications (APPS divides 1 000, and
+//! DEVICES is a multiple of 1 000).
 //!
-//! Device `dev-{i}` belongs to application `app-{i % APPS}` and has the tags
-//! `fleet=f-{i % 1000}`, `floor=fl-{i % 50}` and `site=s-{i % 20}`; key `k`
-//! belongs to `app-{k % APPS}`: every 10th key (k % 10 == 1) is restricted to
-//! `fleet=f-{k % 1000}`, every 10th (k % 10 == 2) to 8 device IDs of its
-//! application.
+//! Device `dev-{i}` belongs to application `i % APPS` and has the tags
+//! `fleet=f-{i % 1000}` (so a fleet's devices share an application),
+//! `floor=fl-{i % 50}` and `site=s-{i % 20}`. Keys come in tens per
+//! application, in turn: key `k` belongs to application `(k / 10) % APPS`;
+//! `k % 10 == 1` is restricted to one fleet of its application, `k % 10 == 2`
+//! to 8 device IDs of it, the others are unrestricted.
 
 use std::io::Write;
 use std::path::Path;
@@ -23,30 +25,42 @@ pub struct Credentials {
     pub secret: String,
 }
 
-/// The application of device `i` (and key `i`).
-pub fn application(i: usize, apps: usize) -> String {
-    format!("app-{:0>6}", i % apps)
+/// The name of application `a`.
+pub fn application(a: usize) -> String {
+    format!("app-{a:0>6}")
+}
+
+/// The application of key `k`.
+pub fn key_application(k: usize, apps: usize) -> usize {
+    (k / 10) % apps
+}
+
+/// The fleet a tag-restricted key `k` is restricted to (one of its
+/// application's).
+pub fn key_fleet(k: usize, apps: usize) -> usize {
+    (key_application(k, apps) + apps * (k / (10 * apps))) % 1000
 }
 
 /// The line of device `i` in the devices file, with `fleet` as its fleet.
 pub fn device_line(i: usize, apps: usize, fleet: usize) -> String {
     format!(
         "{{\"id\":\"dev-{i}\",\"application\":\"{}\",\"tags\":[{{\"key\":\"fleet\",\"value\":\"f-{fleet}\"}},{{\"key\":\"floor\",\"value\":\"fl-{}\"}},{{\"key\":\"site\",\"value\":\"s-{}\"}}]}}\n",
-        application(i, apps),
+        application(i % apps),
         i % 50,
         i % 20
     )
 }
 
-/// The scope of key `k`.
-pub fn scope(k: usize, apps: usize) -> Scope {
+/// The scope of key `k`, among `devices` devices.
+pub fn scope(k: usize, apps: usize, devices: usize) -> Scope {
+    let app = key_application(k, apps);
     match k % 10 {
-        1 => format!("fleet=f-{}", k % 1000)
+        1 => format!("fleet=f-{}", key_fleet(k, apps))
             .parse::<Restriction>()
             .unwrap()
             .into(),
         2 => (0..8)
-            .map(|j| format!("dev-{}", (k + j * apps) % 1_000_000))
+            .map(|j| format!("dev-{}", (app + apps * (k / 10 + j * 7919)) % devices))
             .collect::<Vec<_>>()
             .join(",")
             .parse::<Restriction>()
@@ -59,6 +73,7 @@ pub fn scope(k: usize, apps: usize) -> Scope {
 /// Writes `keys` key lines to `dir/keys` and `devices` device lines to
 /// `dir/devices`; returns every key's line and credentials.
 pub fn write(dir: &Path, keys: usize, devices: usize, apps: usize) -> Vec<(String, Credentials)> {
+    assert!(1000 % apps == 0 && devices.is_multiple_of(1000) && devices > 0);
     let policy = HashPolicy::default();
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     let mut made = Vec::with_capacity(keys);
@@ -66,8 +81,8 @@ pub fn write(dir: &Path, keys: usize, devices: usize, apps: usize) -> Vec<(Strin
     for k in 0..keys {
         let new = AccessKey::generate(
             &mut rng,
-            application(k, apps).parse().unwrap(),
-            scope(k, apps),
+            application(key_application(k, apps)).parse().unwrap(),
+            scope(k, apps, devices),
             &policy,
         )
         .unwrap();
@@ -84,10 +99,29 @@ pub fn write(dir: &Path, keys: usize, devices: usize, apps: usize) -> Vec<(Strin
     out.flush().unwrap();
     let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("devices")).unwrap());
     for i in 0..devices {
-        out.write_all(device_line(i, apps, i % 1000).as_bytes()).unwrap();
+        out.write_all(device_line(i, apps, i % 1000).as_bytes())
+            .unwrap();
     }
     out.flush().unwrap();
     made
+}
+
+/// A new key of application `app` (unrestricted): its line and credentials.
+pub fn new_key(app: usize, seed: u64) -> (String, Credentials) {
+    let new = AccessKey::generate(
+        &mut ChaCha20Rng::seed_from_u64(seed),
+        application(app).parse().unwrap(),
+        Scope::Unrestricted,
+        &HashPolicy::default(),
+    )
+    .unwrap();
+    (
+        serde_json::to_string(&new.record).unwrap() + "\n",
+        Credentials {
+            key: new.record.key().to_string(),
+            secret: new.secret.expose_secret().to_owned(),
+        },
+    )
 }
 
 /// Rewrites `dir/keys` from `lines`, leaving out key `skip` (if any).

@@ -12,13 +12,19 @@ use std::collections::HashMap;
 
 use structure_access::{ApplicationId, Device, DeviceId, DeviceRecord};
 
+/// The maps' hasher: foldhash, seeded per process (ids and tags come from the
+/// operator's records, and lookups with client text cannot aim at collisions
+/// without the seed).
+pub(crate) type Hasher = foldhash::fast::RandomState;
+type Map<K, V> = HashMap<K, V, Hasher>;
+
 /// A string held once by [`Symbols`].
 pub type Symbol = u32;
 
 /// Interned strings, each counted by the devices that use it.
 #[derive(Debug, Default)]
 struct Symbols {
-    by_text: HashMap<Box<str>, Symbol>,
+    by_text: Map<Box<str>, Symbol>,
     /// Each symbol's text and how many uses it has (`None`: free).
     texts: Vec<Option<(Box<str>, u32)>>,
     free: Vec<Symbol>,
@@ -90,9 +96,9 @@ struct Held {
 #[derive(Debug, Default)]
 pub struct Devices {
     symbols: Symbols,
-    by_id: HashMap<Box<str>, Held>,
+    by_id: Map<Box<str>, Held>,
     /// How many devices each application has.
-    applications: HashMap<Symbol, usize>,
+    applications: Map<Symbol, usize>,
 }
 
 /// A device held in [`Devices`], read as the core's [`Device`].
@@ -170,21 +176,42 @@ impl Devices {
     /// device of its ID if there is one. Whether the device changed (or is
     /// new): a line written differently for the same device is no change.
     pub fn put(&mut self, record: &DeviceRecord, line: u128) -> bool {
-        if let Some(held) = self.by_id.get_mut(record.id()) {
+        self.put_parts(record.id(), record.application(), || record.tags(), line)
+    }
+
+    /// [`Devices::put`] from the parts of a device (already valid: an ID
+    /// and an application that parse, at most the platform's number of
+    /// tags).
+    pub fn put_parts<'t, I: Iterator<Item = (&'t str, &'t str)>>(
+        &mut self,
+        id: &str,
+        application: &str,
+        tags: impl Fn() -> I,
+        line: u128,
+    ) -> bool {
+        if let Some(held) = self.by_id.get_mut(id) {
             held.line = line;
+            let symbols = &self.symbols;
+            let mut given = tags();
+            let same = symbols.text(held.application) == application
+                && held.tags.iter().all(|&(k, v)| {
+                    given
+                        .next()
+                        .is_some_and(|(gk, gv)| symbols.text(k) == gk && symbols.text(v) == gv)
+                })
+                && given.next().is_none();
+            if same {
+                return false;
+            }
+            self.remove(id);
         }
-        if self.get(record.id()).is_some_and(|d| d.is(record)) {
-            return false;
-        }
-        self.remove(record.id());
-        let application = self.symbols.take(record.application());
+        let application = self.symbols.take(application);
         *self.applications.entry(application).or_default() += 1;
-        let tags = record
-            .tags()
+        let tags = tags()
             .map(|(k, v)| (self.symbols.take(k), self.symbols.take(v)))
             .collect();
         self.by_id.insert(
-            record.id().into(),
+            id.into(),
             Held {
                 application,
                 tags,
@@ -192,6 +219,18 @@ impl Devices {
             },
         );
         true
+    }
+
+    /// Adds a device that is not there yet (at start: no comparison);
+    /// `false`, and nothing done, if there is one of this ID.
+    pub fn insert_new<'t, I: Iterator<Item = (&'t str, &'t str)>>(
+        &mut self,
+        id: &str,
+        application: &str,
+        tags: impl Fn() -> I,
+        line: u128,
+    ) -> bool {
+        !self.contains(id) && self.put_parts(id, application, tags, line)
     }
 
     /// Removes the device `id`; whether there was one.

@@ -15,13 +15,17 @@
 //! not parsing it. It runs off the broker's thread; the broker applies what
 //! it returns.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use structure_access::mqtt::TopicRules;
-use structure_access::{AccessKey, DeviceId, DeviceRecord, HashPolicy, KeyId};
+use structure_access::{
+    AccessKey, ApplicationId, Device, DeviceId, DeviceRecord, HashPolicy, KeyId,
+};
 
 use crate::records::{ChangeSet, DeviceChange, KeyChange, Records};
 use crate::{FileError, MAX_LINE, Stamps, stamps};
@@ -30,15 +34,37 @@ use crate::{FileError, MAX_LINE, Stamps, stamps};
 /// hand stays small however large the file.
 const BATCH: usize = 10_000;
 
+/// The hasher of the sets of line hashes: the values are keyed xxh3 hashes
+/// already, so their low bits serve as they are.
+#[derive(Debug, Default, Clone, Copy)]
+struct LineHasher(u64);
+
+impl std::hash::Hasher for LineHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// Hashes of lines.
+type Lines = HashSet<u128, BuildHasherDefault<LineHasher>>;
+
 /// The two files, and what of them is in force.
 #[derive(Debug)]
 pub struct FileSource {
     keys_file: PathBuf,
     devices_file: PathBuf,
     policy: HashPolicy,
-    /// Hashes of the lines in force, per file.
-    key_lines: HashSet<u128>,
-    device_lines: HashSet<u128>,
+    /// The lines in force, per file.
+    key_file: InForce,
+    device_file: InForce,
     /// The stamps of the files in force.
     stamps: Stamps,
     seed: u64,
@@ -107,6 +133,45 @@ fn parse_device(line: &str) -> Result<DeviceRecord, String> {
     serde_json::from_str(line).map_err(|e| e.to_string())
 }
 
+/// A device's line, its strings borrowed from the line when they hold no
+/// escape: the shape of `DeviceRecord`'s JSON, read without allocating per
+/// device (a platform's million are read at start).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceLine<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    application: Cow<'a, str>,
+    #[serde(default, borrow)]
+    tags: Vec<TagLine<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagLine<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow)]
+    value: Cow<'a, str>,
+}
+
+impl<'a> DeviceLine<'a> {
+    /// The line's device, if it is one `DeviceRecord` would read (anything
+    /// else goes through `DeviceRecord`, for its error message).
+    fn read(line: &'a str) -> Option<Self> {
+        let device: Self = serde_json::from_str(line).ok()?;
+        let valid = device.id.parse::<DeviceId>().is_ok()
+            && device.application.parse::<ApplicationId>().is_ok()
+            && device.tags.len() <= structure_access::MAX_DEVICE_TAGS;
+        valid.then_some(device)
+    }
+
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|t| (&*t.key, &*t.value))
+    }
+}
+
 impl FileSource {
     /// Reads both files whole (checking every key's verifier against
     /// `policy`): the records at start, under `base_rules`.
@@ -125,8 +190,8 @@ impl FileSource {
             stamps: stamps(&keys_file, &devices_file),
             keys_file,
             devices_file,
-            key_lines: HashSet::new(),
-            device_lines: HashSet::new(),
+            key_file: InForce::default(),
+            device_file: InForce::default(),
             seed: u64::from_le_bytes(seed),
             policy: policy.clone(),
         };
@@ -139,7 +204,7 @@ impl FileSource {
     fn load_keys(&mut self, records: &mut Records) -> Result<(), FileError> {
         let mut batch = ChangeSet::default();
         let mut pending = HashSet::new();
-        let (seed, policy, lines) = (self.seed, &self.policy, &mut self.key_lines);
+        let (seed, policy, file) = (self.seed, &self.policy, &mut self.key_file);
         for_each_line(&self.keys_file, |_, line| {
             let record = parse_key(line, policy)?;
             let key = *record.key();
@@ -147,7 +212,7 @@ impl FileSource {
                 return Err(format!("access key `{key}` appears twice"));
             }
             let hash = line_hash(seed, line);
-            lines.insert(hash);
+            file.push(hash);
             batch.keys.push(KeyChange::Put(Arc::new(record), hash));
             if batch.len() == BATCH {
                 records.apply(std::mem::take(&mut batch));
@@ -160,26 +225,35 @@ impl FileSource {
     }
 
     fn load_devices(&mut self, records: &mut Records) -> Result<(), FileError> {
-        let mut batch = ChangeSet::default();
-        let mut pending = HashSet::new();
-        let (seed, lines) = (self.seed, &mut self.device_lines);
-        for_each_line(&self.devices_file, |_, line| {
-            let record = parse_device(line)?;
-            let id = *record.device_id();
-            if records.device(id.as_str()).is_some() || !pending.insert(id) {
-                return Err(format!("device `{id}` appears twice"));
-            }
+        let (seed, file) = (self.seed, &mut self.device_file);
+        let devices = records.devices_mut();
+        let read = for_each_line(&self.devices_file, |_, line| {
             let hash = line_hash(seed, line);
-            lines.insert(hash);
-            batch.devices.push(DeviceChange::Put(record, hash));
-            if batch.len() == BATCH {
-                records.apply(std::mem::take(&mut batch));
-                pending.clear();
+            file.push(hash);
+            let (added, id) = match DeviceLine::read(line) {
+                Some(device) => (
+                    devices.insert_new(&device.id, &device.application, || device.tags(), hash),
+                    device.id,
+                ),
+                None => {
+                    let record = parse_device(line)?;
+                    let added = devices.insert_new(
+                        record.id(),
+                        record.application(),
+                        || record.tags(),
+                        hash,
+                    );
+                    (added, Cow::Owned(record.id().to_owned()))
+                }
+            };
+            if added {
+                Ok(())
+            } else {
+                Err(format!("device `{id}` appears twice"))
             }
-            Ok(())
-        })?;
-        records.apply(batch);
-        Ok(())
+        });
+        records.refresh_rules();
+        read
     }
 
     /// The keys file.
@@ -209,120 +283,238 @@ impl FileSource {
     /// set to `records` before asking for the next one.
     pub fn changes(&mut self, records: &Records) -> Result<ChangeSet, FileError> {
         let now = stamps(&self.keys_file, &self.devices_file);
+        let policy = &self.policy;
         let keys = (now.0 != self.stamps.0)
-            .then(|| self.key_changes(records))
+            .then(|| {
+                self.key_file.diff(&self.keys_file, self.seed, |line| {
+                    let record = parse_key(line, policy)?;
+                    Ok((record.key().to_string(), record))
+                })
+            })
             .transpose()?;
         let devices = (now.1 != self.stamps.1)
-            .then(|| self.device_changes(records))
+            .then(|| {
+                self.device_file
+                    .diff(&self.devices_file, self.seed, |line| {
+                        let record = parse_device(line)?;
+                        Ok((record.id().to_owned(), record))
+                    })
+            })
             .transpose()?;
         let mut changes = ChangeSet::default();
-        if let Some((lines, puts)) = keys {
-            self.key_lines = lines;
-            changes.keys = puts;
+        if let Some(diff) = keys {
+            let (puts, removed, order) = diff.resolve(&self.keys_file, "access key", |id| {
+                id.parse::<KeyId>()
+                    .ok()
+                    .and_then(|key| records.key_version(&key))
+            })?;
+            let added: Vec<u128> = puts.iter().map(|(_, hash)| *hash).collect();
+            changes.keys = puts
+                .into_iter()
+                .map(|(record, hash)| KeyChange::Put(Arc::new(record), hash))
+                .collect();
+            let put: HashSet<KeyId> = changes
+                .keys
+                .iter()
+                .filter_map(|c| match c {
+                    KeyChange::Put(record, _) => Some(*record.key()),
+                    KeyChange::Remove(_) => None,
+                })
+                .collect();
+            if !removed.is_empty() {
+                changes.keys.extend(
+                    records
+                        .keys()
+                        .filter(|(key, _, version)| {
+                            removed.contains(version) && !put.contains(*key)
+                        })
+                        .map(|(key, _, _)| KeyChange::Remove(*key)),
+                );
+            }
+            self.key_file.commit(order, &removed, added.into_iter());
         }
-        if let Some((lines, puts)) = devices {
-            self.device_lines = lines;
-            changes.devices = puts;
+        if let Some(diff) = devices {
+            let (puts, removed, order) = diff.resolve(&self.devices_file, "device", |id| {
+                records.device(id).map(|d| d.line())
+            })?;
+            let added: Vec<u128> = puts.iter().map(|(_, hash)| *hash).collect();
+            changes.devices = puts
+                .into_iter()
+                .map(|(record, hash)| DeviceChange::Put(record, hash))
+                .collect();
+            if !removed.is_empty() {
+                let put: HashSet<DeviceId> = changes
+                    .devices
+                    .iter()
+                    .filter_map(|c| match c {
+                        DeviceChange::Put(record, _) => Some(*record.device_id()),
+                        DeviceChange::Remove(_) => None,
+                    })
+                    .collect();
+                changes.devices.extend(
+                    records
+                        .devices()
+                        .iter()
+                        .filter(|device| removed.contains(&device.line()))
+                        .filter_map(|device| device.id_str().parse::<DeviceId>().ok())
+                        .filter(|id| !put.contains(id))
+                        .map(DeviceChange::Remove),
+                );
+            }
+            self.device_file.commit(order, &removed, added.into_iter());
         }
         self.stamps = now;
         Ok(changes)
     }
+}
 
-    fn key_changes(&self, records: &Records) -> Result<(HashSet<u128>, Vec<KeyChange>), FileError> {
-        let mut seen = HashSet::with_capacity(self.key_lines.len());
-        let mut puts: HashMap<KeyId, (Arc<AccessKey>, u128, usize)> = HashMap::new();
-        for_each_line(&self.keys_file, |number, line| {
-            let hash = line_hash(self.seed, line);
-            let first = seen.insert(hash);
-            if first && self.key_lines.contains(&hash) {
-                return Ok(());
-            }
-            let record = parse_key(line, &self.policy)?;
-            let key = *record.key();
-            if !first || puts.insert(key, (Arc::new(record), hash, number)).is_some() {
-                return Err(format!("access key `{key}` appears twice"));
-            }
-            Ok(())
-        })?;
-        let twice = |number: usize, key: &KeyId| FileError::Line {
-            path: self.keys_file.clone(),
-            line: number,
-            reason: format!("access key `{key}` appears twice"),
-        };
-        let mut changes = Vec::with_capacity(puts.len());
-        for (key, (record, hash, number)) in puts {
-            // A record put while its line in force is still in the file.
-            if records.key_version(&key).is_some_and(|v| seen.contains(&v)) {
-                return Err(twice(number, &key));
-            }
-            changes.push(KeyChange::Put(record, hash));
-        }
-        let put: HashSet<KeyId> = changes
-            .iter()
-            .filter_map(|c| match c {
-                KeyChange::Put(record, _) => Some(*record.key()),
-                KeyChange::Remove(_) => None,
-            })
-            .collect();
-        changes.extend(
-            records
-                .keys()
-                .filter(|(key, _, version)| !seen.contains(version) && !put.contains(*key))
-                .map(|(key, _, _)| KeyChange::Remove(*key)),
-        );
-        Ok((seen, changes))
+/// What of one file is in force: its lines' hashes in file order, and as a
+/// set.
+#[derive(Debug, Default)]
+struct InForce {
+    order: Vec<u128>,
+    lines: Lines,
+}
+
+/// How many lines in force a new line may be ahead of its place before it
+/// is looked up instead: deleting or moving a few lines keeps the walk in
+/// step.
+const RESYNC: usize = 8;
+
+/// A pass over a file against the lines in force.
+#[derive(Debug)]
+struct Scan<T> {
+    /// The new file's line hashes, in order.
+    order: Vec<u128>,
+    /// Lines not in force, parsed: (record, its id, hash, line number).
+    puts: Vec<(T, String, u128, usize)>,
+    /// Lines in force not found at their place.
+    skipped: Vec<u128>,
+    /// Lines in force found elsewhere, and at which line.
+    moved: HashMap<u128, usize>,
+}
+
+/// A scan, before its records are checked against those in force.
+struct Diff<T> {
+    scan: Scan<T>,
+}
+
+impl InForce {
+    /// One more line, at the end (reading a file whole).
+    fn push(&mut self, hash: u128) {
+        self.order.push(hash);
+        self.lines.insert(hash);
     }
 
-    fn device_changes(
+    /// Walks `path`'s lines beside the lines in force: a line at its place,
+    /// or a few places ahead, is unchanged and costs its hash; one in force
+    /// elsewhere (moved) costs a look-up; only a new line is parsed.
+    fn diff<T>(
         &self,
-        records: &Records,
-    ) -> Result<(HashSet<u128>, Vec<DeviceChange>), FileError> {
-        let mut seen = HashSet::with_capacity(self.device_lines.len());
-        let mut puts: HashMap<DeviceId, (DeviceRecord, u128, usize)> = HashMap::new();
-        for_each_line(&self.devices_file, |number, line| {
-            let hash = line_hash(self.seed, line);
-            let first = seen.insert(hash);
-            if first && self.device_lines.contains(&hash) {
+        path: &Path,
+        seed: u64,
+        parse: impl Fn(&str) -> Result<(String, T), String>,
+    ) -> Result<Diff<T>, FileError> {
+        let mut scan = Scan {
+            order: Vec::with_capacity(self.order.len()),
+            puts: Vec::new(),
+            skipped: Vec::new(),
+            moved: HashMap::new(),
+        };
+        let mut at = 0;
+        for_each_line(path, |number, line| {
+            let hash = line_hash(seed, line);
+            scan.order.push(hash);
+            if self.order.get(at) == Some(&hash) {
+                at += 1;
                 return Ok(());
             }
-            let record = parse_device(line)?;
-            let id = *record.device_id();
-            if !first || puts.insert(id, (record, hash, number)).is_some() {
-                return Err(format!("device `{id}` appears twice"));
+            let ahead = (1..=RESYNC).find(|&k| self.order.get(at + k) == Some(&hash));
+            if let Some(k) = ahead {
+                scan.skipped
+                    .extend_from_slice(self.order.get(at..at + k).unwrap_or_default());
+                at += k + 1;
+                return Ok(());
             }
+            if self.lines.contains(&hash) {
+                if scan.moved.insert(hash, number).is_some() {
+                    let (id, _) = parse(line)?;
+                    return Err(twice(&id));
+                }
+                return Ok(());
+            }
+            let (id, record) = parse(line)?;
+            scan.puts.push((record, id, hash, number));
             Ok(())
         })?;
-        let mut changes = Vec::with_capacity(puts.len());
-        for (id, (record, hash, number)) in puts {
-            if records
-                .device(id.as_str())
-                .is_some_and(|d| seen.contains(&d.line()))
-            {
-                return Err(FileError::Line {
-                    path: self.devices_file.clone(),
-                    line: number,
-                    reason: format!("device `{id}` appears twice"),
-                });
-            }
-            changes.push(DeviceChange::Put(record, hash));
+        scan.skipped
+            .extend_from_slice(self.order.get(at..).unwrap_or_default());
+        Ok(Diff { scan })
+    }
+
+    /// Takes what a scan found as the lines in force: its order, without
+    /// the `removed` lines, with the `added` ones.
+    fn commit(&mut self, order: Vec<u128>, removed: &Lines, added: impl Iterator<Item = u128>) {
+        for hash in removed {
+            self.lines.remove(hash);
         }
-        let put: HashSet<DeviceId> = changes
-            .iter()
-            .filter_map(|c| match c {
-                DeviceChange::Put(record, _) => Some(*record.device_id()),
-                DeviceChange::Remove(_) => None,
-            })
+        self.lines.extend(added);
+        self.order = order;
+    }
+}
+
+/// Why a line is refused: its record appears twice.
+fn twice(id: &str) -> String {
+    format!("`{}` appears twice", crate::escape(id))
+}
+
+impl<T> Diff<T> {
+    /// Checks the scan: no record twice (a line twice, a line in force and
+    /// one in place of it, two new lines of one record); `version_of(id)` is
+    /// the line hash of the record `id` in force. Returns the records to put,
+    /// the hashes of the lines in force that are gone, and the new file's
+    /// order of lines.
+    #[allow(clippy::type_complexity)]
+    fn resolve(
+        self,
+        path: &Path,
+        what: &str,
+        version_of: impl Fn(&str) -> Option<u128>,
+    ) -> Result<(Vec<(T, u128)>, Lines, Vec<u128>), FileError> {
+        let error = |line: usize, id: &str| FileError::Line {
+            path: path.to_owned(),
+            line,
+            reason: format!("{what} {}", twice(id)),
+        };
+        let scan = self.scan;
+        let skipped: Lines = scan.skipped.iter().copied().collect();
+        // A line in force found elsewhere and at its place too.
+        if let Some((_, &line)) = scan.moved.iter().find(|(hash, _)| !skipped.contains(*hash)) {
+            return Err(FileError::Line {
+                path: path.to_owned(),
+                line,
+                reason: format!("the same line as an earlier one: its {what} appears twice"),
+            });
+        }
+        let removed: Lines = skipped
+            .into_iter()
+            .filter(|hash| !scan.moved.contains_key(hash))
             .collect();
-        changes.extend(
-            records
-                .devices()
-                .iter()
-                .filter(|device| !seen.contains(&device.line()))
-                .filter_map(|device| device.id_str().parse::<DeviceId>().ok())
-                .filter(|id| !put.contains(id))
-                .map(DeviceChange::Remove),
-        );
-        Ok((seen, changes))
+        let mut ids = HashSet::with_capacity(scan.puts.len());
+        for (_, id, _, line) in &scan.puts {
+            // Two new lines of one record, or a new one beside the line in
+            // force of its record.
+            let beside = version_of(id).is_some_and(|v| !removed.contains(&v));
+            if !ids.insert(id.as_str()) || beside {
+                return Err(error(*line, id));
+            }
+        }
+        let puts = scan
+            .puts
+            .into_iter()
+            .map(|(record, _, hash, _)| (record, hash))
+            .collect();
+        Ok((puts, removed, scan.order))
     }
 }
 
@@ -520,6 +712,67 @@ mod tests {
         let applied = records.apply(changes);
         assert_eq!(applied.keys, [(*k1.key(), KeyChanged::Changed)]);
         assert!(!records.key(k1.key()).unwrap().status().is_active());
+    }
+
+    #[test]
+    fn lines_moved_inserted_or_deleted_anywhere_are_found() {
+        let dir = Dir::new("moves");
+        dir.write("keys", "");
+        let all: Vec<String> = (0..40).map(|i| device(&format!("d{i}"), "f")).collect();
+        dir.write("devices", &all.concat());
+        let (mut source, mut records) = dir.open().unwrap();
+        let ids = |changes: &ChangeSet| -> Vec<String> {
+            let mut ids: Vec<String> = changes
+                .devices
+                .iter()
+                .map(|c| match c {
+                    DeviceChange::Put(r, _) => format!("put {}", r.id()),
+                    DeviceChange::Remove(id) => format!("remove {id}"),
+                })
+                .collect();
+            ids.sort();
+            ids
+        };
+        // Reversed: every line elsewhere, nothing changed.
+        let reversed: Vec<String> = all.iter().rev().cloned().collect();
+        dir.write("devices", &reversed.concat());
+        let changes = source.changes(&records).unwrap();
+        assert!(changes.is_empty(), "{:?}", ids(&changes));
+        records.apply(changes);
+        // A line deleted in the middle, one inserted at the start, one
+        // retagged near the end, 20 deleted at the end.
+        let mut edited: Vec<String> = reversed.clone();
+        edited.remove(5);
+        edited.insert(0, device("new", "f"));
+        edited[30] = device("d9", "g");
+        edited.truncate(35);
+        dir.write("devices", &edited.concat());
+        let changes = source.changes(&records).unwrap();
+        let mut expected = vec![
+            "put new".to_owned(),
+            "put d9".into(),
+            format!("remove d{}", 39 - 5),
+        ];
+        expected.extend((0..5).map(|i| format!("remove d{i}")));
+        expected.sort();
+        assert_eq!(ids(&changes), expected);
+        records.apply(changes);
+        assert_eq!(records.device_count(), 35);
+        // A line in force twice (at its place, and again further on).
+        let mut twice = edited.clone();
+        twice.push(edited[3].clone());
+        dir.write("devices", &twice.concat());
+        let err = source.changes(&records).unwrap_err().to_string();
+        assert!(
+            err.contains("line 36: ") && err.contains("appears twice"),
+            "{err}"
+        );
+        // A new line for a device whose line in force is still there.
+        let mut beside = edited.clone();
+        beside.insert(10, device("d20", "other"));
+        dir.write("devices", &beside.concat());
+        let err = source.changes(&records).unwrap_err().to_string();
+        assert!(err.contains("line 11: device `d20` appears twice"), "{err}");
     }
 
     #[test]

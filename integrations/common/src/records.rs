@@ -223,6 +223,20 @@ impl Records {
         record.verifier().is_slow() || self.policy.expected_scheme(record.key()).is_slow()
     }
 
+    /// The devices, to fill at start without change sets in between (then
+    /// [`Records::refresh_rules`]).
+    pub(crate) fn devices_mut(&mut self) -> &mut Devices {
+        &mut self.devices
+    }
+
+    /// Recomputes the topic rules (the single application) from the counts.
+    pub(crate) fn refresh_rules(&mut self) {
+        self.rules = match self.single_application() {
+            Some(application) => self.base_rules.clone().with_single_application(application),
+            None => self.base_rules.clone(),
+        };
+    }
+
     /// Applies `changes`, all of them: what they name only (and the single
     /// application, recomputed from counts). Says what changed.
     pub fn apply(&mut self, changes: ChangeSet) -> Applied {
@@ -273,10 +287,7 @@ impl Records {
                 }
             }
         }
-        self.rules = match self.single_application() {
-            Some(application) => self.base_rules.clone().with_single_application(application),
-            None => self.base_rules.clone(),
-        };
+        self.refresh_rules();
         applied
     }
 
