@@ -714,6 +714,73 @@ mod tests {
         assert!(!records.key(k1.key()).unwrap().status().is_active());
     }
 
+    /// The fast reading of a device's line never accepts what `DeviceRecord`
+    /// refuses, and reads what it accepts alike: on the platform's lines, on
+    /// edge cases, and on thousands of mutations of them.
+    #[test]
+    fn the_fast_device_line_reads_what_device_record_reads() {
+        let tags100: String = (0..100)
+            .map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"v\"}}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let tags101 = format!("{tags100},{{\"key\":\"x\",\"value\":\"y\"}}");
+        let mut lines = vec![
+            device("d1", "f1").trim().to_owned(),
+            r#"{"id":"d1","application":"a1"}"#.to_owned(),
+            r#"{"id":"d\u0031","application":"a1","tags":[{"key":"k\"q","value":"v\n"}]}"#
+                .to_owned(),
+            r#"{"id":"d1","application":"a1","tags":[]}"#.to_owned(),
+            r#"{"id":"d 1","application":"a1"}"#.to_owned(),
+            r#"{"id":"","application":"a1"}"#.to_owned(),
+            r#"{"id":"d1","application":""}"#.to_owned(),
+            r#"{"id":"d1"}"#.to_owned(),
+            r#"{"id":"d1","application":"a1","extra":1}"#.to_owned(),
+            r#"{"id":"d1","application":"a1","tags":[{"key":"k","value":"v","x":1}]}"#.to_owned(),
+            r#"{"id":"d1","application":"a1","tags":[{"key":"k"}]}"#.to_owned(),
+            r#"{"id":1,"application":"a1"}"#.to_owned(),
+            format!(r#"{{"id":"d1","application":"a1","tags":[{tags100}]}}"#),
+            format!(r#"{{"id":"d1","application":"a1","tags":[{tags101}]}}"#),
+            format!(r#"{{"id":"{}","application":"a1"}}"#, "d".repeat(129)),
+        ];
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let bases = lines.clone();
+        for _ in 0..5_000 {
+            use rand_chacha::rand_core::Rng;
+            let base = &bases[(rng.next_u32() as usize) % bases.len()];
+            let mut bytes = base.as_bytes().to_vec();
+            let at = (rng.next_u32() as usize) % bytes.len();
+            let alphabet = b"\"{}[],:\\ az019_-.";
+            match rng.next_u32() % 3 {
+                0 => bytes[at] = alphabet[(rng.next_u32() as usize) % alphabet.len()],
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, alphabet[(rng.next_u32() as usize) % alphabet.len()]),
+            }
+            if let Ok(line) = String::from_utf8(bytes) {
+                lines.push(line);
+            }
+        }
+        let mut accepted = 0;
+        for line in &lines {
+            let slow = parse_device(line);
+            match DeviceLine::read(line) {
+                Some(fast) => {
+                    accepted += 1;
+                    let record = slow.unwrap_or_else(|e| panic!("accepted {line}: {e}"));
+                    assert_eq!(&*fast.id, record.id(), "{line}");
+                    assert_eq!(&*fast.application, record.application(), "{line}");
+                    assert!(fast.tags().eq(record.tags()), "{line}");
+                }
+                None => assert!(
+                    slow.is_err() || line.contains('\\'),
+                    "refused what DeviceRecord reads (without an escape): {line}"
+                ),
+            }
+        }
+        assert!(accepted > 10, "{accepted}");
+    }
+
     #[test]
     fn lines_moved_inserted_or_deleted_anywhere_are_found() {
         let dir = Dir::new("moves");
