@@ -5,25 +5,25 @@
 //! registers it, with the key and the verifier that proved its secret; it
 //! leaves when RMQTT ends it (or a newer session of the device takes its
 //! place). Every decision about a session is taken from its entry: its
-//! principal is derived again under each load of the records, and a record
-//! whose verifier is no longer the one the session proved its secret with
-//! (a rotated secret) ends it, as a deleted key or device does. A session
-//! this node has no entry for (none should exist, but RMQTT owns sessions)
-//! is decided from the records alone, never allowed for want of state.
+//! principal, derived when it is entered and again whenever a change set
+//! changes its key or its device (found through an index of entries by key),
+//! and only then. A record whose verifier is no longer the one the session
+//! proved its secret with (a rotated secret) ends it, as a deleted key or
+//! device does. A session this node has no entry for (none should exist, but
+//! RMQTT owns sessions) is decided from the records alone, never allowed for
+//! want of state.
 //!
 //! What an entry holds is fixed in size: the session's identity, its key,
 //! its verifier and its principal (whose restriction is shared with the key
 //! record). Nothing grows with what the client subscribes to, and a new
 //! session of the device replaces it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use rmqtt::types::Id;
 use structure_access::{DeviceId, KeyId, Principal, Verifier};
-use structure_access_common::refusal_reason;
-
-use crate::state::Loaded;
+use structure_access_common::{Applied, Records, refusal_reason};
 
 /// One session this node authenticated.
 #[derive(Debug)]
@@ -37,11 +37,11 @@ pub struct Client {
     pub device: DeviceId,
     /// The verifier that proved its secret.
     verifier: Verifier,
-    /// Why a reload ended it, once one did: every check is then refused,
-    /// and it is disconnected until it is gone.
+    /// Why it was ended, once it was: every check is then refused, and it
+    /// is disconnected until it is gone.
     pub revoked: Option<String>,
-    /// Its principal under the records of a load (its generation).
-    principal: (u64, Result<Principal, String>),
+    /// Its principal under the records in force (or why it has none).
+    principal: Result<Principal, String>,
     /// Whether its subscriptions were decided again on this node (once, at
     /// its first delivery: a session carried over from another node or an
     /// earlier connection brings subscriptions no hook saw).
@@ -51,30 +51,18 @@ pub struct Client {
 }
 
 impl Client {
-    fn derive(&self, loaded: &Loaded) -> Result<Principal, String> {
+    fn derive(&self, records: &Records) -> Result<Principal, String> {
         if let Some(why) = &self.revoked {
             return Err(why.clone());
         }
-        let record = loaded
-            .keys
-            .get(&self.key)
-            .ok_or("the access key was deleted")?;
+        let record = records.key(&self.key).ok_or("the access key was deleted")?;
         if *record.verifier() != self.verifier {
             return Err("the access key's secret was rotated (new verifier)".into());
         }
-        let device = loaded
-            .devices
-            .get(&self.device)
+        let device = records
+            .device(self.device.as_str())
             .ok_or("the device was deleted")?;
-        Principal::reauthorize(record, device).map_err(|e| refusal_reason(&e))
-    }
-
-    /// Its principal under `loaded`, derived once per load.
-    fn principal(&mut self, loaded: &Loaded) -> &Result<Principal, String> {
-        if self.principal.0 != loaded.generation {
-            self.principal = (loaded.generation, self.derive(loaded));
-        }
-        &self.principal.1
+        Principal::reauthorize(record, &device).map_err(|e| refusal_reason(&e))
     }
 }
 
@@ -86,20 +74,21 @@ fn same(a: &Id, b: &Id) -> bool {
 
 /// The sessions this node authenticated, by client id (a device ID: at most
 /// one live session each, and briefly a second while one takes over from
-/// another).
+/// another), and the devices that have entries of each key.
 #[derive(Debug, Default)]
 pub struct Clients {
     by_device: HashMap<DeviceId, Vec<Client>>,
+    by_key: HashMap<KeyId, HashSet<DeviceId>>,
 }
 
 impl Clients {
     /// Enters the session `session` of `device`, authenticated with `key`,
-    /// whose secret `verifier` proved, under `loaded` (the records in
-    /// force). Refused, and not entered, if it does not stand under them:
-    /// they may be newer than the ones its secret was verified with.
+    /// whose secret `verifier` proved, under `records` (those in force).
+    /// Refused, and not entered, if it does not stand under them: they may
+    /// be newer than the ones its secret was verified with.
     pub fn admit(
         &mut self,
-        loaded: &Loaded,
+        records: &Records,
         session: Id,
         key: KeyId,
         device: DeviceId,
@@ -111,15 +100,16 @@ impl Clients {
             device,
             verifier,
             revoked: None,
-            principal: (0, Err(String::new())),
+            principal: Err(String::new()),
             reviewed: false,
             since: Instant::now(),
         };
-        let principal = client.derive(loaded)?;
-        client.principal = (loaded.generation, Ok(principal.clone()));
+        let principal = client.derive(records)?;
+        client.principal = Ok(principal.clone());
         let entries = self.by_device.entry(device).or_default();
-        entries.retain(|c| c.session != client.session);
+        entries.retain(|c| !same(&c.session, &client.session));
         entries.push(client);
+        self.by_key.entry(key).or_default().insert(device);
         Ok(principal)
     }
 
@@ -132,48 +122,87 @@ impl Clients {
             .find(|c| same(&c.session, session))
     }
 
-    /// Decides with the principal of `session` under `loaded`: `decide(p)`
-    /// if it has one, `false` if it no longer stands. A session without an
-    /// entry is decided from the records alone (its username as key).
+    /// Decides with the principal of `session`: `decide(p)` if it has one,
+    /// `false` if it no longer stands. A session without an entry is decided
+    /// from `records` alone (its username as key).
     pub fn decide(
         &mut self,
-        loaded: &Loaded,
+        records: &Records,
         session: &Id,
         decide: impl FnOnce(&Principal) -> bool,
     ) -> bool {
         match self.get_mut(session) {
-            Some(client) => client.principal(loaded).as_ref().is_ok_and(decide),
-            None => loaded
-                .principal(&session.client_id, session.username_ref())
+            Some(client) => client.principal.as_ref().is_ok_and(decide),
+            None => crate::state::principal(records, &session.client_id, session.username_ref())
                 .as_ref()
                 .is_ok_and(decide),
         }
     }
 
-    /// Why the session no longer stands under `loaded`, if it does not.
-    pub fn refusal(&mut self, loaded: &Loaded, session: &Id) -> Option<String> {
+    /// Why the session no longer stands, if it does not.
+    pub fn refusal(&mut self, records: &Records, session: &Id) -> Option<String> {
         match self.get_mut(session) {
-            Some(client) => client.principal(loaded).as_ref().err().cloned(),
-            None => loaded
-                .principal(&session.client_id, session.username_ref())
-                .err(),
+            Some(client) => client.principal.as_ref().err().cloned(),
+            None => {
+                crate::state::principal(records, &session.client_id, session.username_ref()).err()
+            }
         }
     }
 
-    /// Re-derives every entry under `loaded` (just put in force): the ones
-    /// that no longer stand are marked revoked and returned, with why.
-    pub fn revoke(&mut self, loaded: &Loaded) -> Vec<(Id, String)> {
-        let mut doomed = Vec::new();
-        for client in self.by_device.values_mut().flatten() {
-            if client.revoked.is_some() {
-                continue;
-            }
-            if let Err(why) = client.principal(loaded).clone() {
-                client.revoked = Some(why.clone());
-                doomed.push((client.session.clone(), why));
+    /// Re-derives, under `records` (just changed as `applied` says), the
+    /// entries of the keys and devices that changed, and only those. The
+    /// ones that no longer stand are marked revoked and returned, with why;
+    /// also how many entries were re-derived.
+    pub fn apply(&mut self, records: &Records, applied: &Applied) -> (Vec<(Id, String)>, usize) {
+        let mut devices: HashSet<DeviceId> = applied
+            .devices
+            .iter()
+            .filter(|d| self.by_device.contains_key(*d))
+            .copied()
+            .collect();
+        for (key, _) in &applied.keys {
+            if let Some(of_key) = self.by_key.get(key) {
+                devices.extend(of_key.iter().copied());
             }
         }
-        doomed
+        let (mut doomed, mut looked_at) = (Vec::new(), 0);
+        for device in devices {
+            for client in self.by_device.get_mut(&device).into_iter().flatten() {
+                if client.revoked.is_some() {
+                    continue;
+                }
+                looked_at += 1;
+                client.principal = client.derive(records);
+                if let Err(why) = &client.principal {
+                    client.revoked = Some(why.clone());
+                    doomed.push((client.session.clone(), why.clone()));
+                }
+            }
+        }
+        (doomed, looked_at)
+    }
+
+    /// The entries of `key` (to end, on another node's word).
+    pub fn of_key(&self, key: &KeyId) -> Vec<Id> {
+        self.by_key
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| self.by_device.get(d))
+            .flatten()
+            .filter(|c| c.key == *key)
+            .map(|c| c.session.clone())
+            .collect()
+    }
+
+    /// The entries of `device`.
+    pub fn of_device(&self, device: &DeviceId) -> Vec<Id> {
+        self.by_device
+            .get(device)
+            .into_iter()
+            .flatten()
+            .map(|c| c.session.clone())
+            .collect()
     }
 
     /// Marks `session` revoked, for `why` (another node's reload found it no
@@ -182,7 +211,7 @@ impl Clients {
         match self.get_mut(session) {
             Some(client) => {
                 let why = client.revoked.get_or_insert_with(|| why.to_owned()).clone();
-                client.principal.1 = Err(why);
+                client.principal = Err(why);
                 true
             }
             None => false,
@@ -194,36 +223,62 @@ impl Clients {
     /// Returns why `session` itself was revoked, if it was.
     pub fn connected(&mut self, session: &Id) -> Option<String> {
         let device = session.client_id.parse::<DeviceId>().ok()?;
-        let entries = self.by_device.get_mut(&device)?;
-        entries.retain(|c| c.session == *session || c.revoked.is_some());
-        entries
+        let revoked = self
+            .by_device
+            .get(&device)?
             .iter()
-            .find(|c| c.session == *session)
-            .and_then(|c| c.revoked.clone())
+            .find(|c| same(&c.session, session))
+            .and_then(|c| c.revoked.clone());
+        self.drop_entries(&device, |c| {
+            !same(&c.session, session) && c.revoked.is_none()
+        });
+        revoked
     }
 
     /// `session` ended (or its CONNECT failed after authentication).
     pub fn remove(&mut self, session: &Id) {
-        let Ok(device) = session.client_id.parse::<DeviceId>() else {
-            return;
-        };
-        if let Some(entries) = self.by_device.get_mut(&device) {
-            entries.retain(|c| c.session != *session);
-            if entries.is_empty() {
-                self.by_device.remove(&device);
-            }
+        if let Ok(device) = session.client_id.parse::<DeviceId>() {
+            self.drop_entries(&device, |c| same(&c.session, session));
         }
     }
 
-    /// Keeps the entries `keep` says to keep.
-    pub fn retain(&mut self, mut keep: impl FnMut(&Client) -> bool) {
-        self.by_device.retain(|_, entries| {
-            entries.retain(&mut keep);
-            !entries.is_empty()
-        });
+    /// Drops the entries of `device` that `dropped` says, keeping the index
+    /// of keys as the entries left are.
+    fn drop_entries(&mut self, device: &DeviceId, dropped: impl Fn(&Client) -> bool) {
+        let Some(entries) = self.by_device.get_mut(device) else {
+            return;
+        };
+        let gone: Vec<KeyId> = entries
+            .iter()
+            .filter(|c| dropped(c))
+            .map(|c| c.key)
+            .collect();
+        entries.retain(|c| !dropped(c));
+        for key in gone {
+            if entries.iter().any(|c| c.key == key) {
+                continue;
+            }
+            if let Some(devices) = self.by_key.get_mut(&key) {
+                devices.remove(device);
+                if devices.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+        if entries.is_empty() {
+            self.by_device.remove(device);
+        }
     }
 
-    /// Every entry's session.
+    /// Drops the entries whose sessions `keep` refuses.
+    pub fn retain_sessions(&mut self, keep: impl Fn(&Id) -> bool) {
+        let devices: Vec<DeviceId> = self.by_device.keys().copied().collect();
+        for device in devices {
+            self.drop_entries(&device, |c| !keep(&c.session));
+        }
+    }
+
+    /// Every entry's session: (id, when entered, whether revoked).
     pub fn sessions(&self) -> Vec<(Id, Instant, bool)> {
         self.by_device
             .values()
@@ -248,23 +303,26 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_chacha::rand_core::SeedableRng;
-    use std::collections::HashMap;
+    use std::sync::Arc;
     use structure_access::{AccessKey, DeviceRecord, HashPolicy, Restriction, Scope};
-    use structure_access_common::Records;
+    use structure_access_common::{ChangeSet, DeviceChange, KeyChange};
 
-    fn loaded(keys: &[&AccessKey], devices: &[DeviceRecord], generation: u64) -> Loaded {
+    fn records(keys: &[&AccessKey], devices: &[DeviceRecord]) -> Records {
         let mut records = Records::empty();
-        records.keys = keys
-            .iter()
-            .map(|k| (*k.key(), (*k).clone()))
-            .collect::<HashMap<_, _>>();
-        records.devices = devices
-            .iter()
-            .map(|d| (*d.device_id(), d.clone()))
-            .collect();
-        Loaded {
-            records,
-            generation,
+        records.apply(put(keys, devices));
+        records
+    }
+
+    fn put(keys: &[&AccessKey], devices: &[DeviceRecord]) -> ChangeSet {
+        ChangeSet {
+            keys: keys
+                .iter()
+                .map(|k| KeyChange::Put(Arc::new((*k).clone()), 0))
+                .collect(),
+            devices: devices
+                .iter()
+                .map(|d| DeviceChange::Put(d.clone(), 0))
+                .collect(),
         }
     }
 
@@ -297,7 +355,7 @@ mod tests {
         )
     }
 
-    fn admit(clients: &mut Clients, at: &Loaded, id: &Id, key: &AccessKey) -> Result<(), String> {
+    fn admit(clients: &mut Clients, at: &Records, id: &Id, key: &AccessKey) -> Result<(), String> {
         let device = id.client_id.parse().unwrap();
         clients
             .admit(at, id.clone(), *key.key(), device, key.verifier().clone())
@@ -309,60 +367,82 @@ mod tests {
         let trucks: Restriction = "vehicle=truck".parse().unwrap();
         let k = key(1, trucks.into());
         let t1 = device("t1", &[("vehicle", "truck")]);
-        let v1 = loaded(&[&k], std::slice::from_ref(&t1), 1);
+        let mut r = records(&[&k], std::slice::from_ref(&t1));
         let mut clients = Clients::default();
         let s = session("t1", &k, 1);
-        admit(&mut clients, &v1, &s, &k).unwrap();
-        assert!(clients.decide(&v1, &s, |p| p.device_id().as_str() == "t1"));
-        assert_eq!(clients.refusal(&v1, &s), None);
+        admit(&mut clients, &r, &s, &k).unwrap();
+        assert!(clients.decide(&r, &s, |p| p.device_id().as_str() == "t1"));
+        assert_eq!(clients.refusal(&r, &s), None);
 
         // A rotated verifier: the session no longer stands, and a CONNECT
         // verified with the old one is not entered under the new records.
         let rotated = k
             .clone()
             .with_verifier(key(2, Scope::Unrestricted).verifier().clone());
-        let v2 = loaded(&[&rotated], std::slice::from_ref(&t1), 2);
-        assert!(!clients.decide(&v2, &s, |_| true));
+        let applied = r.apply(put(&[&rotated], &[]));
+        let (doomed, looked_at) = clients.apply(&r, &applied);
+        let why = "the access key's secret was rotated (new verifier)";
+        assert_eq!((doomed, looked_at), (vec![(s.clone(), why.to_owned())], 1));
+        assert!(!clients.decide(&r, &s, |_| true));
         let late = session("t1", &k, 2);
-        let err = admit(&mut clients, &v2, &late, &k).unwrap_err();
-        assert_eq!(err, "the access key's secret was rotated (new verifier)");
+        assert_eq!(admit(&mut clients, &r, &late, &k).unwrap_err(), why);
         assert_eq!(clients.len(), 1, "a refused CONNECT is not entered");
-        let doomed = clients.revoke(&v2);
-        assert_eq!(doomed, [(s.clone(), err)]);
         // Revoked stays revoked, even under records that would admit it.
-        assert!(!clients.decide(&v1, &s, |_| true));
-        assert!(clients.revoke(&v2).is_empty(), "revoked once");
+        let applied = r.apply(put(&[&k], &[]));
+        assert_eq!(clients.apply(&r, &applied), (vec![], 0));
+        assert!(!clients.decide(&r, &s, |_| true));
 
         // The device retagged out of scope, or deleted.
         let mut clients = Clients::default();
-        admit(&mut clients, &v1, &s, &k).unwrap();
-        let car = loaded(&[&k], &[device("t1", &[("vehicle", "car")])], 3);
+        admit(&mut clients, &r, &s, &k).unwrap();
+        let applied = r.apply(put(&[], &[device("t1", &[("vehicle", "car")])]));
+        let (doomed, _) = clients.apply(&r, &applied);
         assert_eq!(
-            clients.refusal(&car, &s).as_deref(),
-            Some("the device is outside the scope of the access key")
+            doomed[0].1,
+            "the device is outside the scope of the access key"
         );
-        let gone = loaded(&[&k], &[], 4);
-        assert_eq!(
-            clients.refusal(&gone, &s).as_deref(),
-            Some("the device was deleted")
-        );
+    }
+
+    #[test]
+    fn a_change_re_derives_the_sessions_of_what_it_changed_and_no_other() {
+        let (a, b) = (key(5, Scope::Unrestricted), key(6, Scope::Unrestricted));
+        let devices: Vec<DeviceRecord> = (0..10).map(|i| device(&format!("d{i}"), &[])).collect();
+        let mut r = records(&[&a, &b], &devices);
+        let mut clients = Clients::default();
+        for i in 0..10 {
+            let k = if i < 3 { &a } else { &b };
+            admit(&mut clients, &r, &session(&format!("d{i}"), k, 1), k).unwrap();
+        }
+        // Key a deleted: its 3 sessions; device d7 retagged: its own.
+        let applied = r.apply(ChangeSet {
+            keys: vec![KeyChange::Remove(*a.key())],
+            devices: vec![DeviceChange::Put(device("d7", &[("x", "y")]), 0)],
+        });
+        let (doomed, looked_at) = clients.apply(&r, &applied);
+        assert_eq!(looked_at, 4);
+        let mut ended: Vec<String> = doomed
+            .iter()
+            .map(|(id, _)| id.client_id.to_string())
+            .collect();
+        ended.sort();
+        assert_eq!(ended, ["d0", "d1", "d2"]);
+        assert_eq!(clients.of_key(a.key()).len(), 3);
+        assert_eq!(clients.of_key(b.key()).len(), 7);
     }
 
     #[test]
     fn a_revocation_from_another_node_is_seen_at_once() {
         let k = key(3, Scope::Unrestricted);
         let d = device("d1", &[]);
-        let v1 = loaded(&[&k], std::slice::from_ref(&d), 1);
+        let r = records(&[&k], std::slice::from_ref(&d));
         let mut clients = Clients::default();
         let s = session("d1", &k, 1);
-        admit(&mut clients, &v1, &s, &k).unwrap();
-        // Derived (and kept) under v1, then revoked by another node while
-        // this one still holds v1: no check uses the kept principal again.
-        assert!(clients.decide(&v1, &s, |_| true));
+        admit(&mut clients, &r, &s, &k).unwrap();
+        assert!(clients.decide(&r, &s, |_| true));
         assert!(clients.mark_revoked(&s, "the access key was deleted"));
-        assert!(!clients.decide(&v1, &s, |_| true));
+        assert!(!clients.decide(&r, &s, |_| true));
         assert_eq!(
-            clients.refusal(&v1, &s).as_deref(),
+            clients.refusal(&r, &s).as_deref(),
             Some("the access key was deleted")
         );
         assert!(!clients.mark_revoked(&session("d1", &k, 9), "x"));
@@ -372,26 +452,27 @@ mod tests {
     fn a_takeover_replaces_the_entry_but_a_revoked_one_stays_until_it_is_gone() {
         let k = key(4, Scope::Unrestricted);
         let d = device("d1", &[]);
-        let v1 = loaded(&[&k], std::slice::from_ref(&d), 1);
+        let r = records(&[&k], std::slice::from_ref(&d));
         let mut clients = Clients::default();
         let (old, new) = (session("d1", &k, 1), session("d1", &k, 2));
-        admit(&mut clients, &v1, &old, &k).unwrap();
-        admit(&mut clients, &v1, &new, &k).unwrap();
+        admit(&mut clients, &r, &old, &k).unwrap();
+        admit(&mut clients, &r, &new, &k).unwrap();
         assert_eq!(clients.len(), 2);
         assert_eq!(clients.connected(&new), None);
         assert_eq!(clients.len(), 1, "the session taken over is forgotten");
         assert!(clients.get_mut(&old).is_none());
         // A session unknown here is decided from the records alone.
-        assert!(clients.decide(&v1, &old, |_| true));
-        assert!(!clients.decide(&loaded(&[], &[d], 2), &old, |_| true));
+        assert!(clients.decide(&r, &old, |_| true));
+        assert!(!clients.decide(&records(&[], &[d]), &old, |_| true));
 
         let third = session("d1", &k, 3);
-        admit(&mut clients, &v1, &third, &k).unwrap();
+        admit(&mut clients, &r, &third, &k).unwrap();
         clients.mark_revoked(&new, "revoked");
         assert_eq!(clients.connected(&third), None);
         assert_eq!(clients.len(), 2, "a revoked entry stays for its will");
         clients.remove(&new);
         clients.remove(&third);
         assert!(clients.is_empty());
+        assert!(clients.of_key(k.key()).is_empty());
     }
 }

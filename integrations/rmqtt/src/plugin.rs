@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::stream::{self, StreamExt};
+
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
@@ -50,11 +50,11 @@ use structure_access::{
 use structure_access_common::throttle::{
     CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
 };
-use structure_access_common::{Unlisted, escape, excerpt};
+use structure_access_common::{KeyChanged, Unlisted, escape, excerpt};
 
 use crate::clients::Clients;
 use crate::config::NodeConfig;
-use crate::state::{Store, affected, revoked};
+use crate::state::Store;
 
 /// The plugin's name in RMQTT's plugin manager.
 pub const NAME: &str = "structure-access";
@@ -66,10 +66,6 @@ const PRIORITY: u32 = 10;
 /// are short, custom filters on file are at most 1 024 bytes, and RMQTT
 /// keeps every filter a session holds.
 pub const MAX_FILTER_BYTES: usize = 4_096;
-
-/// Cluster calls (session lookups, revocations asked of other nodes) a
-/// reload has in flight at once.
-const CONCURRENT_CLUSTER_CALLS: usize = 32;
 
 /// Most refusals held at once: a tenth of the 1 000 handshakes RMQTT runs at
 /// once per listener, so that held refusals never crowd out devices.
@@ -87,22 +83,26 @@ const KICK_FOR: Duration = Duration::from_secs(30);
 /// CONNECT is entered before RMQTT registers its session.
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// The gRPC message type of a revocation one node sends another: "end this
-/// session of yours, for this reason" (the cluster plugin's messages are of
-/// type 98).
-const REVOCATION: rmqtt::grpc::MessageType = 0x7374_6163;
+/// The gRPC message type of what one node tells the others after its records
+/// changed (the cluster plugin's messages are of type 98).
+const RECORDS_CHANGED: rmqtt::grpc::MessageType = 0x7374_6163;
 
-/// A session another node's reload found no longer stands.
+/// What a node tells the others once a change set of its own files is
+/// applied: end your sessions of these keys and devices (the reason is the
+/// sender's), then reload your files. Each node then re-evaluates only its
+/// own sessions, through its own index, and publishes none of their wills.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Revocation {
-    session: Id,
-    why: String,
+struct RecordsChanged {
+    ended_keys: Vec<(KeyId, String)>,
+    ended_devices: Vec<(DeviceId, String)>,
 }
 
 /// What the hooks share.
 struct Shared {
     scx: ServerContext,
-    store: Store,
+    store: Arc<Store>,
+    /// Held through a reload (reading and applying): one at a time.
+    reloading: tokio::sync::Mutex<()>,
     auth: Arc<Authenticator>,
     throttle: Arc<Throttle>,
     /// Refusals past their address's budget are answered late.
@@ -142,8 +142,8 @@ impl Shared {
         will: Option<&str>,
     ) -> Result<(), String> {
         let mut clients = self.clients();
-        let loaded = self.store.current();
-        let changed = loaded.generation != verified_under;
+        let loaded = self.store.read();
+        let changed = self.store.generation() != verified_under;
         let principal = clients
             .admit(&loaded, session.clone(), key, device, verifier)
             .map_err(|why| {
@@ -155,7 +155,7 @@ impl Shared {
             })?;
         if let Some(topic) = will {
             let directory = |id: &str| loaded.device(id);
-            if principal.may_publish(&loaded.rules, topic, &directory) != Ok(Decision::Allow) {
+            if principal.may_publish(loaded.rules(), topic, &directory) != Ok(Decision::Allow) {
                 clients.remove(session);
                 return Err(format!(
                     "its will's topic `{}` is not one it may publish to",
@@ -171,19 +171,19 @@ impl Shared {
     /// Also whether the session's subscriptions are to be decided again (at
     /// its first delivery on this node).
     fn may_deliver(&self, session: &Id, from: &From, topic: &str) -> (bool, bool) {
-        let loaded = self.store.current();
-        let directory = |id: &str| loaded.device(id);
         let mut clients = self.clients();
+        let loaded = self.store.read();
+        let directory = |id: &str| loaded.device(id);
         let review = clients
             .get_mut(session)
             .is_some_and(|c| !std::mem::replace(&mut c.reviewed, true));
         let receive = clients.decide(&loaded, session, |p| {
-            p.may_receive(&loaded.rules, topic, &directory) == Ok(true)
+            p.may_receive(loaded.rules(), topic, &directory) == Ok(true)
         });
         let deliver = receive
             && (!matches!(from.typ(), FromType::LastWill)
                 || clients.decide(&loaded, &from.id, |p| {
-                    p.may_publish(&loaded.rules, topic, &directory) == Ok(Decision::Allow)
+                    p.may_publish(loaded.rules(), topic, &directory) == Ok(Decision::Allow)
                 }));
         (deliver, review)
     }
@@ -202,6 +202,8 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
     let rules = structure_access::mqtt::TopicRules::new(&config.topic_prefix)
         .map_err(|e| format!("`topic_prefix`: {e}"))?;
     let policy = HashPolicy::default();
+    let before = structure_access_common::resident_bytes();
+    let started = std::time::Instant::now();
     let store = Store::open(
         config.keys_file.clone(),
         config.devices_file.clone(),
@@ -213,15 +215,27 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
         let cache = VerificationCache::new(config.cache_capacity).map_err(|e| e.to_string())?;
         auth = auth.with_cache(cache);
     }
-    let loaded = store.current();
-    log::info!(
-        "{NAME}: loaded {} access key(s) and {} device(s)",
-        loaded.keys.len(),
-        loaded.devices.len()
-    );
+    {
+        let records = store.read();
+        let grown = structure_access_common::resident_bytes()
+            .zip(before)
+            .map_or(String::new(), |(after, before)| {
+                format!(
+                    "; the process grew by {} MiB",
+                    after.saturating_sub(before) >> 20
+                )
+            });
+        log::info!(
+            "{NAME}: loaded {} access key(s) and {} device(s) in {:.2} s{grown}",
+            records.key_count(),
+            records.device_count(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     let shared = Arc::new(Shared {
         scx: scx.clone(),
-        store,
+        store: Arc::new(store),
+        reloading: tokio::sync::Mutex::new(()),
         auth: Arc::new(auth),
         throttle: Arc::new(Throttle::new(
             config.argon2_per_second,
@@ -298,9 +312,8 @@ impl Plugin for AccessKeyPlugin {
         }
         // Shared subscriptions, each message to one member of its group
         // among those of the topic's application.
-        let shared = self.shared.clone();
         *self.shared.scx.extends.shared_subscription_mut().await = Box::new(
-            crate::shared_subscription::ApplicationGroups::new(move || shared.store.current()),
+            crate::shared_subscription::ApplicationGroups::new(self.shared.store.clone()),
         );
         Ok(())
     }
@@ -378,7 +391,7 @@ fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
             return;
         };
         while hangups.recv().await.is_some() {
-            reload(&on_signal, "SIGHUP").await;
+            reload(&on_signal, "SIGHUP", true).await;
         }
     });
     if let Some(interval) = interval {
@@ -386,22 +399,29 @@ fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
             let mut ticks = tokio::time::interval(interval);
             loop {
                 ticks.tick().await;
-                if shared.store.changed_on_disk() {
-                    reload(&shared, "a change of the files").await;
+                let store = shared.store.clone();
+                let changed = tokio::task::spawn_blocking(move || store.changed_on_disk()).await;
+                if changed.unwrap_or(false) {
+                    reload(&shared, "a change of the files", true).await;
                 }
             }
         });
     }
 }
 
-/// Reloads the files, all or nothing (read and parsed on a blocking thread),
-/// then ends every session, live or offline, on any node, that the new
-/// records no longer allow.
-async fn reload(shared: &Arc<Shared>, cause: &str) {
-    let reader = shared.clone();
-    let read = tokio::task::spawn_blocking(move || reader.store.read()).await;
-    let loaded = match read {
-        Ok(Ok(loaded)) => loaded,
+/// Reloads the files: reads what changed in them on a blocking thread, all
+/// or nothing, applies that change set, and ends the sessions of this node
+/// that it revokes (re-evaluating only the sessions of the keys and devices
+/// it changed). With `tell`, then tells the other nodes, which end their own
+/// sessions of the keys and devices it removed or deactivated and reload
+/// their files too.
+async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
+    let _one_at_a_time = shared.reloading.lock().await;
+    let started = std::time::Instant::now();
+    let store = shared.store.clone();
+    let read = tokio::task::spawn_blocking(move || store.changes()).await;
+    let changes = match read {
+        Ok(Ok(changes)) => changes,
         Ok(Err(e)) => {
             log::error!("{NAME}: reload after {cause} refused, the previous records stay: {e}");
             return;
@@ -411,101 +431,113 @@ async fn reload(shared: &Arc<Shared>, cause: &str) {
             return;
         }
     };
-    // The swap and the look at every entry, under the entries' lock: a
-    // CONNECT verified meanwhile is entered either before (and looked at
-    // here) or after (and decided under the new records).
-    let (old, new, doomed, entries) = {
+    let read_in = started.elapsed();
+    let lines = changes.len();
+    // The change and the look at the sessions it concerns, under the
+    // sessions' lock: a CONNECT verified meanwhile is entered either before
+    // (and looked at here) or after (and decided under the new records).
+    let (applied, doomed, looked_at, sessions, told) = {
         let mut clients = shared.clients();
-        let (old, new) = shared.store.put(loaded);
-        let doomed = clients.revoke(&new);
-        (old, new, doomed, clients.sessions())
+        let applied = shared.store.apply(changes);
+        let records = shared.store.read();
+        let (doomed, looked_at) = clients.apply(&records, &applied);
+        let told = tell.then(|| RecordsChanged {
+            ended_keys: applied
+                .keys
+                .iter()
+                .filter_map(|(key, kind)| match (kind, records.key(key)) {
+                    (KeyChanged::Removed, _) => Some((*key, "the access key was deleted".into())),
+                    (_, Some(record)) if !record.status().is_active() => {
+                        Some((*key, "the access key is inactive".into()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+            ended_devices: applied
+                .devices
+                .iter()
+                .filter(|device| records.device(device.as_str()).is_none())
+                .map(|device| (*device, "the device was deleted".into()))
+                .collect(),
+        });
+        (applied, doomed, looked_at, clients.len(), told)
     };
+    let records = shared.store.read();
     log::info!(
-        "{NAME}: reloaded after {cause}: {} access key(s), {} device(s); {} session(s) on this node \
-         looked at, {} revoked",
-        new.keys.len(),
-        new.devices.len(),
-        entries.len(),
-        doomed.len()
+        "{NAME}: reloaded after {cause}: {} access key(s) and {} device(s) changed ({lines} \
+         line(s) read again, in {:.1} ms); {looked_at} session(s) on this node re-evaluated, {} \
+         revoked, of {sessions}; {} access key(s) and {} device(s) in force",
+        applied.keys.len(),
+        applied.devices.len(),
+        read_in.as_secs_f64() * 1e3,
+        doomed.len(),
+        records.key_count(),
+        records.device_count(),
     );
+    drop(records);
     for (id, why) in doomed {
         tokio::spawn(end_session(shared.clone(), id, why));
     }
-    // The other nodes are asked about the devices the change may concern
-    // that have no session here, offline sessions included.
-    let here: std::collections::HashSet<String> = entries
-        .iter()
-        .map(|(id, _, _)| id.client_id.to_string())
-        .collect();
-    let remote: Vec<_> = affected(&old, &new)
-        .into_iter()
-        .filter(|device| !here.contains(device.as_str()))
-        .collect();
-    let cluster = shared.scx.extends.shared().await;
-    let cluster = &cluster;
-    let this_node = shared.scx.node.id();
-    let (old, new) = (&old, &new);
-    let found: Vec<(Id, String)> = stream::iter(remote)
-        .map(|device| async move {
-            let status = cluster.session_status(device.as_str()).await?;
-            if status.id.node_id == this_node {
-                return None;
-            }
-            let why = revoked(old, new, &status.id.client_id, status.id.username_ref())?;
-            Some((status.id.clone(), why))
-        })
-        .buffer_unordered(CONCURRENT_CLUSTER_CALLS)
-        .filter_map(|found| async move { found })
-        .collect()
-        .await;
-    // Each asked of its node, a bounded number at a time (the node then
-    // disconnects it, retrying as this one would).
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        stream::iter(found)
-            .for_each_concurrent(CONCURRENT_CLUSTER_CALLS, |(id, why)| {
-                end_remote_session(shared.clone(), id, why)
-            })
-            .await;
-    });
+    if let Some(told) = told
+        && !applied.is_empty()
+    {
+        tokio::spawn(tell_other_nodes(shared.clone(), told));
+    }
 }
 
-/// Asks the node of the session `id` to end it (it marks the session
-/// revoked, so that its will is not published, then disconnects it); if
-/// that node cannot be asked, disconnects it through the cluster.
-async fn end_remote_session(shared: Arc<Shared>, id: Id, why: String) {
-    let client = shared
-        .scx
-        .extends
-        .shared()
-        .await
-        .get_grpc_clients()
-        .get(&id.node_id)
-        .map(|(_, client)| client.clone());
-    let message = serde_json::to_vec(&Revocation {
-        session: id.clone(),
-        why: why.clone(),
-    });
-    if let (Some(client), Ok(message)) = (client, message) {
-        let sent = rmqtt::grpc::MessageSender::new(
-            client,
-            REVOCATION,
-            rmqtt::grpc::Message::Data(message),
-            Some(Duration::from_secs(5)),
-        )
-        .send()
-        .await;
-        if matches!(sent, Ok(rmqtt::grpc::MessageReply::Success)) {
-            log::info!(
-                "{NAME}: asked node {} to disconnect device `{}` (access key `{}`): {why}",
-                id.node(),
-                escape(&id.client_id),
-                escape(id.username_ref())
-            );
-            return;
+/// Tells every other node what a change set of this node's files ended, and
+/// to reload its own (see [`RecordsChanged`]).
+async fn tell_other_nodes(shared: Arc<Shared>, told: RecordsChanged) {
+    let Ok(message) = serde_json::to_vec(&told) else {
+        return;
+    };
+    let peers = shared.scx.extends.shared().await.get_grpc_clients();
+    let sends = peers.iter().map(|(node, (_, client))| {
+        let message = message.clone();
+        async move {
+            let sent = rmqtt::grpc::MessageSender::new(
+                client.clone(),
+                RECORDS_CHANGED,
+                rmqtt::grpc::Message::Data(message),
+                Some(Duration::from_secs(5)),
+            )
+            .send()
+            .await;
+            if !matches!(sent, Ok(rmqtt::grpc::MessageReply::Success)) {
+                log::warn!(
+                    "{NAME}: could not tell node {node} that the records changed: it ends its \
+                     sessions at its own next reload"
+                );
+            }
         }
+    });
+    futures::future::join_all(sends).await;
+}
+
+/// Another node's records changed: its word on the sessions of the keys and
+/// devices it ended, then a reload of this node's files.
+async fn records_changed_elsewhere(shared: Arc<Shared>, told: RecordsChanged) {
+    let ended: Vec<(Id, String)> = {
+        let mut clients = shared.clients();
+        let mut ended = Vec::new();
+        for (key, why) in &told.ended_keys {
+            ended.extend(clients.of_key(key).into_iter().map(|id| (id, why.clone())));
+        }
+        for (device, why) in &told.ended_devices {
+            ended.extend(
+                clients
+                    .of_device(device)
+                    .into_iter()
+                    .map(|id| (id, why.clone())),
+            );
+        }
+        ended.retain(|(id, why)| clients.mark_revoked(id, why));
+        ended
+    };
+    for (id, why) in ended {
+        tokio::spawn(end_session(shared.clone(), id, why));
     }
-    end_session(shared, id, why).await;
+    reload(&shared, "another node's reload", false).await;
 }
 
 /// Disconnects the session `id` (live or offline, on any node), discarding
@@ -589,15 +621,15 @@ async fn review(shared: Arc<Shared>, id: Id) {
         .iter()
         .map(|(filter, opts)| (filter.clone(), opts.shared_group().cloned()))
         .collect();
-    let loaded = shared.store.current();
     let denied: Vec<_> = {
-        let directory = |device: &str| loaded.device(device);
         let mut clients = shared.clients();
+        let loaded = shared.store.read();
+        let directory = |device: &str| loaded.device(device);
         held.into_iter()
             .filter(|(filter, _)| {
                 !clients.decide(&loaded, &id, |p| {
                     matches!(
-                        p.may_subscribe(&loaded.rules, filter, &directory),
+                        p.may_subscribe(loaded.rules(), filter, &directory),
                         Ok(Decision::Allow | Decision::Filter)
                     )
                 })
@@ -664,11 +696,15 @@ impl Handler for Hooks {
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
-                let loaded = shared.store.current();
-                let directory = |id: &str| loaded.device(id);
-                let allowed = shared.clients().decide(&loaded, &session.id, |p| {
-                    p.may_publish(&loaded.rules, &publish.topic, &directory) == Ok(Decision::Allow)
-                });
+                let allowed = {
+                    let mut clients = shared.clients();
+                    let loaded = shared.store.read();
+                    let directory = |id: &str| loaded.device(id);
+                    clients.decide(&loaded, &session.id, |p| {
+                        p.may_publish(loaded.rules(), &publish.topic, &directory)
+                            == Ok(Decision::Allow)
+                    })
+                };
                 let result = if allowed {
                     PublishAclResult::allow()
                 } else {
@@ -685,18 +721,19 @@ impl Handler for Hooks {
             Parameter::MessagePublish(_, from, publish)
                 if matches!(from.typ(), FromType::LastWill) =>
             {
-                let loaded = shared.store.current();
-                let directory = |id: &str| loaded.device(id);
-                let mut clients = shared.clients();
-                let why = match clients.refusal(&loaded, &from.id) {
-                    Some(why) => Some(why),
-                    None => (!clients.decide(&loaded, &from.id, |p| {
-                        p.may_publish(&loaded.rules, &publish.topic, &directory)
-                            == Ok(Decision::Allow)
-                    }))
-                    .then(|| "its topic is not one it may publish to".to_owned()),
+                let why = {
+                    let mut clients = shared.clients();
+                    let loaded = shared.store.read();
+                    let directory = |id: &str| loaded.device(id);
+                    match clients.refusal(&loaded, &from.id) {
+                        Some(why) => Some(why),
+                        None => (!clients.decide(&loaded, &from.id, |p| {
+                            p.may_publish(loaded.rules(), &publish.topic, &directory)
+                                == Ok(Decision::Allow)
+                        }))
+                        .then(|| "its topic is not one it may publish to".to_owned()),
+                    }
                 };
-                drop(clients);
                 log::debug!("{NAME}: will of {:?}: {why:?}", from.id);
                 match why {
                     None => (true, acc),
@@ -730,18 +767,14 @@ impl Handler for Hooks {
                 (true, acc)
             }
             Parameter::GrpcMessageReceived(typ, rmqtt::grpc::Message::Data(data))
-                if *typ == REVOCATION =>
+                if *typ == RECORDS_CHANGED =>
             {
-                let reply = match serde_json::from_slice::<Revocation>(data) {
-                    Ok(Revocation { session, why }) if session.node_id == shared.scx.node.id() => {
-                        let known = shared.clients().mark_revoked(&session, &why);
-                        log::debug!(
-                            "{NAME}: revocation of {session:?} asked by another node; entered here: {known}"
-                        );
-                        tokio::spawn(end_session(shared.clone(), session, why));
+                let reply = match serde_json::from_slice::<RecordsChanged>(data) {
+                    Ok(told) => {
+                        tokio::spawn(records_changed_elsewhere(shared.clone(), told));
                         rmqtt::grpc::MessageReply::Success
                     }
-                    _ => rmqtt::grpc::MessageReply::Error("not a revocation of this node".into()),
+                    Err(_) => rmqtt::grpc::MessageReply::Error("not a records change".into()),
                 };
                 (false, Some(HookResult::GrpcMessageReply(Ok(reply))))
             }
@@ -779,11 +812,12 @@ async fn subscribe_acl(
             ));
         }
     }
-    let loaded = shared.store.current();
-    let directory = |id: &str| loaded.device(id);
     let mut why = None;
-    let allowed = shared.clients().decide(&loaded, &session.id, |p| {
-        match p.may_subscribe(&loaded.rules, filter, &directory) {
+    let mut clients = shared.clients();
+    let loaded = shared.store.read();
+    let directory = |id: &str| loaded.device(id);
+    let allowed = clients.decide(&loaded, &session.id, |p| {
+        match p.may_subscribe(loaded.rules(), filter, &directory) {
             Ok(Decision::Allow | Decision::Filter) => true,
             Ok(_) => false,
             Err(e) => {
@@ -854,40 +888,63 @@ async fn verdict(
     let Ok(device_id) = connect.client_id().parse::<DeviceId>() else {
         return Err("the client id is not a device ID".into());
     };
-    let loaded = shared.store.current();
-    // Argon2 may run: on a blocking thread. (With no Argon2 verifier on file
-    // it never does: what would cost Argon2 is refused at once.)
-    let slow = loaded.argon2_on_file
-        && (shared.auth.policy().expected_scheme(&key).is_slow()
-            || loaded
-                .keys
-                .get(&key)
-                .is_some_and(|r| r.verifier().is_slow()));
-    let (auth, throttle, on_file) = (shared.auth.clone(), shared.throttle.clone(), loaded.clone());
-    // Returns the result, the verifier that proved the secret, and whether
-    // the key and the device are on file.
-    let run = move || {
-        let record = on_file.keys.get(&key);
-        let permit = || on_file.permit_argon2(|| throttle.permit(budget_key.as_deref()));
-        let device = on_file.devices.get(&device_id);
-        let result = match device {
-            Some(device) => auth.authenticate_with(&key, record, &secret, device, permit),
-            // Not in the devices file: refused, at the cost of a listed device.
-            None => auth.authenticate_with(&key, record, &secret, &Unlisted(device_id), permit),
-        };
-        let verifier = result
-            .as_ref()
-            .ok()
-            .and(record)
-            .map(|r| r.verifier().clone());
-        (result, verifier, record.is_some(), device.is_some())
+    let generation = shared.store.generation();
+    let (auth, throttle) = (shared.auth.clone(), shared.throttle.clone());
+    let permit = move |argon2_on_file: bool| {
+        move || argon2_on_file && throttle.permit(budget_key.as_deref())
     };
-    let (result, verifier, known_key, known_device) = if slow {
-        tokio::task::spawn_blocking(run)
+    // Argon2 may run: on a blocking thread, with what it needs taken out of
+    // the records (their lock is not held across it). Otherwise inline.
+    // (With no key costing Argon2 on file it never runs: what would is
+    // refused at once.)
+    let slow = {
+        let records = shared.store.read();
+        let slow = records.argon2_on_file()
+            && (shared.auth.policy().expected_scheme(&key).is_slow()
+                || records.key(&key).is_some_and(|r| r.verifier().is_slow()));
+        if slow {
+            Some((
+                records.key_shared(&key),
+                records
+                    .device(device_id.as_str())
+                    .and_then(|d| d.to_record()),
+                records.argon2_on_file(),
+            ))
+        } else {
+            None
+        }
+    };
+    let (result, verifier, known_key, known_device) = match slow {
+        Some((record, device, argon2_on_file)) => {
+            let permit = permit(argon2_on_file);
+            tokio::task::spawn_blocking(move || {
+                verify(
+                    &auth,
+                    &key,
+                    record.as_deref(),
+                    &secret,
+                    device.as_ref(),
+                    device_id,
+                    permit,
+                )
+            })
             .await
             .map_err(|_| "internal error")?
-    } else {
-        run()
+        }
+        None => {
+            let records = shared.store.read();
+            let permit = permit(records.argon2_on_file());
+            let device = records.device(device_id.as_str());
+            verify(
+                &auth,
+                &key,
+                records.key(&key),
+                &secret,
+                device.as_ref(),
+                device_id,
+                permit,
+            )
+        }
     };
     let who = if known_key {
         format!("device `{device_id}` with access key `{key}`")
@@ -900,7 +957,7 @@ async fn verdict(
                 .admit(
                     connect.id(),
                     (key, device_id, verifier),
-                    loaded.generation,
+                    generation,
                     will_topic(connect),
                 )
                 .map_err(|why| format!("{who}: {why}"))?;
@@ -908,6 +965,35 @@ async fn verdict(
         }
         (Ok(_), None) => Err(format!("{who}: internal error")),
         (Err(_), _) if !known_device => Err(format!("{who}: unknown device")),
-        (Err(e), _) => Err(format!("{who}: {}", loaded.refusal_reason(&e))),
+        (Err(e), _) => Err(format!("{who}: {}", shared.store.read().refusal_reason(&e))),
     }
+}
+
+/// The core's verification of a CONNECT: its result, the verifier that
+/// proved the secret, and whether the key and the device are on file. A
+/// device not on file is refused at the cost of a listed one.
+fn verify(
+    auth: &Authenticator,
+    key: &KeyId,
+    record: Option<&structure_access::AccessKey>,
+    secret: &Secret,
+    device: Option<&impl structure_access::Device>,
+    device_id: DeviceId,
+    permit: impl FnOnce() -> bool,
+) -> (
+    Result<structure_access::Principal, structure_access::AuthError>,
+    Option<Verifier>,
+    bool,
+    bool,
+) {
+    let result = match device {
+        Some(device) => auth.authenticate_with(key, record, secret, device, permit),
+        None => auth.authenticate_with(key, record, secret, &Unlisted(device_id), permit),
+    };
+    let verifier = result
+        .as_ref()
+        .ok()
+        .and(record)
+        .map(|r| r.verifier().clone());
+    (result, verifier, record.is_some(), device.is_some())
 }

@@ -21,10 +21,11 @@ use rmqtt::types::{
     ClientId, Id, IsOnline, NodeId, SharedGroup, SubscriptionIdentifier, SubscriptionOptions,
     TopicName,
 };
-use structure_access::ApplicationId;
 use structure_access::mqtt::{Topic, TopicClass};
+use structure_access::{ApplicationId, Device};
 
-use crate::state::Loaded;
+use crate::state::Store;
+use structure_access_common::Records;
 
 /// The members RMQTT offers for one message: (node, client id, options,
 /// subscription identifiers, online).
@@ -38,54 +39,59 @@ type Members = [(
 
 /// The choice of a group's member, within the message's application.
 pub struct ApplicationGroups {
-    records: Box<dyn Fn() -> Arc<Loaded> + Send + Sync>,
+    store: Arc<Store>,
     next: AtomicUsize,
 }
 
 impl ApplicationGroups {
-    /// Chooses with the records `records` gives (those in force).
-    pub fn new(records: impl Fn() -> Arc<Loaded> + Send + Sync + 'static) -> Self {
+    /// Chooses with the records in force in `store`.
+    pub fn new(store: Arc<Store>) -> Self {
         Self {
-            records: Box::new(records),
+            store,
             next: AtomicUsize::new(0),
         }
     }
+}
 
-    /// The index of the member to get a message on `topic`, and whether it
-    /// is online; `None` when no member may.
-    pub fn choose(&self, topic: &str, members: &Members) -> Option<(usize, IsOnline)> {
-        let loaded = (self.records)();
-        let application = match audience(&loaded, topic) {
-            Audience::Application(application) => Some(application),
-            Audience::Anyone => None,
-            Audience::Nobody => return None,
-        };
-        let eligible: Vec<usize> = members
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, client, ..))| {
-                application.is_none_or(|app| {
-                    loaded
-                        .device(client)
-                        .is_some_and(|d| *d.application_id() == app)
-                })
+/// The index of the member to get a message on `topic`, under `records`
+/// (`turns` counts the messages, for the turns), and whether it is online;
+/// `None` when no member may.
+pub fn choose(
+    records: &Records,
+    turns: &AtomicUsize,
+    topic: &str,
+    members: &Members,
+) -> Option<(usize, IsOnline)> {
+    let application = match audience(records, topic) {
+        Audience::Application(application) => Some(application),
+        Audience::Anyone => None,
+        Audience::Nobody => return None,
+    };
+    let eligible: Vec<usize> = members
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, client, ..))| {
+            application.is_none_or(|app| {
+                records
+                    .device(client)
+                    .is_some_and(|d| d.application() == app.as_str())
             })
-            .map(|(i, _)| i)
-            .collect();
-        let online: Vec<usize> = eligible
-            .iter()
-            .copied()
-            .filter(|&i| members.get(i).is_some_and(|m| m.4 != Some(false)))
-            .collect();
-        let pool = if online.is_empty() {
-            &eligible
-        } else {
-            &online
-        };
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let chosen = *pool.get(turn.checked_rem(pool.len())?)?;
-        Some((chosen, members.get(chosen)?.4.unwrap_or(true)))
-    }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let online: Vec<usize> = eligible
+        .iter()
+        .copied()
+        .filter(|&i| members.get(i).is_some_and(|m| m.4 != Some(false)))
+        .collect();
+    let pool = if online.is_empty() {
+        &eligible
+    } else {
+        &online
+    };
+    let turn = turns.fetch_add(1, Ordering::Relaxed);
+    let chosen = *pool.get(turn.checked_rem(pool.len())?)?;
+    Some((chosen, members.get(chosen)?.4.unwrap_or(true)))
 }
 
 /// Who may get a message, by its topic.
@@ -98,16 +104,15 @@ enum Audience {
     Nobody,
 }
 
-fn audience(loaded: &Loaded, topic: &str) -> Audience {
+fn audience(records: &Records, topic: &str) -> Audience {
     let Ok(topic) = Topic::new(topic) else {
         return Audience::Nobody;
     };
-    match loaded.rules.classify(topic) {
-        TopicClass::State(id) | TopicClass::Command(id) => {
-            loaded.device(id).map_or(Audience::Nobody, |d| {
-                Audience::Application(*d.application_id())
-            })
-        }
+    match records.rules().classify(topic) {
+        TopicClass::State(id) | TopicClass::Command(id) => records
+            .device(id)
+            .and_then(|d| d.application().parse().ok())
+            .map_or(Audience::Nobody, Audience::Application),
         TopicClass::Custom => Audience::Anyone,
         _ => Audience::Nobody,
     }
@@ -127,16 +132,14 @@ impl SharedSubscription for ApplicationGroups {
         topic: &TopicName,
         members: &Members,
     ) -> Option<(usize, IsOnline)> {
-        self.choose(topic, members)
+        choose(&self.store.read(), &self.next, topic, members)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use structure_access::DeviceRecord;
-    use structure_access_common::Records;
 
     fn member(
         client: &str,
@@ -160,24 +163,23 @@ mod tests {
     #[test]
     fn a_member_is_chosen_in_turn_within_the_topic_s_application() {
         let mut records = Records::empty();
-        let devices: HashMap<_, _> = [
-            ("a1", "app-a"),
-            ("a2", "app-a"),
-            ("a3", "app-a"),
-            ("b1", "app-b"),
-        ]
-        .into_iter()
-        .map(|(id, app)| {
-            let d = DeviceRecord::new(app.parse().unwrap(), id.parse().unwrap());
-            (*d.device_id(), d)
-        })
-        .collect();
-        records.devices = devices;
-        let loaded = Arc::new(Loaded {
-            records,
-            generation: 1,
+        records.apply(structure_access_common::ChangeSet {
+            keys: vec![],
+            devices: [
+                ("a1", "app-a"),
+                ("a2", "app-a"),
+                ("a3", "app-a"),
+                ("b1", "app-b"),
+            ]
+            .into_iter()
+            .map(|(id, app)| {
+                let d = DeviceRecord::new(app.parse().unwrap(), id.parse().unwrap());
+                structure_access_common::DeviceChange::Put(d, 0)
+            })
+            .collect(),
         });
-        let groups = ApplicationGroups::new(move || loaded.clone());
+        let turns = AtomicUsize::new(0);
+        let groups = |topic: &str, members: &Members| choose(&records, &turns, topic, members);
         let members = [
             member("b1", Some(true)),
             member("a1", Some(true)),
@@ -187,24 +189,18 @@ mod tests {
         // A device topic of application A: a1 and a3 in turn (a2 offline,
         // b1 of another application).
         let chosen: Vec<usize> = (0..4)
-            .map(|_| groups.choose("structure/a2/state", &members).unwrap().0)
+            .map(|_| groups("structure/a2/state", &members).unwrap().0)
             .collect();
         assert_eq!(chosen, [1, 3, 1, 3]);
         // Only offline members of the application: one of them, offline.
         let offline = [member("b1", Some(true)), member("a2", Some(false))];
-        assert_eq!(
-            groups.choose("structure/a1/state", &offline),
-            Some((1, false))
-        );
+        assert_eq!(groups("structure/a1/state", &offline), Some((1, false)));
         // No member of the application, an unknown device, a reserved topic:
         // nobody.
-        assert_eq!(
-            groups.choose("structure/a1/state", &[member("b1", None)]),
-            None
-        );
-        assert_eq!(groups.choose("structure/zz/state", &members), None);
-        assert_eq!(groups.choose("structure/a1/other", &members), None);
+        assert_eq!(groups("structure/a1/state", &[member("b1", None)]), None);
+        assert_eq!(groups("structure/zz/state", &members), None);
+        assert_eq!(groups("structure/a1/other", &members), None);
         // A custom topic: any member.
-        assert!(groups.choose("fleet/x", &[member("b1", None)]).is_some());
+        assert!(groups("fleet/x", &[member("b1", None)]).is_some());
     }
 }
