@@ -12,7 +12,6 @@
 //! to 8 device IDs of it, the others are unrestricted.
 
 use std::io::Write;
-use std::path::Path;
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -70,14 +69,26 @@ pub fn scope(k: usize, apps: usize, devices: usize) -> Scope {
     }
 }
 
-/// Writes `keys` key lines to `dir/keys` and `devices` device lines to
-/// `dir/devices`; returns every key's line and credentials.
-pub fn write(dir: &Path, keys: usize, devices: usize, apps: usize) -> Vec<(String, Credentials)> {
+/// The keys file and the devices file.
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub keys: std::path::PathBuf,
+    pub devices: std::path::PathBuf,
+}
+
+/// Writes `keys` key lines and `devices` device lines to `files`; returns
+/// every key's line and credentials.
+pub fn write(
+    files: &Files,
+    keys: usize,
+    devices: usize,
+    apps: usize,
+) -> Vec<(String, Credentials)> {
     assert!(1000 % apps == 0 && devices.is_multiple_of(1000) && devices > 0);
     let policy = HashPolicy::default();
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     let mut made = Vec::with_capacity(keys);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("keys")).unwrap());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&files.keys).unwrap());
     for k in 0..keys {
         let new = AccessKey::generate(
             &mut rng,
@@ -97,7 +108,7 @@ pub fn write(dir: &Path, keys: usize, devices: usize, apps: usize) -> Vec<(Strin
         ));
     }
     out.flush().unwrap();
-    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("devices")).unwrap());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&files.devices).unwrap());
     for i in 0..devices {
         out.write_all(device_line(i, apps, i % 1000).as_bytes())
             .unwrap();
@@ -124,9 +135,10 @@ pub fn new_key(app: usize, seed: u64) -> (String, Credentials) {
     )
 }
 
-/// Rewrites `dir/keys` from `lines`, leaving out key `skip` (if any).
-pub fn rewrite_keys(dir: &Path, lines: &[String], skip: Option<usize>) {
-    let tmp = dir.join(".keys.tmp");
+/// Rewrites the keys file from `lines`, leaving out key `skip` (if any),
+/// whole then renamed.
+pub fn rewrite_keys(files: &Files, lines: &[String], skip: Option<usize>) {
+    let tmp = files.keys.with_extension("tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
     for (k, line) in lines.iter().enumerate() {
         if Some(k) != skip {
@@ -135,12 +147,13 @@ pub fn rewrite_keys(dir: &Path, lines: &[String], skip: Option<usize>) {
     }
     out.flush().unwrap();
     drop(out);
-    std::fs::rename(&tmp, dir.join("keys")).unwrap();
+    std::fs::rename(&tmp, &files.keys).unwrap();
 }
 
-/// Rewrites `dir/devices` with device `moved` in fleet `fleet`.
-pub fn rewrite_devices(dir: &Path, devices: usize, apps: usize, moved: usize, fleet: usize) {
-    let tmp = dir.join(".devices.tmp");
+/// Rewrites the devices file with device `moved` in fleet `fleet`, whole
+/// then renamed.
+pub fn rewrite_devices(files: &Files, devices: usize, apps: usize, moved: usize, fleet: usize) {
+    let tmp = files.devices.with_extension("tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).unwrap());
     for i in 0..devices {
         let f = if i == moved { fleet } else { i % 1000 };
@@ -148,5 +161,5 @@ pub fn rewrite_devices(dir: &Path, devices: usize, apps: usize, moved: usize, fl
     }
     out.flush().unwrap();
     drop(out);
-    std::fs::rename(&tmp, dir.join("devices")).unwrap();
+    std::fs::rename(&tmp, &files.devices).unwrap();
 }

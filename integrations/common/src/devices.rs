@@ -17,6 +17,7 @@ use structure_access::{ApplicationId, Device, DeviceId, DeviceRecord};
 /// without the seed).
 pub(crate) type Hasher = foldhash::fast::RandomState;
 type Map<K, V> = HashMap<K, V, Hasher>;
+type DeviceMap = Map<Box<str>, Held>;
 
 /// A string held once by [`Symbols`].
 pub type Symbol = u32;
@@ -89,14 +90,14 @@ struct Held {
     application: Symbol,
     tags: Box<[(Symbol, Symbol)]>,
     /// The hash of the line it was read from (see [`crate::changes`]).
-    line: u128,
+    line: u64,
 }
 
 /// Devices by ID.
 #[derive(Debug, Default)]
 pub struct Devices {
     symbols: Symbols,
-    by_id: Map<Box<str>, Held>,
+    by_id: DeviceMap,
     /// How many devices each application has.
     applications: Map<Symbol, usize>,
 }
@@ -151,7 +152,7 @@ impl<'a> DeviceView<'a> {
     }
 
     /// The hash of the line it was read from.
-    pub fn line(&self) -> u128 {
+    pub fn line(&self) -> u64 {
         self.held.line
     }
 }
@@ -175,7 +176,7 @@ impl Devices {
     /// Puts `record`, read from a line of hash `line`, in place of the
     /// device of its ID if there is one. Whether the device changed (or is
     /// new): a line written differently for the same device is no change.
-    pub fn put(&mut self, record: &DeviceRecord, line: u128) -> bool {
+    pub fn put(&mut self, record: &DeviceRecord, line: u64) -> bool {
         self.put_parts(record.id(), record.application(), || record.tags(), line)
     }
 
@@ -187,7 +188,7 @@ impl Devices {
         id: &str,
         application: &str,
         tags: impl Fn() -> I,
-        line: u128,
+        line: u64,
     ) -> bool {
         if let Some(held) = self.by_id.get_mut(id) {
             held.line = line;
@@ -221,16 +222,33 @@ impl Devices {
         true
     }
 
-    /// Adds a device that is not there yet (at start: no comparison);
-    /// `false`, and nothing done, if there is one of this ID.
+    /// Adds a device that is not there yet (at start: no comparison, two
+    /// look-ups); `false`, and nothing done, if there is one of this ID.
     pub fn insert_new<'t, I: Iterator<Item = (&'t str, &'t str)>>(
         &mut self,
         id: &str,
         application: &str,
         tags: impl Fn() -> I,
-        line: u128,
+        line: u64,
     ) -> bool {
-        !self.contains(id) && self.put_parts(id, application, tags, line)
+        if self.by_id.contains_key(id) {
+            return false;
+        }
+        let symbols = &mut self.symbols;
+        let application = symbols.take(application);
+        *self.applications.entry(application).or_default() += 1;
+        let tags = tags()
+            .map(|(k, v)| (symbols.take(k), symbols.take(v)))
+            .collect();
+        self.by_id.insert(
+            id.into(),
+            Held {
+                application,
+                tags,
+                line,
+            },
+        );
+        true
     }
 
     /// Removes the device `id`; whether there was one.

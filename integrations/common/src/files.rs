@@ -48,13 +48,13 @@ impl std::hash::Hasher for LineHasher {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
 /// Hashes of lines.
-type Lines = HashSet<u128, BuildHasherDefault<LineHasher>>;
+type Lines = HashSet<u64, BuildHasherDefault<LineHasher>>;
 
 /// The two files, and what of them is in force.
 #[derive(Debug)]
@@ -71,8 +71,8 @@ pub struct FileSource {
 }
 
 /// How a file's line is found again: a hash of its text, keyed per process.
-fn line_hash(seed: u64, line: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128_with_seed(line.as_bytes(), seed)
+fn line_hash(seed: u64, line: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(line, seed)
 }
 
 /// Calls `each(line_number, line)` for every non-empty, non-comment line,
@@ -80,6 +80,18 @@ fn line_hash(seed: u64, line: &str) -> u128 {
 pub fn for_each_line(
     path: &Path,
     mut each: impl FnMut(usize, &str) -> Result<(), String>,
+) -> Result<(), FileError> {
+    for_each_raw_line(path, |number, line| {
+        let line = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_owned())?;
+        each(number, line)
+    })
+}
+
+/// [`for_each_line`], the lines as bytes (trimmed of ASCII white space): a
+/// line seen before needs no UTF-8 check, only its hash.
+fn for_each_raw_line(
+    path: &Path,
+    mut each: impl FnMut(usize, &[u8]) -> Result<(), String>,
 ) -> Result<(), FileError> {
     let read_error = |error| FileError::Read {
         path: path.to_owned(),
@@ -109,9 +121,8 @@ pub fn for_each_line(
         if buf.len() > MAX_LINE {
             return Err(line_error(format!("longer than {MAX_LINE} bytes")));
         }
-        let line = std::str::from_utf8(&buf).map_err(|_| line_error("not UTF-8".into()))?;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        let trimmed = buf.trim_ascii();
+        if trimmed.is_empty() || trimmed.first() == Some(&b'#') {
             continue;
         }
         each(number, trimmed).map_err(line_error)?;
@@ -211,7 +222,7 @@ impl FileSource {
             if records.key(&key).is_some() || !pending.insert(key) {
                 return Err(format!("access key `{key}` appears twice"));
             }
-            let hash = line_hash(seed, line);
+            let hash = line_hash(seed, line.as_bytes());
             file.push(hash);
             batch.keys.push(KeyChange::Put(Arc::new(record), hash));
             if batch.len() == BATCH {
@@ -228,7 +239,7 @@ impl FileSource {
         let (seed, file) = (self.seed, &mut self.device_file);
         let devices = records.devices_mut();
         let read = for_each_line(&self.devices_file, |_, line| {
-            let hash = line_hash(seed, line);
+            let hash = line_hash(seed, line.as_bytes());
             file.push(hash);
             let (added, id) = match DeviceLine::read(line) {
                 Some(device) => (
@@ -308,7 +319,7 @@ impl FileSource {
                     .ok()
                     .and_then(|key| records.key_version(&key))
             })?;
-            let added: Vec<u128> = puts.iter().map(|(_, hash)| *hash).collect();
+            let added: Vec<u64> = puts.iter().map(|(_, hash)| *hash).collect();
             changes.keys = puts
                 .into_iter()
                 .map(|(record, hash)| KeyChange::Put(Arc::new(record), hash))
@@ -337,7 +348,7 @@ impl FileSource {
             let (puts, removed, order) = diff.resolve(&self.devices_file, "device", |id| {
                 records.device(id).map(|d| d.line())
             })?;
-            let added: Vec<u128> = puts.iter().map(|(_, hash)| *hash).collect();
+            let added: Vec<u64> = puts.iter().map(|(_, hash)| *hash).collect();
             changes.devices = puts
                 .into_iter()
                 .map(|(record, hash)| DeviceChange::Put(record, hash))
@@ -372,7 +383,7 @@ impl FileSource {
 /// set.
 #[derive(Debug, Default)]
 struct InForce {
-    order: Vec<u128>,
+    order: Vec<u64>,
     lines: Lines,
 }
 
@@ -385,13 +396,13 @@ const RESYNC: usize = 8;
 #[derive(Debug)]
 struct Scan<T> {
     /// The new file's line hashes, in order.
-    order: Vec<u128>,
+    order: Vec<u64>,
     /// Lines not in force, parsed: (record, its id, hash, line number).
-    puts: Vec<(T, String, u128, usize)>,
+    puts: Vec<(T, String, u64, usize)>,
     /// Lines in force not found at their place.
-    skipped: Vec<u128>,
+    skipped: Vec<u64>,
     /// Lines in force found elsewhere, and at which line.
-    moved: HashMap<u128, usize>,
+    moved: HashMap<u64, usize>,
 }
 
 /// A scan, before its records are checked against those in force.
@@ -401,7 +412,7 @@ struct Diff<T> {
 
 impl InForce {
     /// One more line, at the end (reading a file whole).
-    fn push(&mut self, hash: u128) {
+    fn push(&mut self, hash: u64) {
         self.order.push(hash);
         self.lines.insert(hash);
     }
@@ -422,8 +433,8 @@ impl InForce {
             moved: HashMap::new(),
         };
         let mut at = 0;
-        for_each_line(path, |number, line| {
-            let hash = line_hash(seed, line);
+        for_each_raw_line(path, |number, raw| {
+            let hash = line_hash(seed, raw);
             scan.order.push(hash);
             if self.order.get(at) == Some(&hash) {
                 at += 1;
@@ -436,14 +447,15 @@ impl InForce {
                 at += k + 1;
                 return Ok(());
             }
+            let text = || std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_owned());
             if self.lines.contains(&hash) {
                 if scan.moved.insert(hash, number).is_some() {
-                    let (id, _) = parse(line)?;
+                    let (id, _) = parse(text()?)?;
                     return Err(twice(&id));
                 }
                 return Ok(());
             }
-            let (id, record) = parse(line)?;
+            let (id, record) = parse(text()?)?;
             scan.puts.push((record, id, hash, number));
             Ok(())
         })?;
@@ -454,7 +466,7 @@ impl InForce {
 
     /// Takes what a scan found as the lines in force: its order, without
     /// the `removed` lines, with the `added` ones.
-    fn commit(&mut self, order: Vec<u128>, removed: &Lines, added: impl Iterator<Item = u128>) {
+    fn commit(&mut self, order: Vec<u64>, removed: &Lines, added: impl Iterator<Item = u64>) {
         for hash in removed {
             self.lines.remove(hash);
         }
@@ -479,8 +491,8 @@ impl<T> Diff<T> {
         self,
         path: &Path,
         what: &str,
-        version_of: impl Fn(&str) -> Option<u128>,
-    ) -> Result<(Vec<(T, u128)>, Lines, Vec<u128>), FileError> {
+        version_of: impl Fn(&str) -> Option<u64>,
+    ) -> Result<(Vec<(T, u64)>, Lines, Vec<u64>), FileError> {
         let error = |line: usize, id: &str| FileError::Line {
             path: path.to_owned(),
             line,
@@ -767,7 +779,8 @@ mod tests {
             match DeviceLine::read(line) {
                 Some(fast) => {
                     accepted += 1;
-                    let record = slow.unwrap_or_else(|e| panic!("accepted {line}: {e}"));
+                    assert!(slow.is_ok(), "accepted what DeviceRecord refuses: {line}");
+                    let record = slow.unwrap();
                     assert_eq!(&*fast.id, record.id(), "{line}");
                     assert_eq!(&*fast.application, record.application(), "{line}");
                     assert!(fast.tags().eq(record.tags()), "{line}");

@@ -31,7 +31,7 @@ use crate::devices::{DeviceView, Devices};
 #[derive(Debug, Clone)]
 struct HeldKey {
     record: Arc<AccessKey>,
-    version: u128,
+    version: u64,
 }
 
 /// What a source says of one key.
@@ -39,7 +39,7 @@ struct HeldKey {
 pub enum KeyChange {
     /// The record of its key, new or in place of the one in force, with
     /// its source's version of it (a file: the hash of its line).
-    Put(Arc<AccessKey>, u128),
+    Put(Arc<AccessKey>, u64),
     /// The key is gone.
     Remove(KeyId),
 }
@@ -49,7 +49,7 @@ pub enum KeyChange {
 pub enum DeviceChange {
     /// The device, new or in place of the one in force, with its source's
     /// version of it.
-    Put(DeviceRecord, u128),
+    Put(DeviceRecord, u64),
     /// The device is gone.
     Remove(DeviceId),
 }
@@ -148,12 +148,12 @@ impl Records {
     }
 
     /// The source's version of the record of `key`.
-    pub fn key_version(&self, key: &KeyId) -> Option<u128> {
+    pub fn key_version(&self, key: &KeyId) -> Option<u64> {
         self.keys.get(key).map(|held| held.version)
     }
 
     /// Every key record.
-    pub fn keys(&self) -> impl Iterator<Item = (&KeyId, &AccessKey, u128)> {
+    pub fn keys(&self) -> impl Iterator<Item = (&KeyId, &AccessKey, u64)> {
         self.keys
             .iter()
             .map(|(id, held)| (id, &*held.record, held.version))

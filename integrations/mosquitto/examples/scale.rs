@@ -160,8 +160,12 @@ fn run(
 ) -> Figures {
     let mut figures = Figures::default();
     let lines: Vec<String> = made.iter().map(|(line, _)| line.clone()).collect();
-    records::rewrite_keys(dir, &lines, None);
-    records::rewrite_devices(dir, devices, apps, 0, 0);
+    let files = records::Files {
+        keys: dir.join("keys"),
+        devices: dir.join("devices"),
+    };
+    records::rewrite_keys(&files, &lines, None);
+    records::rewrite_devices(&files, devices, apps, 0, 0);
     let port = free_port();
     let config = format!(
         "allow_anonymous false\nplugin {}\nplugin_opt_keys_file {}\nplugin_opt_devices_file {}\n",
@@ -246,7 +250,7 @@ fn run(
     );
 
     // 1. Key 0 deleted.
-    records::rewrite_keys(dir, &lines, Some(0));
+    records::rewrite_keys(&files, &lines, Some(0));
     let sent = sighup(&broker);
     let mut doomed = doomed;
     for s in &mut doomed {
@@ -266,7 +270,7 @@ fn run(
     figures.delete_hold = pinger.longest(sent, until);
 
     // 2. dev-2000 retagged to fleet f-1: out of the gateway's scope.
-    records::rewrite_devices(dir, devices, apps, 2000, 1);
+    records::rewrite_devices(&files, devices, apps, 2000, 1);
     let sent = sighup(&broker);
     let until = wait_reloads(&log, 2);
     std::thread::sleep(Duration::from_secs(1));
@@ -290,7 +294,7 @@ fn run(
     let (new_line, new_key) = records::new_key(0, 999);
     let mut with_new = lines.clone();
     with_new.push(new_line);
-    records::rewrite_keys(dir, &with_new, Some(0));
+    records::rewrite_keys(&files, &with_new, Some(0));
     let sent = sighup(&broker);
     let deadline = sent + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -363,7 +367,15 @@ fn main() {
         "too few devices for the clients"
     );
     let dir: PathBuf = common::work_dir("scale");
-    let made = records::write(&dir, keys, devices, apps);
+    let made = records::write(
+        &records::Files {
+            keys: dir.join("keys"),
+            devices: dir.join("devices"),
+        },
+        keys,
+        devices,
+        apps,
+    );
     println!("{keys} keys, {devices} devices in {apps} applications, {clients} clients:");
     let ours = run(
         &common::plugin_path(),

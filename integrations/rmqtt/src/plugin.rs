@@ -87,14 +87,22 @@ const STALE_AFTER: Duration = Duration::from_secs(60);
 /// changed (the cluster plugin's messages are of type 98).
 const RECORDS_CHANGED: rmqtt::grpc::MessageType = 0x7374_6163;
 
-/// What a node tells the others once a change set of its own files is
-/// applied: end your sessions of these keys and devices (the reason is the
-/// sender's), then reload your files. Each node then re-evaluates only its
-/// own sessions, through its own index, and publishes none of their wills.
+/// What a node tells the others about its records: the moment it starts
+/// reloading its files (they start reloading theirs: each node decides the
+/// deliveries to its own sessions, so each must have the new records soon),
+/// and once its change set is applied, which keys and devices it ended (each
+/// ends its own sessions of them, through its own index, publishing none of
+/// their wills, whether or not its own files changed).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct RecordsChanged {
-    ended_keys: Vec<(KeyId, String)>,
-    ended_devices: Vec<(DeviceId, String)>,
+enum PeerMessage {
+    /// Reload your files now.
+    Reload,
+    /// End your sessions of these keys and devices (the reason is the
+    /// sender's).
+    Ended {
+        keys: Vec<(KeyId, String)>,
+        devices: Vec<(DeviceId, String)>,
+    },
 }
 
 /// What the hooks share.
@@ -391,6 +399,7 @@ fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
             return;
         };
         while hangups.recv().await.is_some() {
+            tokio::spawn(tell_other_nodes(on_signal.clone(), PeerMessage::Reload));
             reload(&on_signal, "SIGHUP", true).await;
         }
     });
@@ -402,6 +411,7 @@ fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
                 let store = shared.store.clone();
                 let changed = tokio::task::spawn_blocking(move || store.changed_on_disk()).await;
                 if changed.unwrap_or(false) {
+                    tokio::spawn(tell_other_nodes(shared.clone(), PeerMessage::Reload));
                     reload(&shared, "a change of the files", true).await;
                 }
             }
@@ -412,9 +422,8 @@ fn spawn_reloaders(shared: Arc<Shared>, interval: Option<Duration>) {
 /// Reloads the files: reads what changed in them on a blocking thread, all
 /// or nothing, applies that change set, and ends the sessions of this node
 /// that it revokes (re-evaluating only the sessions of the keys and devices
-/// it changed). With `tell`, then tells the other nodes, which end their own
-/// sessions of the keys and devices it removed or deactivated and reload
-/// their files too.
+/// it changed). With `tell`, then tells the other nodes which keys and
+/// devices it removed or deactivated: they end their own sessions of them.
 async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
     let _one_at_a_time = shared.reloading.lock().await;
     let started = std::time::Instant::now();
@@ -441,8 +450,8 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
         let applied = shared.store.apply(changes);
         let records = shared.store.read();
         let (doomed, looked_at) = clients.apply(&records, &applied);
-        let told = tell.then(|| RecordsChanged {
-            ended_keys: applied
+        let told = tell.then(|| PeerMessage::Ended {
+            keys: applied
                 .keys
                 .iter()
                 .filter_map(|(key, kind)| match (kind, records.key(key)) {
@@ -453,7 +462,7 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
                     _ => None,
                 })
                 .collect(),
-            ended_devices: applied
+            devices: applied
                 .devices
                 .iter()
                 .filter(|device| records.device(device.as_str()).is_none())
@@ -478,16 +487,15 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
     for (id, why) in doomed {
         tokio::spawn(end_session(shared.clone(), id, why));
     }
-    if let Some(told) = told
+    if let Some(told @ PeerMessage::Ended { .. }) = told
         && !applied.is_empty()
     {
         tokio::spawn(tell_other_nodes(shared.clone(), told));
     }
 }
 
-/// Tells every other node what a change set of this node's files ended, and
-/// to reload its own (see [`RecordsChanged`]).
-async fn tell_other_nodes(shared: Arc<Shared>, told: RecordsChanged) {
+/// Tells every other node `told` (see [`PeerMessage`]).
+async fn tell_other_nodes(shared: Arc<Shared>, told: PeerMessage) {
     let Ok(message) = serde_json::to_vec(&told) else {
         return;
     };
@@ -505,8 +513,8 @@ async fn tell_other_nodes(shared: Arc<Shared>, told: RecordsChanged) {
             .await;
             if !matches!(sent, Ok(rmqtt::grpc::MessageReply::Success)) {
                 log::warn!(
-                    "{NAME}: could not tell node {node} that the records changed: it ends its \
-                     sessions at its own next reload"
+                    "{NAME}: could not tell node {node} that the records change: it follows at \
+                     its own next reload"
                 );
             }
         }
@@ -514,16 +522,20 @@ async fn tell_other_nodes(shared: Arc<Shared>, told: RecordsChanged) {
     futures::future::join_all(sends).await;
 }
 
-/// Another node's records changed: its word on the sessions of the keys and
-/// devices it ended, then a reload of this node's files.
-async fn records_changed_elsewhere(shared: Arc<Shared>, told: RecordsChanged) {
+/// Another node ended these keys and devices: its word on this node's
+/// sessions of them.
+async fn ended_elsewhere(
+    shared: Arc<Shared>,
+    keys: Vec<(KeyId, String)>,
+    devices: Vec<(DeviceId, String)>,
+) {
     let ended: Vec<(Id, String)> = {
         let mut clients = shared.clients();
         let mut ended = Vec::new();
-        for (key, why) in &told.ended_keys {
+        for (key, why) in &keys {
             ended.extend(clients.of_key(key).into_iter().map(|id| (id, why.clone())));
         }
-        for (device, why) in &told.ended_devices {
+        for (device, why) in &devices {
             ended.extend(
                 clients
                     .of_device(device)
@@ -534,10 +546,16 @@ async fn records_changed_elsewhere(shared: Arc<Shared>, told: RecordsChanged) {
         ended.retain(|(id, why)| clients.mark_revoked(id, why));
         ended
     };
+    log::info!(
+        "{NAME}: another node's records ended {} access key(s) and {} device(s); {} session(s) \
+         of them ended here",
+        keys.len(),
+        devices.len(),
+        ended.len()
+    );
     for (id, why) in ended {
         tokio::spawn(end_session(shared.clone(), id, why));
     }
-    reload(&shared, "another node's reload", false).await;
 }
 
 /// Disconnects the session `id` (live or offline, on any node), discarding
@@ -769,9 +787,16 @@ impl Handler for Hooks {
             Parameter::GrpcMessageReceived(typ, rmqtt::grpc::Message::Data(data))
                 if *typ == RECORDS_CHANGED =>
             {
-                let reply = match serde_json::from_slice::<RecordsChanged>(data) {
-                    Ok(told) => {
-                        tokio::spawn(records_changed_elsewhere(shared.clone(), told));
+                let reply = match serde_json::from_slice::<PeerMessage>(data) {
+                    Ok(PeerMessage::Reload) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            reload(&shared, "another node's reload", false).await;
+                        });
+                        rmqtt::grpc::MessageReply::Success
+                    }
+                    Ok(PeerMessage::Ended { keys, devices }) => {
+                        tokio::spawn(ended_elsewhere(shared.clone(), keys, devices));
                         rmqtt::grpc::MessageReply::Success
                     }
                     Err(_) => rmqtt::grpc::MessageReply::Error("not a records change".into()),

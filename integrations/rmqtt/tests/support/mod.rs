@@ -134,6 +134,13 @@ pub fn example_setup(name: &str) -> (PathBuf, PathBuf) {
 
 /// Starts nodes 1 and 2 of a cluster of `broker` over `dir`'s keys and devices files.
 pub fn cluster(broker: &Path, dir: &Path, extra: &str) -> (Node, Node) {
+    let (a, b, _) = cluster_timed(broker, dir, extra);
+    (a, b)
+}
+
+/// [`cluster`], and how long until both nodes' MQTT ports accepted.
+pub fn cluster_timed(broker: &Path, dir: &Path, extra: &str) -> (Node, Node, Duration) {
+    let started = Instant::now();
     let grpc = [free_port(), free_port()];
     let peers = format!(
         "peers = [\"1@127.0.0.1:{}\", \"2@127.0.0.1:{}\"]\n",
@@ -143,9 +150,10 @@ pub fn cluster(broker: &Path, dir: &Path, extra: &str) -> (Node, Node) {
     let b = spawn(broker, dir, "node2", 2, &peers, grpc[1], extra);
     wait_until_listening(&a);
     wait_until_listening(&b);
+    let listening = started.elapsed();
     // Let the nodes' gRPC clients reach each other.
     std::thread::sleep(Duration::from_millis(500));
-    (a, b)
+    (a, b, listening)
 }
 
 /// Starts one node alone (no cluster), named `name` in `dir`.
