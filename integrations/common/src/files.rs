@@ -140,6 +140,32 @@ fn parse_key(line: &str, policy: &HashPolicy) -> Result<AccessKey, String> {
     Ok(record)
 }
 
+/// Adds the device of a line (a devices file's, or a database row's JSON) to
+/// `devices`, at start: refused if it is no device, or one already there.
+pub(crate) fn put_device_line(
+    devices: &mut crate::devices::Devices,
+    line: &str,
+    version: u64,
+) -> Result<(), String> {
+    let (added, id) = match DeviceLine::read(line) {
+        Some(device) => (
+            devices.insert_new(&device.id, &device.application, || device.tags(), version),
+            device.id,
+        ),
+        None => {
+            let record = parse_device(line)?;
+            let added =
+                devices.insert_new(record.id(), record.application(), || record.tags(), version);
+            (added, Cow::Owned(record.id().to_owned()))
+        }
+    };
+    if added {
+        Ok(())
+    } else {
+        Err(format!("device `{}` appears twice", crate::escape(&id)))
+    }
+}
+
 fn parse_device(line: &str) -> Result<DeviceRecord, String> {
     serde_json::from_str(line).map_err(|e| e.to_string())
 }
@@ -241,27 +267,7 @@ impl FileSource {
         let read = for_each_line(&self.devices_file, |_, line| {
             let hash = line_hash(seed, line.as_bytes());
             file.push(hash);
-            let (added, id) = match DeviceLine::read(line) {
-                Some(device) => (
-                    devices.insert_new(&device.id, &device.application, || device.tags(), hash),
-                    device.id,
-                ),
-                None => {
-                    let record = parse_device(line)?;
-                    let added = devices.insert_new(
-                        record.id(),
-                        record.application(),
-                        || record.tags(),
-                        hash,
-                    );
-                    (added, Cow::Owned(record.id().to_owned()))
-                }
-            };
-            if added {
-                Ok(())
-            } else {
-                Err(format!("device `{id}` appears twice"))
-            }
+            put_device_line(devices, line, hash)
         });
         records.refresh_rules();
         read

@@ -17,6 +17,8 @@ use structure_access::{AuthError, DeviceId};
 
 pub mod devices;
 pub mod files;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod records;
 pub mod throttle;
 pub mod wire;
