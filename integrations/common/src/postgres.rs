@@ -25,7 +25,7 @@
 //! module's `Debug` and errors never show it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, pin_mut};
@@ -134,6 +134,18 @@ pub enum Event {
         /// How many log entries it covers.
         entries: usize,
     },
+    /// A fresh snapshot, to replace the records in force (with the change
+    /// set [`Records::changes_to`] makes, at the moment it is applied): the
+    /// first event when the records in force came from elsewhere, and the
+    /// one after an outage long enough for the log to be trimmed.
+    Snapshot {
+        /// The records of the snapshot.
+        records: Box<Records>,
+        /// The log position it saw.
+        position: i64,
+        /// Rows refused (absent from `records`).
+        skipped: Vec<Skipped>,
+    },
     /// The connection is lost (or could not be made): said once per outage.
     Lost(DbError),
     /// Connected again, after an outage of this long.
@@ -157,6 +169,10 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// The `application_name` of a broker's connections, unless the URL gives
+/// one.
+pub const APPLICATION_NAME: &str = "structure-access";
+
 /// The JSON of a key's row, as the keys file has it.
 const KEY_JSON: &str = "json_build_object('key', key_id, 'application', application, \
      'verifier', verifier, 'restriction', restriction, 'status', status, \
@@ -170,9 +186,14 @@ impl Database {
     /// The database at `url` (`postgres://user:password@host:port/db`, or
     /// `host=… user=…`), checking keys against `policy`, with `base_rules`.
     pub fn new(url: &str, policy: HashPolicy, base_rules: TopicRules) -> Result<Self, DbError> {
-        let config = url
+        let mut config = url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| DbError::Url(e.to_string()))?;
+        // So that an operator sees the brokers' connections for what they
+        // are in `pg_stat_activity`.
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
         Ok(Self {
             config,
             policy,
@@ -422,62 +443,26 @@ impl Database {
         })))
     }
 
-    /// The change set from `records` (those in force) to a fresh snapshot.
-    async fn resync(&self, client: &Client, records: &RwLock<Records>) -> Result<Event, DbError> {
-        let (fresh, position, skipped) = self.snapshot_with(client).await?;
-        let current = records.read().unwrap_or_else(PoisonError::into_inner);
-        let mut changes = ChangeSet::default();
-        for (key, record, _) in fresh.keys() {
-            if current.key(key) != Some(record) {
-                changes
-                    .keys
-                    .push(KeyChange::Put(Arc::new(record.clone()), 0));
-            }
-        }
-        for (key, _, _) in current.keys() {
-            if fresh.key(key).is_none() {
-                changes.keys.push(KeyChange::Remove(*key));
-            }
-        }
-        for device in fresh.devices().iter() {
-            let same = current
-                .device(device.id_str())
-                .and_then(|d| d.to_record())
-                .is_some_and(|d| device.is(&d));
-            if !same {
-                changes.devices.extend(
-                    device
-                        .to_record()
-                        .map(|record| DeviceChange::Put(record, 0)),
-                );
-            }
-        }
-        changes.devices.extend(
-            current
-                .devices()
-                .iter()
-                .filter(|device| fresh.device(device.id_str()).is_none())
-                .filter_map(|device| device.id_str().parse::<DeviceId>().ok())
-                .map(DeviceChange::Remove),
-        );
-        Ok(Event::Changes {
-            entries: 0,
-            changes,
+    /// A fresh snapshot, as an event.
+    async fn resync(&self, client: &Client) -> Result<Event, DbError> {
+        let (records, position, skipped) = self.snapshot_with(client).await?;
+        Ok(Event::Snapshot {
+            records: Box::new(records),
             position,
             skipped,
         })
     }
 
-    /// Follows the log from `position` (the one of the snapshot in force),
-    /// for ever, giving each event to `events`; `records` are those in force
-    /// (read only when a fresh snapshot is needed). Apply each change set
-    /// before the next one comes.
-    pub async fn follow(
-        &self,
-        records: Arc<RwLock<Records>>,
-        mut position: i64,
-        mut events: impl FnMut(Event) + Send,
-    ) {
+    /// Follows the log from `position` (the one of the snapshot in force;
+    /// `None`: the records in force come from elsewhere, a records file, and
+    /// the first connection gives a [`Event::Snapshot`]), for ever, giving
+    /// each event to `events`. Apply the events in the order they come: a
+    /// snapshot (when the log was trimmed past the position) replaces what
+    /// the change sets before it made.
+    pub async fn follow(&self, from: Option<i64>, mut events: impl FnMut(Event) + Send) {
+        // Position 0 with a trimmed-looking log forces the first snapshot.
+        let mut resync = from.is_none();
+        let mut position = from.unwrap_or(0);
         let mut down_since: Option<Instant> = None;
         let mut pause = Duration::from_millis(100);
         loop {
@@ -508,14 +493,23 @@ impl Database {
                 events(Event::Back(since.elapsed()));
             }
             let lost = loop {
-                let read = match self.changes_after(&client, position).await {
-                    Ok(Some(event)) => Ok(event),
-                    Ok(None) => self.resync(&client, &records).await.map(Some),
-                    Err(e) => Err(e),
+                let read = if resync {
+                    self.resync(&client).await.map(Some)
+                } else {
+                    match self.changes_after(&client, position).await {
+                        Ok(Some(event)) => Ok(event),
+                        Ok(None) => self.resync(&client).await.map(Some),
+                        Err(e) => Err(e),
+                    }
                 };
+                if read.is_ok() {
+                    resync = false;
+                }
                 match read {
                     Ok(Some(event)) => {
-                        if let Event::Changes { position: p, .. } = &event {
+                        if let Event::Changes { position: p, .. }
+                        | Event::Snapshot { position: p, .. } = &event
+                        {
                             position = *p;
                         }
                         let more = matches!(&event, Event::Changes { entries, .. } if *entries as i64 == BATCH);
@@ -541,6 +535,45 @@ impl Database {
             down_since = Some(Instant::now());
             events(Event::Lost(lost));
         }
+    }
+}
+
+impl Database {
+    /// [`Database::snapshot`] from synchronous code, giving up after
+    /// `limit`.
+    pub fn snapshot_blocking(
+        &self,
+        limit: Duration,
+    ) -> Result<(Records, i64, Vec<Skipped>), DbError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Unreachable(e.to_string()))?;
+        runtime.block_on(async {
+            tokio::time::timeout(limit, self.snapshot())
+                .await
+                .map_err(|_| DbError::Unreachable(format!("no answer within {limit:?}")))?
+        })
+    }
+
+    /// [`Database::follow`] on a thread of its own (with a runtime of its
+    /// own), for a broker without one: the events come out of the receiver.
+    pub fn follow_on_thread(
+        self,
+        from: Option<i64>,
+    ) -> std::io::Result<std::sync::mpsc::Receiver<Event>> {
+        let (events, received) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("structure-database".into())
+            .spawn(move || {
+                runtime.block_on(self.follow(from, move |event| {
+                    let _ = events.send(event);
+                }));
+            })?;
+        Ok(received)
     }
 }
 

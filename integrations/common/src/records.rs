@@ -291,6 +291,46 @@ impl Records {
         applied
     }
 
+    /// The change set that makes these records `fresh`'s (what differs
+    /// only): keys and devices of `fresh` new or different here, and those
+    /// here that `fresh` has not, removed.
+    pub fn changes_to(&self, fresh: &Records) -> ChangeSet {
+        let mut changes = ChangeSet::default();
+        for (key, record, version) in fresh.keys() {
+            if self.key(key) != Some(record) {
+                changes
+                    .keys
+                    .push(KeyChange::Put(Arc::new(record.clone()), version));
+            }
+        }
+        for (key, _, _) in self.keys() {
+            if fresh.key(key).is_none() {
+                changes.keys.push(KeyChange::Remove(*key));
+            }
+        }
+        for device in fresh.devices().iter() {
+            let same = self
+                .device(device.id_str())
+                .and_then(|d| d.to_record())
+                .is_some_and(|d| device.is(&d));
+            if !same {
+                changes.devices.extend(
+                    device
+                        .to_record()
+                        .map(|record| DeviceChange::Put(record, 0)),
+                );
+            }
+        }
+        changes.devices.extend(
+            self.devices()
+                .iter()
+                .filter(|device| fresh.device(device.id_str()).is_none())
+                .filter_map(|device| device.id_str().parse::<DeviceId>().ok())
+                .map(DeviceChange::Remove),
+        );
+        changes
+    }
+
     fn remove_key(&mut self, key: &KeyId) -> Option<HeldKey> {
         let held = self.keys.remove(key)?;
         if self.costs_argon2(&held.record) {

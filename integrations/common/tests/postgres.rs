@@ -7,7 +7,7 @@
 mod pg;
 
 use std::process::Command;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -46,16 +46,8 @@ fn insert_key(record: &AccessKey) -> String {
     )
 }
 
-/// Follows `db` from `position` on a thread of its own; the events come out
-/// of the receiver.
-fn follow(db: Database, records: Arc<RwLock<Records>>, position: i64) -> Receiver<Event> {
-    let (events, received) = channel();
-    std::thread::spawn(move || {
-        runtime().block_on(db.follow(records, position, move |event| {
-            let _ = events.send(event);
-        }));
-    });
-    received
+fn follow(db: Database, position: i64) -> Receiver<Event> {
+    db.follow_on_thread(Some(position)).unwrap()
 }
 
 /// Applies change events until `done` holds (up to 10 s); the other events
@@ -76,6 +68,17 @@ fn apply_until(
             }) => {
                 seen.extend(skipped.iter().map(ToString::to_string));
                 records.write().unwrap().apply(changes);
+            }
+            Ok(Event::Snapshot {
+                records: fresh,
+                skipped,
+                ..
+            }) => {
+                seen.push("snapshot".into());
+                seen.extend(skipped.iter().map(ToString::to_string));
+                let mut records = records.write().unwrap();
+                let changes = records.changes_to(&fresh);
+                records.apply(changes);
             }
             Ok(Event::Lost(e)) => seen.push(format!("lost: {e}")),
             Ok(Event::Back(_)) => seen.push("back".into()),
@@ -109,7 +112,7 @@ fn the_database_is_followed_through_changes_bad_rows_and_lost_connections() {
     assert_eq!((records.key_count(), records.device_count()), (2, 1));
     assert!(position > 0);
     let records = Arc::new(RwLock::new(records));
-    let events = follow(database(), records.clone(), position);
+    let events = follow(database(), position);
 
     // A key deleted, one added, a device retagged: each applied.
     pg.sql(&format!(
@@ -197,10 +200,11 @@ fn the_database_is_followed_through_changes_bad_rows_and_lost_connections() {
         k4.key(),
         insert_key(&k7)
     ));
-    let events = follow(database(), stale.clone(), 1);
-    apply_until(&events, &stale, |r| {
+    let events = follow(database(), 1);
+    let seen = apply_until(&events, &stale, |r| {
         r.key(k4.key()).is_none() && r.key(k7.key()).is_some()
     });
+    assert!(seen.contains(&"snapshot".to_owned()), "{seen:?}");
 }
 
 #[test]

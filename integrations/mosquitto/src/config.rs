@@ -16,6 +16,8 @@ pub use structure_access_common::{
 pub enum ConfigError {
     /// A required `plugin_opt_*` is missing.
     MissingOption(&'static str),
+    /// Neither the files nor a database is configured.
+    NoSource,
     /// An option has a value that is not accepted.
     BadOption {
         /// The option's name (without `plugin_opt_`).
@@ -32,6 +34,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::MissingOption(name) => write!(f, "missing option `plugin_opt_{name}`"),
+            Self::NoSource => write!(
+                f,
+                "missing option `plugin_opt_keys_file` and `plugin_opt_devices_file`, or \
+                 `plugin_opt_database_url` (or `plugin_opt_database_url_file`)"
+            ),
             Self::BadOption { name, reason } => {
                 write!(f, "option `plugin_opt_{name}`: {reason}")
             }
@@ -52,10 +59,15 @@ impl From<FileError> for ConfigError {
 /// [`FileSource`], at start and at each reload).
 #[derive(Debug)]
 pub struct Config {
-    /// The keys file (`plugin_opt_keys_file`).
-    pub keys_file: PathBuf,
-    /// The devices file (`plugin_opt_devices_file`).
-    pub devices_file: PathBuf,
+    /// The keys file (`plugin_opt_keys_file`); with a database, read only
+    /// when the database cannot be reached at start.
+    pub keys_file: Option<PathBuf>,
+    /// The devices file (`plugin_opt_devices_file`), given with the keys
+    /// file.
+    pub devices_file: Option<PathBuf>,
+    /// The database the records come from (`plugin_opt_database_url`, or the
+    /// first line of `plugin_opt_database_url_file`).
+    pub database_url: Option<DatabaseUrl>,
     /// Hash policy (its bounds come from the options).
     pub policy: HashPolicy,
     /// Topic prefix of the device topics.
@@ -75,6 +87,16 @@ pub struct Config {
     pub argon2_per_second: u32,
     /// Argon2 verifications allowed per second per client address.
     pub argon2_per_address_per_second: u32,
+}
+
+/// A database's URL: it may hold a password, so it is never shown.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(…)")
+    }
 }
 
 /// Default of `plugin_opt_argon2_per_second`.
@@ -106,11 +128,43 @@ impl Config {
                 });
             }
         }
-        let keys_file = get("keys_file").ok_or(ConfigError::MissingOption("keys_file"))?;
-        let devices_file = get("devices_file").ok_or(ConfigError::MissingOption("devices_file"))?;
         let bad = |name: &str, reason: String| ConfigError::BadOption {
             name: name.into(),
             reason,
+        };
+        let database_url = match (get("database_url"), get("database_url_file")) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "database_url_file",
+                    "give `plugin_opt_database_url` or `plugin_opt_database_url_file`, not both"
+                        .into(),
+                ));
+            }
+            (Some(url), None) => Some(DatabaseUrl(url.to_owned())),
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    bad(
+                        "database_url_file",
+                        format!("cannot read `{}`: {e}", excerpt(file)),
+                    )
+                })?;
+                let url = text.lines().next().unwrap_or_default().trim();
+                if url.is_empty() {
+                    return Err(bad(
+                        "database_url_file",
+                        format!("`{}` holds no URL on its first line", excerpt(file)),
+                    ));
+                }
+                Some(DatabaseUrl(url.to_owned()))
+            }
+            (None, None) => None,
+        };
+        let (keys_file, devices_file) = match (get("keys_file"), get("devices_file")) {
+            (Some(k), Some(d)) => (Some(PathBuf::from(k)), Some(PathBuf::from(d))),
+            (None, None) if database_url.is_some() => (None, None),
+            (None, None) => return Err(ConfigError::NoSource),
+            (Some(_), None) => return Err(ConfigError::MissingOption("devices_file")),
+            (None, Some(_)) => return Err(ConfigError::MissingOption("keys_file")),
         };
         let number = |name: &str, default: u64| -> Result<u64, ConfigError> {
             get(name).map_or(Ok(default), |v| {
@@ -194,8 +248,9 @@ impl Config {
             )?,
         )?;
         Ok(Self {
-            keys_file: keys_file.into(),
-            devices_file: devices_file.into(),
+            keys_file,
+            devices_file,
+            database_url,
             policy,
             topic_prefix,
             cache_capacity,
@@ -211,6 +266,8 @@ impl Config {
 const KNOWN_OPTIONS: &[&str] = &[
     "keys_file",
     "devices_file",
+    "database_url",
+    "database_url_file",
     "topic_prefix",
     "hash_max_m",
     "hash_max_t",

@@ -255,7 +255,7 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
                 return MOSQ_ERR_INVAL;
             }
         };
-        let plugin = match Plugin::from_options(&options) {
+        let plugin = match Plugin::from_options(&options, &mut |line| log(MOSQ_LOG_NOTICE, &line)) {
             Ok(plugin) => plugin,
             Err(e) => {
                 log(MOSQ_LOG_ERR, &format!("{e}; refusing to start"));

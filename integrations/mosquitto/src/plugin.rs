@@ -199,6 +199,9 @@ struct State {
     failed: Option<Stamps>,
     /// A reading of the files under way, off the broker's thread.
     reading: Option<Reading>,
+    /// Whether the records follow the database now (the files, read at
+    /// start while it could not be reached, are no longer read).
+    database_in_force: bool,
 }
 
 /// A reading of the files on a thread of its own.
@@ -240,8 +243,12 @@ pub struct Plugin {
     /// change set applied on the broker's thread. (Lock order: `state`,
     /// then `records`.)
     records: Arc<RwLock<Records>>,
-    /// The files, read off the broker's thread.
-    source: Arc<Mutex<FileSource>>,
+    /// The files, read off the broker's thread (none: the records follow a
+    /// database, and come from the files only if it was down at start).
+    source: Option<Arc<Mutex<FileSource>>>,
+    /// The events of the database the records follow, if they do.
+    #[cfg(feature = "postgres")]
+    database: Option<Mutex<std::sync::mpsc::Receiver<structure_access_common::postgres::Event>>>,
     state: Mutex<State>,
     /// The line saying what was loaded at start.
     loaded: String,
@@ -262,14 +269,20 @@ fn text(bytes: Option<&[u8]>) -> Result<&str, &'static str> {
 }
 
 impl Plugin {
-    /// Builds the plugin from its options and reads the files; refuses to
-    /// start on any problem.
-    pub fn from_options(options: &[(String, String)]) -> Result<Self, ConfigError> {
-        Self::from_config(Config::from_options(options)?)
+    /// Builds the plugin from its options and reads the files (or the
+    /// database); refuses to start on any problem. `note` gets the lines to
+    /// log while it starts (waiting for the database, serving the files
+    /// meanwhile, rows skipped).
+    pub fn from_options(
+        options: &[(String, String)],
+        note: &mut dyn FnMut(String),
+    ) -> Result<Self, ConfigError> {
+        Self::from_config(Config::from_options(options)?, note)
     }
 
-    /// Builds the plugin from a configuration and reads the files.
-    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+    /// Builds the plugin from a configuration and reads the files (or the
+    /// database).
+    pub fn from_config(config: Config, note: &mut dyn FnMut(String)) -> Result<Self, ConfigError> {
         let mut auth = Authenticator::new(config.policy.clone()).with_pool_size(config.pool_size);
         if config.cache_capacity > 0 {
             let cache = VerificationCache::new(config.cache_capacity).map_err(|e| {
@@ -298,26 +311,34 @@ impl Plugin {
         mac_key.fill(0);
         let before = structure_access_common::resident_bytes();
         let started = Instant::now();
-        let (source, records) = FileSource::open(
-            config.keys_file.clone(),
-            config.devices_file.clone(),
-            config.policy.clone(),
-            base_rules,
-        )?;
+        let opened = open_sources(&config, base_rules, note)?;
+        let records = opened.records;
         let took = started.elapsed();
         let held = structure_access_common::resident_bytes()
             .zip(before)
             .map(|(after, before)| after.saturating_sub(before));
         let loaded = format!(
-            "loaded {} access key(s) and {} device(s) in {:.2} s{}",
+            "loaded {} access key(s) and {} device(s) {} in {:.2} s{}",
             records.key_count(),
             records.device_count(),
+            opened.from,
             took.as_secs_f64(),
             held.map_or(String::new(), |bytes| format!(
                 "; the process grew by {} MiB",
                 bytes >> 20
             ))
         );
+        let records = Arc::new(RwLock::new(records));
+        #[cfg(feature = "postgres")]
+        let database = match opened.database {
+            Some((database, from)) => Some(Mutex::new(database.follow_on_thread(from).map_err(
+                |e| ConfigError::BadOption {
+                    name: "database_url".into(),
+                    reason: format!("cannot start following the database: {e}"),
+                },
+            )?)),
+            None => None,
+        };
         Ok(Self {
             throttle: Throttle::new(
                 config.argon2_per_second,
@@ -330,13 +351,19 @@ impl Plugin {
                 sessions: HashMap::new(),
                 by_key: HashMap::new(),
                 revoked: Vec::new(),
-                stamps: source.stamps(),
+                stamps: opened
+                    .files
+                    .as_ref()
+                    .map_or((None, None), FileSource::stamps),
                 last_check: None,
                 failed: None,
                 reading: None,
+                database_in_force: false,
             }),
-            records: Arc::new(RwLock::new(records)),
-            source: Arc::new(Mutex::new(source)),
+            records,
+            source: opened.files.map(|files| Arc::new(Mutex::new(files))),
+            #[cfg(feature = "postgres")]
+            database,
             loaded,
             config,
         })
@@ -368,7 +395,10 @@ impl Plugin {
     }
 
     fn stamps(&self) -> Stamps {
-        stamps(&self.config.keys_file, &self.config.devices_file)
+        match (&self.config.keys_file, &self.config.devices_file) {
+            (Some(keys), Some(devices)) => stamps(keys, devices),
+            _ => (None, None),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -668,8 +698,12 @@ impl Plugin {
     }
 
     fn start_reading(&self, state: &mut State) {
+        // Records following a database are not read from the files.
+        let Some(source) = self.source.clone().filter(|_| !state.database_in_force) else {
+            return;
+        };
         let (done, result) = std::sync::mpsc::channel();
-        let (records, source) = (self.records.clone(), self.source.clone());
+        let records = self.records.clone();
         let spawned = std::thread::Builder::new()
             .name("structure-reload".into())
             .spawn(move || {
@@ -696,6 +730,10 @@ impl Plugin {
     /// once per interval).
     pub fn tick(&self, now: Instant) -> Option<Reload> {
         let mut state = self.state();
+        #[cfg(feature = "postgres")]
+        if let Some(report) = self.database_events(&mut state) {
+            return Some(report);
+        }
         if let Some(reading) = &state.reading {
             return match reading.done.try_recv() {
                 Err(TryRecvError::Empty) => None,
@@ -755,7 +793,11 @@ impl Plugin {
             Ok(changes) => {
                 state.failed = None;
                 state.stamps = reading.stamps;
-                self.apply(state, changes, read_in)
+                let from = format!(
+                    "the files read in {:.1} ms off the broker's thread",
+                    read_in.as_secs_f64() * 1e3
+                );
+                self.apply(state, changes, &from)
             }
             Err(e) => {
                 let first = state.failed != Some(reading.stamps);
@@ -777,9 +819,92 @@ impl Plugin {
         report
     }
 
-    /// Applies `changes` (what a reading found), then re-evaluates the
-    /// sessions of the keys and devices it changed, and only those.
-    fn apply(&self, state: &mut State, changes: ChangeSet, read_in: Duration) -> Reload {
+    /// Applies what the database gave since the last tick, in order.
+    #[cfg(feature = "postgres")]
+    fn database_events(&self, state: &mut State) -> Option<Reload> {
+        use structure_access_common::postgres::Event;
+        let events = self.database.as_ref()?;
+        let events = events.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut report: Option<Reload> = None;
+        while let Ok(event) = events.try_recv() {
+            let mut add = |mut more: Reload| match &mut report {
+                Some(report) => {
+                    report.log.append(&mut more.log);
+                    report.kick.append(&mut more.kick);
+                }
+                None => report = Some(more),
+            };
+            match event {
+                Event::Changes {
+                    changes,
+                    position,
+                    skipped,
+                    entries,
+                } => {
+                    state.database_in_force = true;
+                    let mut more = Reload::default();
+                    more.log.extend(
+                        skipped
+                            .iter()
+                            .map(|s| (Level::Error, format!("the database: {s}"))),
+                    );
+                    if !changes.is_empty() {
+                        let from = format!(
+                            "{entries} change(s) of the database, up to its position {position}"
+                        );
+                        let mut applied = self.apply(state, changes, &from);
+                        more.log.append(&mut applied.log);
+                        more.kick.append(&mut applied.kick);
+                    }
+                    add(more);
+                }
+                Event::Snapshot {
+                    records: fresh,
+                    position,
+                    skipped,
+                } => {
+                    state.database_in_force = true;
+                    let mut more = Reload::default();
+                    more.log.extend(
+                        skipped
+                            .iter()
+                            .map(|s| (Level::Error, format!("the database: {s}"))),
+                    );
+                    let changes = self.records().changes_to(&fresh);
+                    drop(fresh);
+                    let from = format!("a snapshot of the database at its position {position}");
+                    let mut applied = self.apply(state, changes, &from);
+                    more.log.append(&mut applied.log);
+                    more.kick.append(&mut applied.kick);
+                    add(more);
+                }
+                Event::Lost(e) => add(Reload {
+                    log: vec![(
+                        Level::Error,
+                        format!("{e}; the records in force stay, reconnecting"),
+                    )],
+                    kick: Vec::new(),
+                }),
+                Event::Back(after) => add(Reload {
+                    log: vec![(
+                        Level::Notice,
+                        format!(
+                            "the database is reachable again (after {:.1} s); catching up",
+                            after.as_secs_f64()
+                        ),
+                    )],
+                    kick: Vec::new(),
+                }),
+                _ => {}
+            }
+        }
+        report
+    }
+
+    /// Applies `changes` (what a reading found, or the database gave), then
+    /// re-evaluates the sessions of the keys and devices it changed, and
+    /// only those.
+    fn apply(&self, state: &mut State, changes: ChangeSet, from: &str) -> Reload {
         let started = Instant::now();
         let mut report = Reload::default();
         // Revoked sessions of the previous change set have been refused by now.
@@ -851,12 +976,11 @@ impl Plugin {
             (
                 Level::Info,
                 format!(
-                    "reloaded: {} access key(s) and {} device(s) changed ({named} line(s) read again, \
-                     in {:.1} ms off the broker's thread, applied in {:.1} ms); {} session(s) \
-                     re-evaluated, {revoked} revoked, of {}; {} access keys and {} devices in force",
+                    "reloaded: {} access key(s) and {} device(s) changed ({named} record(s) named, \
+                     {from}, applied in {:.1} ms); {} session(s) re-evaluated, {revoked} revoked, \
+                     of {}; {} access keys and {} devices in force",
                     applied.keys.len(),
                     applied.devices.len(),
-                    read_in.as_secs_f64() * 1e3,
                     started.elapsed().as_secs_f64() * 1e3,
                     affected.len(),
                     state.sessions.len(),
@@ -884,4 +1008,105 @@ fn evaluate(loaded: &Records, id: &DeviceId, session: &Session) -> Result<Princi
     }
     let device = loaded.device(id.as_str()).ok_or("the device was deleted")?;
     Principal::reauthorize(record, &device).map_err(|e| reason(&e))
+}
+
+/// Where the records came from at start.
+struct Opened {
+    records: Records,
+    /// The files, if the records are theirs (or the database was down).
+    files: Option<FileSource>,
+    /// The database to follow, from its snapshot's position (`None`: from
+    /// the files in force).
+    #[cfg(feature = "postgres")]
+    database: Option<(structure_access_common::postgres::Database, Option<i64>)>,
+    /// For the log: where from.
+    from: &'static str,
+}
+
+/// The files' source and records, if the files are configured.
+fn open_files(
+    config: &Config,
+    base_rules: TopicRules,
+) -> Result<Option<(FileSource, Records)>, ConfigError> {
+    let (Some(keys), Some(devices)) = (&config.keys_file, &config.devices_file) else {
+        return Ok(None);
+    };
+    Ok(Some(FileSource::open(
+        keys.clone(),
+        devices.clone(),
+        config.policy.clone(),
+        base_rules,
+    )?))
+}
+
+/// Reads the records at start: from the database when one is configured (a
+/// snapshot; if it cannot be reached, from the files if they are configured,
+/// saying so, or waiting for it, saying so, never serving no records in
+/// silence), else from the files.
+fn open_sources(
+    config: &Config,
+    base_rules: TopicRules,
+    note: &mut dyn FnMut(String),
+) -> Result<Opened, ConfigError> {
+    #[cfg(not(feature = "postgres"))]
+    let _ = note;
+    #[cfg(feature = "postgres")]
+    if let Some(url) = &config.database_url {
+        use structure_access_common::postgres::Database;
+        let database =
+            Database::new(&url.0, config.policy.clone(), base_rules.clone()).map_err(|e| {
+                ConfigError::BadOption {
+                    name: "database_url".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let mut waiting = false;
+        loop {
+            match database.snapshot_blocking(Duration::from_secs(10)) {
+                Ok((records, position, skipped)) => {
+                    for skipped in skipped {
+                        note(format!("the database: {skipped}"));
+                    }
+                    return Ok(Opened {
+                        records,
+                        files: None,
+                        database: Some((database, Some(position))),
+                        from: "from the database",
+                    });
+                }
+                Err(e) => {
+                    if let Some((files, records)) = open_files(config, base_rules.clone())? {
+                        note(format!(
+                            "{e}: serving the records of the files until the database can be \
+                             reached (then its records replace them)"
+                        ));
+                        return Ok(Opened {
+                            records,
+                            files: Some(files),
+                            database: Some((database, None)),
+                            from: "from the files (the database cannot be reached)",
+                        });
+                    }
+                    if !waiting {
+                        note(format!(
+                            "{e}: waiting for the database (no records file is configured to \
+                             start from); the broker accepts no connection meanwhile"
+                        ));
+                        waiting = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+    match open_files(config, base_rules)? {
+        Some((files, records)) => Ok(Opened {
+            records,
+            files: Some(files),
+            #[cfg(feature = "postgres")]
+            database: None,
+            from: "from the files",
+        }),
+        None => Err(ConfigError::NoSource),
+    }
 }

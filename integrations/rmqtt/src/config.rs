@@ -15,6 +15,10 @@ use serde::Deserialize;
 /// peers = ["1@127.0.0.1:5363", "2@127.0.0.1:5364"]
 /// keys_file = "/etc/structure/keys.jsonl"
 /// devices_file = "/etc/structure/devices.jsonl"
+/// # Or the records follow a database (the files then only serve when the
+/// # database cannot be reached at start):
+/// # database_url = "postgres://structure@db.internal/platform"
+/// # database_url_file = "/etc/structure/database-url"   # its first line
 /// # Optional, with their defaults:
 /// topic_prefix = "structure"
 /// reload_interval = 0            # seconds between looks at the files; 0: SIGHUP only
@@ -43,9 +47,18 @@ pub struct NodeConfig {
     #[serde(default)]
     pub peers: Vec<String>,
     /// The access key records, one JSON record per line.
-    pub keys_file: PathBuf,
+    #[serde(default)]
+    pub keys_file: Option<PathBuf>,
     /// The devices, one JSON record per line.
-    pub devices_file: PathBuf,
+    #[serde(default)]
+    pub devices_file: Option<PathBuf>,
+    /// The database the records follow (it may hold a password: never
+    /// logged).
+    #[serde(default)]
+    pub database_url: Option<DatabaseUrl>,
+    /// A file whose first line is `database_url`.
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
     /// The first level of the device topics.
     #[serde(default = "default_prefix")]
     pub topic_prefix: String,
@@ -86,6 +99,17 @@ pub struct NodeConfig {
     /// benchmarks only: anonymous clients are then allowed).
     #[serde(default = "yes")]
     pub access_keys: bool,
+}
+
+/// A database's URL: it may hold a password, so it is never shown.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(…)")
+    }
 }
 
 /// The longest `refusal_delay_ms`: well within RMQTT's handshake timeout (30 s).
@@ -153,16 +177,51 @@ impl NodeConfig {
         let mut config: Self =
             toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for file in [&mut config.keys_file, &mut config.devices_file] {
+        for file in [
+            &mut config.keys_file,
+            &mut config.devices_file,
+            &mut config.database_url_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if file.is_relative() {
                 *file = base.join(&*file);
             }
+        }
+        if let Some(file) = &config.database_url_file {
+            if config.database_url.is_some() {
+                return Err("give `database_url` or `database_url_file`, not both".into());
+            }
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+            let url = text.lines().next().unwrap_or_default().trim();
+            if url.is_empty() {
+                return Err(format!(
+                    "`{}` holds no URL on its first line",
+                    file.display()
+                ));
+            }
+            config.database_url = Some(DatabaseUrl(url.to_owned()));
         }
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> Result<(), String> {
+        match (&self.keys_file, &self.devices_file) {
+            (Some(_), Some(_)) => {}
+            (None, None) if self.database_url.is_some() => {}
+            (None, None) => {
+                return Err(
+                    "give `keys_file` and `devices_file`, or `database_url` (or \
+                     `database_url_file`)"
+                        .into(),
+                );
+            }
+            (Some(_), None) => return Err("`keys_file` without `devices_file`".into()),
+            (None, Some(_)) => return Err("`devices_file` without `keys_file`".into()),
+        }
         if self.node_id == 0 {
             return Err("`node_id` must be at least 1".into());
         }
@@ -225,8 +284,11 @@ mod tests {
         )
         .unwrap();
         let config = NodeConfig::read(&path).unwrap();
-        assert_eq!(config.keys_file, dir.join("keys.jsonl"));
-        assert_eq!(config.devices_file, PathBuf::from("/abs/devices.jsonl"));
+        assert_eq!(config.keys_file, Some(dir.join("keys.jsonl")));
+        assert_eq!(
+            config.devices_file,
+            Some(PathBuf::from("/abs/devices.jsonl"))
+        );
         assert_eq!(config.topic_prefix, "structure");
         assert_eq!(
             (config.argon2_per_second, config.cache_capacity),

@@ -55,6 +55,8 @@ use structure_access_common::{KeyChanged, Unlisted, escape, excerpt};
 use crate::clients::Clients;
 use crate::config::NodeConfig;
 use crate::state::Store;
+use structure_access_common::ChangeSet;
+use structure_access_common::postgres::Database;
 
 /// The plugin's name in RMQTT's plugin manager.
 pub const NAME: &str = "structure-access";
@@ -202,6 +204,70 @@ pub struct AccessKeyPlugin {
     shared: Arc<Shared>,
     register: Box<dyn Register>,
     reload_interval: Option<Duration>,
+    /// The database to follow, from its snapshot's position (`None`: from
+    /// the files in force), until the plugin starts.
+    database: Option<(Database, Option<i64>)>,
+}
+
+/// Reads the records at start: from the database when one is configured (a
+/// snapshot; if it cannot be reached, from the files if they are configured,
+/// saying so, or waiting for it, saying so: the node does not listen
+/// meanwhile, never serving no records in silence), else from the files.
+async fn open_store(
+    config: &NodeConfig,
+    rules: structure_access::mqtt::TopicRules,
+    policy: HashPolicy,
+) -> Result<(Store, Option<(Database, Option<i64>)>), String> {
+    let files = || match (&config.keys_file, &config.devices_file) {
+        (Some(keys), Some(devices)) => Some(Store::open(
+            keys.clone(),
+            devices.clone(),
+            rules.clone(),
+            policy.clone(),
+        )),
+        _ => None,
+    };
+    let Some(url) = &config.database_url else {
+        let store = files().ok_or("no records: give `keys_file` and `devices_file`")??;
+        return Ok((store, None));
+    };
+    let database = Database::new(&url.0, policy.clone(), rules.clone())
+        .map_err(|e| format!("`database_url`: {e}"))?;
+    let mut waiting = false;
+    loop {
+        let snapshot = tokio::time::timeout(Duration::from_secs(10), database.snapshot())
+            .await
+            .unwrap_or_else(|_| {
+                Err(structure_access_common::postgres::DbError::Unreachable(
+                    "no answer within 10 s".into(),
+                ))
+            });
+        match snapshot {
+            Ok((records, position, skipped)) => {
+                for skipped in skipped {
+                    log::error!("{NAME}: the database: {skipped}");
+                }
+                return Ok((Store::with(records, None), Some((database, Some(position)))));
+            }
+            Err(e) => {
+                if let Some(store) = files() {
+                    log::warn!(
+                        "{NAME}: {e}: serving the records of the files until the database can \
+                         be reached (then its records replace them)"
+                    );
+                    return Ok((store?, Some((database, None))));
+                }
+                if !waiting {
+                    log::warn!(
+                        "{NAME}: {e}: waiting for the database (no records file is configured \
+                         to start from); the node accepts no connection meanwhile"
+                    );
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Registers and starts the plugin on `scx`, reading the files now: an error
@@ -212,12 +278,12 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
     let policy = HashPolicy::default();
     let before = structure_access_common::resident_bytes();
     let started = std::time::Instant::now();
-    let store = Store::open(
-        config.keys_file.clone(),
-        config.devices_file.clone(),
-        rules,
-        policy.clone(),
-    )?;
+    let (store, database) = open_store(config, rules, policy.clone()).await?;
+    let from = match &database {
+        None => "from the files",
+        Some((_, Some(_))) => "from the database",
+        Some((_, None)) => "from the files (the database cannot be reached)",
+    };
     let mut auth = Authenticator::new(policy);
     if config.cache_capacity > 0 {
         let cache = VerificationCache::new(config.cache_capacity).map_err(|e| e.to_string())?;
@@ -234,7 +300,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
                 )
             });
         log::info!(
-            "{NAME}: loaded {} access key(s) and {} device(s) in {:.2} s{grown}",
+            "{NAME}: loaded {} access key(s) and {} device(s) {from} in {:.2} s{grown}",
             records.key_count(),
             records.device_count(),
             started.elapsed().as_secs_f64()
@@ -266,6 +332,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
         shared,
         register,
         reload_interval,
+        database,
     })));
     scx.plugins
         .register(
@@ -332,6 +399,22 @@ impl Plugin for AccessKeyPlugin {
 
     async fn start(&mut self) -> rmqtt::Result<()> {
         self.register.start().await;
+        if let Some((database, from)) = self.database.take() {
+            let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                database
+                    .follow(from, move |event| {
+                        let _ = events.send(event);
+                    })
+                    .await;
+            });
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                while let Some(event) = received.recv().await {
+                    database_event(&shared, event).await;
+                }
+            });
+        }
         spawn_reloaders(self.shared.clone(), self.reload_interval);
         spawn_log_flusher(self.shared.clone());
         spawn_sweeper(self.shared.clone());
@@ -441,7 +524,20 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
         }
     };
     let read_in = started.elapsed();
-    let lines = changes.len();
+    let what = format!(
+        "after {cause}: the files read again in {:.1} ms",
+        read_in.as_secs_f64() * 1e3
+    );
+    apply_changes(shared, changes, &what, tell);
+}
+
+/// Applies a change set (of the files, or of the database), ends the
+/// sessions of this node it revokes (re-evaluating only the sessions of the
+/// keys and devices it changed), logs what it did (`what`: where it came
+/// from), and with `tell` tells the other nodes which keys and devices it
+/// removed or deactivated.
+fn apply_changes(shared: &Arc<Shared>, changes: ChangeSet, what: &str, tell: bool) {
+    let named = changes.len();
     // The change and the look at the sessions it concerns, under the
     // sessions' lock: a CONNECT verified meanwhile is entered either before
     // (and looked at here) or after (and decided under the new records).
@@ -473,12 +569,11 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
     };
     let records = shared.store.read();
     log::info!(
-        "{NAME}: reloaded after {cause}: {} access key(s) and {} device(s) changed ({lines} \
-         line(s) read again, in {:.1} ms); {looked_at} session(s) on this node re-evaluated, {} \
-         revoked, of {sessions}; {} access key(s) and {} device(s) in force",
+        "{NAME}: reloaded {what}: {} access key(s) and {} device(s) changed ({named} record(s) \
+         named); {looked_at} session(s) on this node re-evaluated, {} revoked, of {sessions}; {} \
+         access key(s) and {} device(s) in force",
         applied.keys.len(),
         applied.devices.len(),
-        read_in.as_secs_f64() * 1e3,
         doomed.len(),
         records.key_count(),
         records.device_count(),
@@ -491,6 +586,59 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
         && !applied.is_empty()
     {
         tokio::spawn(tell_other_nodes(shared.clone(), told));
+    }
+}
+
+/// What following the database gives: change sets applied in order, each
+/// node on its own (no other node is told: each follows the database), and
+/// the outages, said once each.
+async fn database_event(shared: &Arc<Shared>, event: structure_access_common::postgres::Event) {
+    use structure_access_common::postgres::Event;
+    match event {
+        Event::Changes {
+            changes,
+            position,
+            skipped,
+            entries,
+        } => {
+            // From now on the records follow the database, not the files.
+            shared.store.retire_files();
+            for skipped in skipped {
+                log::error!("{NAME}: the database: {skipped}");
+            }
+            if !changes.is_empty() {
+                let _one_at_a_time = shared.reloading.lock().await;
+                let what = format!(
+                    "from {entries} change(s) of the database, up to its position {position}"
+                );
+                apply_changes(shared, changes, &what, false);
+            }
+        }
+        Event::Snapshot {
+            records: fresh,
+            position,
+            skipped,
+        } => {
+            shared.store.retire_files();
+            for skipped in skipped {
+                log::error!("{NAME}: the database: {skipped}");
+            }
+            let _one_at_a_time = shared.reloading.lock().await;
+            let changes = shared.store.read().changes_to(&fresh);
+            drop(fresh);
+            let what = format!("from a snapshot of the database at its position {position}");
+            apply_changes(shared, changes, &what, false);
+        }
+        Event::Lost(e) => {
+            log::error!("{NAME}: {e}; the records in force stay, reconnecting");
+        }
+        Event::Back(after) => {
+            log::warn!(
+                "{NAME}: the database is reachable again (after {:.1} s); catching up",
+                after.as_secs_f64()
+            );
+        }
+        _ => {}
     }
 }
 

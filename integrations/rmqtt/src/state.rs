@@ -15,10 +15,15 @@ use structure_access_common::{Applied, ChangeSet, FileError, FileSource, Records
 #[derive(Debug)]
 pub struct Store {
     records: RwLock<Records>,
-    source: Mutex<FileSource>,
+    /// The files, when the records are theirs (none: they follow a database
+    /// that could be reached at start).
+    source: Option<Mutex<FileSource>>,
     /// How many change sets were applied (every CONNECT compares it before
     /// and after its verification).
     generation: AtomicU64,
+    /// Whether the files are still read (no longer once the records follow
+    /// a database that was down at start).
+    files_in_force: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -31,11 +36,30 @@ impl Store {
     ) -> Result<Self, String> {
         let (source, records) = FileSource::open(keys_file, devices_file, policy, base_rules)
             .map_err(|e| e.to_string())?;
-        Ok(Self {
+        Ok(Self::with(records, Some(source)))
+    }
+
+    /// Records from elsewhere (a database's snapshot), and the files if they
+    /// are theirs.
+    pub fn with(records: Records, source: Option<FileSource>) -> Self {
+        Self {
             records: RwLock::new(records),
-            source: Mutex::new(source),
+            source: source.map(Mutex::new),
             generation: AtomicU64::new(0),
-        })
+            files_in_force: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// The records follow a database from now on: the files are no longer
+    /// read.
+    pub fn retire_files(&self) {
+        self.files_in_force.store(false, Ordering::Release);
+    }
+
+    fn files(&self) -> Option<&Mutex<FileSource>> {
+        self.source
+            .as_ref()
+            .filter(|_| self.files_in_force.load(Ordering::Acquire))
     }
 
     /// The records in force (a read lock: hold it only for a decision).
@@ -50,18 +74,23 @@ impl Store {
 
     /// Whether a file changed on disk since the version in force was read.
     pub fn changed_on_disk(&self) -> bool {
-        self.source
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .changed_on_disk()
+        self.files().is_some_and(|source| {
+            source
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .changed_on_disk()
+        })
     }
 
     /// The change set from the records in force to the files as they are
     /// now, all or nothing (blocking: reads the files that changed). Apply it
     /// before asking for the next one.
     pub fn changes(&self) -> Result<ChangeSet, FileError> {
+        let Some(source) = self.files() else {
+            return Ok(ChangeSet::default());
+        };
         let records = self.read();
-        self.source
+        source
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .changes(&records)

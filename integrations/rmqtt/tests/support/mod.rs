@@ -62,6 +62,9 @@ impl Node {
     }
 }
 
+/// The records lines of a node over `dir`'s keys and devices files.
+pub const FILES: &str = "keys_file = \"keys.jsonl\"\ndevices_file = \"devices.jsonl\"\n";
+
 /// Starts node `id` of `broker` with the given peers line and extra
 /// configuration, over `dir`'s keys and devices files (`name` tells its files
 /// apart), without waiting for it.
@@ -74,13 +77,28 @@ fn spawn(
     grpc: u16,
     extra: &str,
 ) -> Node {
+    spawn_over(broker, dir, name, id, peers, grpc, FILES, extra)
+}
+
+/// [`spawn`] with the given records lines (the files, or a database).
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_over(
+    broker: &Path,
+    dir: &Path,
+    name: &str,
+    id: usize,
+    peers: &str,
+    grpc: u16,
+    records: &str,
+    extra: &str,
+) -> Node {
     let mqtt = free_port();
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
             "node_id = {id}\nmqtt_listen = \"127.0.0.1:{mqtt}\"\ngrpc_listen = \"127.0.0.1:{grpc}\"\n\
-             {peers}keys_file = \"keys.jsonl\"\ndevices_file = \"devices.jsonl\"\n{extra}"
+             {peers}{records}{extra}"
         ),
     )
     .unwrap();
@@ -103,7 +121,7 @@ fn spawn(
     Node { child, mqtt, log }
 }
 
-fn wait_until_listening(node: &Node) {
+pub fn wait_until_listening(node: &Node) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", node.mqtt)).is_err() {
         assert!(
@@ -140,14 +158,29 @@ pub fn cluster(broker: &Path, dir: &Path, extra: &str) -> (Node, Node) {
 
 /// [`cluster`], and how long until both nodes' MQTT ports accepted.
 pub fn cluster_timed(broker: &Path, dir: &Path, extra: &str) -> (Node, Node, Duration) {
-    let started = Instant::now();
-    let grpc = [free_port(), free_port()];
-    let peers = format!(
+    cluster_over(broker, dir, FILES, extra)
+}
+
+/// The peers line of a two-node cluster on these gRPC ports.
+pub fn peers(grpc: [u16; 2]) -> String {
+    format!(
         "peers = [\"1@127.0.0.1:{}\", \"2@127.0.0.1:{}\"]\n",
         grpc[0], grpc[1]
-    );
-    let a = spawn(broker, dir, "node1", 1, &peers, grpc[0], extra);
-    let b = spawn(broker, dir, "node2", 2, &peers, grpc[1], extra);
+    )
+}
+
+/// [`cluster_timed`] with the given records lines (the files, or a database).
+pub fn cluster_over(
+    broker: &Path,
+    dir: &Path,
+    records: &str,
+    extra: &str,
+) -> (Node, Node, Duration) {
+    let started = Instant::now();
+    let grpc = [free_port(), free_port()];
+    let peers = peers(grpc);
+    let a = spawn_over(broker, dir, "node1", 1, &peers, grpc[0], records, extra);
+    let b = spawn_over(broker, dir, "node2", 2, &peers, grpc[1], records, extra);
     wait_until_listening(&a);
     wait_until_listening(&b);
     let listening = started.elapsed();
