@@ -112,6 +112,16 @@ fn the_database_is_followed_through_changes_bad_rows_and_lost_connections() {
     assert_eq!((records.key_count(), records.device_count()), (2, 1));
     assert!(position > 0);
     let records = Arc::new(RwLock::new(records));
+    // A broker needs to read only: a role with SELECT on the four tables
+    // follows the database (what README.md tells operators to grant).
+    pg.sql(
+        "CREATE ROLE broker LOGIN; GRANT SELECT ON structure_access_applications, \
+         structure_access_keys, structure_access_devices, structure_access_changes TO broker;",
+    );
+    let as_broker = pg.url().replace("user=postgres", "user=broker");
+    assert!(as_broker.contains("user=broker"), "{as_broker}");
+    let database =
+        || Database::new(&as_broker, HashPolicy::default(), TopicRules::default()).unwrap();
     let events = follow(database(), position);
 
     // A key deleted, one added, a device retagged: each applied.

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use records::Credentials;
 use structure_access_common::wire;
-use support::Node;
+use support::{Node, Pinger};
 
 fn open(port: u16, device: &str, key: &Credentials) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -59,53 +59,6 @@ fn connects(port: u16, device: &str, key: &Credentials) -> bool {
     let ok = stream.read_exact(&mut connack).is_ok() && connack[3] == 0;
     let _ = stream.write_all(&[0xE0, 0]);
     ok
-}
-
-/// Round trips of a client pinging in a loop: (when, how long).
-struct Pinger {
-    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Pinger {
-    fn start(mut stream: TcpStream) -> Self {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                let start = Instant::now();
-                if stream.write_all(&[0xC0, 0]).is_err() {
-                    return;
-                }
-                let mut resp = [0u8; 2];
-                if stream.read_exact(&mut resp).is_err() {
-                    return;
-                }
-                s.lock().unwrap().push((start, start.elapsed()));
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        });
-        Self { samples, stop }
-    }
-
-    /// The longest round trip under way at some time within `from..until`.
-    fn longest(&self, from: Instant, until: Instant) -> Duration {
-        self.samples
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(at, rtt)| *at < until && *at + *rtt > from)
-            .map(|(_, rtt)| *rtt)
-            .max()
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Waits (up to 60 s) until both nodes' logs hold `n` reload lines each,

@@ -206,15 +206,17 @@ impl Clients {
     }
 
     /// Marks `session` revoked, for `why` (another node's reload found it no
-    /// longer stands). Whether this node has it.
+    /// longer stands). Whether this marked it: false when this node does not
+    /// have it, or had already revoked it (its end is then under way, and
+    /// ending it again would only say so twice).
     pub fn mark_revoked(&mut self, session: &Id, why: &str) -> bool {
         match self.get_mut(session) {
-            Some(client) => {
-                let why = client.revoked.get_or_insert_with(|| why.to_owned()).clone();
-                client.principal = Err(why);
+            Some(client) if client.revoked.is_none() => {
+                client.revoked = Some(why.to_owned());
+                client.principal = Err(why.to_owned());
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -446,6 +448,13 @@ mod tests {
             Some("the access key was deleted")
         );
         assert!(!clients.mark_revoked(&session("d1", &k, 9), "x"));
+        // Marked once: a second word (another node's list after this node's
+        // own reload) neither ends it again nor changes why.
+        assert!(!clients.mark_revoked(&s, "the access key is inactive"));
+        assert_eq!(
+            clients.refusal(&r, &s).as_deref(),
+            Some("the access key was deleted")
+        );
     }
 
     #[test]

@@ -714,7 +714,9 @@ async fn ended_elsewhere(
 /// [`Parameter::ClientConnected`]).
 async fn end_session(shared: Arc<Shared>, id: Id, why: String) {
     let start = Instant::now();
-    let mut pause = Duration::from_millis(20);
+    // Tried again promptly: a session being connected holds its entry's
+    // lock for a moment, and a revoked session must not linger past it.
+    let mut pause = Duration::from_millis(10);
     loop {
         if kick(&shared, &id).await {
             log::warn!(
@@ -735,7 +737,7 @@ async fn end_session(shared: Arc<Shared>, id: Id, why: String) {
             return;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -8,6 +8,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use structure_access_common::wire::{self, Delivery};
@@ -51,6 +53,10 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn sighup(&self) {
@@ -590,5 +596,63 @@ impl Node {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+}
+
+/// Round trips of a client pinging in a loop: (when, how long).
+pub struct Pinger {
+    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Pinger {
+    pub fn start(mut stream: TcpStream) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                if stream.write_all(&[0xC0, 0]).is_err() {
+                    return;
+                }
+                let mut resp = [0u8; 2];
+                if stream.read_exact(&mut resp).is_err() {
+                    return;
+                }
+                s.lock().unwrap().push((start, start.elapsed()));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Self { samples, stop }
+    }
+
+    /// Every round trip under way at some time within `from..until`.
+    pub fn within(&self, from: Instant, until: Instant) -> Vec<Duration> {
+        self.samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, rtt)| *at < until && *at + *rtt > from)
+            .map(|(_, rtt)| *rtt)
+            .collect()
+    }
+
+    /// The longest round trip under way at some time within `from..until`.
+    pub fn longest(&self, from: Instant, until: Instant) -> Duration {
+        self.samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, rtt)| *at < until && *at + *rtt > from)
+            .map(|(_, rtt)| *rtt)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
