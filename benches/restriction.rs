@@ -168,8 +168,10 @@ fn can_see(c: &mut Criterion) {
     )
     .with_tag("vehicle", "truck")
     .with_tag("key7", "value7");
-    let small_p = Principal::reauthorize(&small_key, &me).unwrap();
-    let large_p = Principal::reauthorize(&large_key, &me).unwrap();
+    let small_p =
+        Principal::reauthorize(&small_key, &me, structure_access::UnixTime::now()).unwrap();
+    let large_p =
+        Principal::reauthorize(&large_key, &me, structure_access::UnixTime::now()).unwrap();
     // The hit device, with the same ID and tags, in another application.
     let foreign = hit.tags().fold(
         DeviceRecord::new("app2".parse().unwrap(), *hit.device_id()),

@@ -5,8 +5,8 @@
 //! keytool can-see --restrict EXPR --device ID [--tag K=V]...  `yes` or `no`
 //! keytool can-see --record FILE --application ID --device ID [--tag K=V]...
 //! keytool generate --application ID [--restrict EXPR] [--description TEXT] [--verifier hmac-sha256|argon2id]
-//!                                                             a new key, as one line of JSON
-//! keytool verify --record FILE < secret                      `ok` if the secret opens the active key
+//!                  [--expires-in DURATION | --expires-at TIME]  a new key, as one line of JSON
+//! keytool verify --record FILE < secret                      `ok` if the secret opens the active, unexpired key
 //! keytool topic --record FILE --application ID --device ID [--tag K=V]... (publish|subscribe) TOPIC
 //!                                                             `allow`, `deny` or `filter`
 //! keytool scan [--max-size BYTES] [--allow-skipped] [--key-ids] [--git-staged] [PATH]...
@@ -36,7 +36,7 @@ use clap::{Parser, Subcommand};
 use structure_access::mqtt::TopicRules;
 use structure_access::{
     AccessKey, ApplicationId, DeviceRecord, HashPolicy, KeyId, Principal, Restriction, Scope,
-    Secret, VerifierError,
+    Secret, UnixTime, VerifierError,
 };
 use zeroize::Zeroizing;
 
@@ -96,9 +96,15 @@ enum Command {
         /// secrets, or Argon2id (m=19456 KiB, t=2, p=1)
         #[arg(long, value_enum, default_value_t = VerifierScheme::HmacSha256)]
         verifier: VerifierScheme,
+        /// The key expires this long from now (`90d`, `12h`, `1w 2d`)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        /// The key expires at this time (RFC 3339 UTC, `2027-03-01T12:00:00Z`)
+        #[arg(long, value_name = "TIME", conflicts_with = "expires_in")]
+        expires_at: Option<UnixTime>,
     },
     /// Prints `ok` when the secret on the first line of stdin is right and the key
-    /// active; otherwise prints the error on stderr and exits 1
+    /// active and not expired; otherwise prints the error on stderr and exits 1
     Verify {
         /// The key record, as JSON (what `generate` prints as `record`)
         #[arg(long, value_name = "FILE")]
@@ -261,12 +267,25 @@ fn run(command: Command) -> Result<Zeroizing<String>, Failure> {
             restrict,
             description,
             verifier,
-        } => generate(
-            &application,
-            restrict.as_deref(),
-            description.as_deref(),
-            verifier,
-        ),
+            expires_in,
+            expires_at,
+        } => {
+            let expires_at = match (expires_in, expires_at) {
+                (Some(within), _) => Some(
+                    UnixTime::now()
+                        .plus_secs(within.as_secs())
+                        .ok_or_else(|| Failure::invalid("--expires-in: past the year 9999"))?,
+                ),
+                (None, at) => at,
+            };
+            generate(
+                &application,
+                restrict.as_deref(),
+                description.as_deref(),
+                verifier,
+                expires_at,
+            )
+        }
         Command::Verify { record } => verify(&record).map(Zeroizing::new),
         Command::Topic {
             record,
@@ -292,13 +311,14 @@ fn topic(
     let record = read_record(path)?;
     let device = device_arg(application, device, tags)?;
     // keytool has no secret: it asks what the device could do once connected.
-    let principal = Principal::reauthorize(&record, &device).map_err(|e| {
-        Failure::failed(format_args!(
-            "device `{}` cannot connect: {}",
-            device.device_id(),
-            with_causes(&e)
-        ))
-    })?;
+    let principal = Principal::reauthorize(&record, &device, structure_access::UnixTime::now())
+        .map_err(|e| {
+            Failure::failed(format_args!(
+                "device `{}` cannot connect: {}",
+                device.device_id(),
+                with_causes(&e)
+            ))
+        })?;
     let known = |other: &str| (other == device.device_id().as_str()).then_some(&device);
     // Other devices are known by their ID only: take them as the key's
     // application's (the record is the only application keytool knows).
@@ -323,11 +343,15 @@ fn verify(path: &std::path::Path) -> Result<String, Failure> {
     let secret = Secret::parse_any(line.trim_end_matches(['\r', '\n'])).map_err(Failure::failed)?;
     let policy = HashPolicy::default();
     match record.verifier().verify(&secret, &policy) {
-        Ok(()) if record.status().is_active() => Ok("ok".to_owned()),
-        Ok(()) => Err(Failure::failed(format_args!(
+        Ok(()) if !record.status().is_active() => Err(Failure::failed(format_args!(
             "access key `{}` is inactive",
             record.key()
         ))),
+        Ok(()) if record.is_expired_at(UnixTime::now()) => Err(Failure::failed(format_args!(
+            "access key `{}` has expired",
+            record.key()
+        ))),
+        Ok(()) => Ok("ok".to_owned()),
         Err(VerifierError::Mismatch) => Err(Failure::failed(format_args!(
             "wrong secret for access key `{}`",
             record.key()
@@ -363,6 +387,7 @@ fn generate(
     restrict: Option<&str>,
     description: Option<&str>,
     verifier: VerifierScheme,
+    expires_at: Option<UnixTime>,
 ) -> Result<Zeroizing<String>, Failure> {
     let application = application_arg(application)?;
     let scope = Scope::from(restrict.map(restriction).transpose()?);
@@ -374,7 +399,8 @@ fn generate(
             .with_description(text)
             .map_err(Failure::invalid)?,
         None => new.record,
-    };
+    }
+    .with_expiry(expires_at);
     let output = Generated {
         key: record.key(),
         secret: new.secret.expose_secret(),

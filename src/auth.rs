@@ -8,6 +8,7 @@ use crate::key::KeyId;
 use crate::mqtt::{AdditionalTopics, SharedTopics};
 use crate::record::{AccessKey, Scope};
 use crate::secret::{Secret, SecretError};
+use crate::time::UnixTime;
 use crate::verifier::{Argon2Memory, HashPolicy, Verifier, VerifierError};
 
 /// The one answer a client gets for any refusal, whatever its cause.
@@ -61,6 +62,14 @@ pub enum AuthError {
     #[error("access key `{key}` is inactive")]
     InactiveKey {
         /// The inactive key.
+        key: KeyId,
+    },
+    /// The secret is right but the key has expired (its
+    /// [`expires_at`](AccessKey::expires_at) is now or earlier), or it has an
+    /// expiry and the authenticator has no clock to compare it with.
+    #[error("access key `{key}` has expired")]
+    Expired {
+        /// The expired key.
         key: KeyId,
     },
     /// The secret is right but the device belongs to another application than
@@ -148,9 +157,11 @@ impl Principal {
     /// `record`'s key as `device`, derived again from the current record and
     /// device, without the secret and without hashing.
     ///
-    /// The key's status, the device's application and its membership in the
-    /// key's scope are checked again, and the principal takes the record's
-    /// current scope and additional topics. A broker calls it for ACL checks
+    /// The key's status and expiry (at `now`, which the caller gives: the
+    /// crate reads no clock here; [`UnixTime::now`] reads the system's), the
+    /// device's application and its membership in the key's scope are
+    /// checked again, and the principal takes the record's current scope and
+    /// additional topics. A broker calls it for ACL checks
     /// after a connection's DISCONNECT (wills, queued messages of offline
     /// sessions), to re-evaluate every live session after reloading its key
     /// records (revocation), and a stateless webhook broker for every request.
@@ -162,7 +173,7 @@ impl Principal {
     /// connection, and disconnect the client when it changed.
     ///
     /// ```
-    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyStatus, Principal, Scope};
+    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, KeyStatus, Principal, Scope, UnixTime};
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     ///
     /// let policy = HashPolicy::default().with_params(structure_access::Cost::new(64, 1, 1))?; // cheap, for the example
@@ -172,27 +183,39 @@ impl Principal {
     /// // At CONNECT, with the secret.
     /// let principal = Authenticator::new(policy).authenticate(new.record.key(), Some(&new.record), &new.secret, &device)?;
     /// // Later, after the record changed: no secret needed.
-    /// let record = new.record.with_status(KeyStatus::Inactive);
-    /// assert!(matches!(Principal::reauthorize(&record, &device), Err(AuthError::InactiveKey { .. })));
+    /// let now = UnixTime::now();
+    /// assert!(Principal::reauthorize(&new.record, &device, now).is_ok());
+    /// let record = new.record.clone().with_status(KeyStatus::Inactive);
+    /// assert!(matches!(Principal::reauthorize(&record, &device, now), Err(AuthError::InactiveKey { .. })));
+    /// // An expiry reached.
+    /// let record = new.record.with_expiry(Some(now));
+    /// assert!(matches!(Principal::reauthorize(&record, &device, now), Err(AuthError::Expired { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reauthorize<D: Device + ?Sized>(
         record: &AccessKey,
         device: &D,
+        now: UnixTime,
     ) -> Result<Self, AuthError> {
         let device_id: DeviceId = device.id().parse()?;
-        Self::admit(record, device_id, device)
+        Self::admit(record, device_id, device, Some(now))
     }
 
-    /// The checks that follow a proven secret: status, application, scope.
+    /// The checks that follow a proven secret: status, expiry (at `now`; a
+    /// key with an expiry is refused when the time is not known),
+    /// application, scope.
     fn admit<D: Device + ?Sized>(
         record: &AccessKey,
         device_id: DeviceId,
         device: &D,
+        now: Option<UnixTime>,
     ) -> Result<Self, AuthError> {
         let key = *record.key();
         if !record.status().is_active() {
             return Err(AuthError::InactiveKey { key });
+        }
+        if record.expires_at().is_some() && now.is_none_or(|now| record.is_expired_at(now)) {
+            return Err(AuthError::Expired { key });
         }
         if !record.application().is(device.application()) {
             return Err(AuthError::WrongApplication { key });
@@ -303,6 +326,7 @@ pub struct Authenticator {
     pool: crate::pool::MemoryPool,
     #[cfg(feature = "std")]
     cache: Option<crate::cache::VerificationCache>,
+    clock: Option<fn() -> UnixTime>,
 }
 
 /// The hashing one authentication did, for tests that pin which dummy runs
@@ -358,6 +382,10 @@ impl Authenticator {
             ),
             #[cfg(feature = "std")]
             cache: None,
+            #[cfg(feature = "std")]
+            clock: Some(UnixTime::now),
+            #[cfg(not(feature = "std"))]
+            clock: None,
             policy,
         }
     }
@@ -388,6 +416,35 @@ impl Authenticator {
     #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn cache(&self) -> Option<&crate::cache::VerificationCache> {
         self.cache.as_ref()
+    }
+
+    /// Sets where the time of an authentication comes from, to compare
+    /// with the keys' expiry. With `std` it is the system clock
+    /// ([`UnixTime::now`]); without, there is none until one is given here,
+    /// and a key that has an expiry authenticates nobody
+    /// ([`AuthError::Expired`]): a time not known is never taken as "not
+    /// expired".
+    ///
+    /// ```
+    /// use structure_access::{AccessKey, AuthError, Authenticator, DeviceRecord, HashPolicy, Scope, UnixTime};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    ///
+    /// fn new_year() -> UnixTime {
+    ///     "2027-01-01T00:00:00Z".parse().unwrap_or(UnixTime::EPOCH)
+    /// }
+    /// let policy = HashPolicy::default();
+    /// let new = AccessKey::generate(&mut ChaCha20Rng::seed_from_u64(1), "app1".parse()?, Scope::Unrestricted, &policy)?;
+    /// let record = new.record.with_expiry(Some("2027-01-01T00:00:00Z".parse()?));
+    /// let device = DeviceRecord::new("app1".parse()?, "d1".parse()?);
+    /// let auth = Authenticator::new(policy).with_clock(new_year);
+    /// let refused = auth.authenticate(record.key(), Some(&record), &new.secret, &device);
+    /// assert!(matches!(refused, Err(AuthError::Expired { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_clock(mut self, now: fn() -> UnixTime) -> Self {
+        self.clock = Some(now);
+        self
     }
 
     /// The hash policy.
@@ -548,7 +605,7 @@ impl Authenticator {
             return Err(AuthError::WrongSecret { key: *key });
         }
         // Only a caller holding the secret gets this far.
-        Principal::admit(record, device_id, device)
+        Principal::admit(record, device_id, device, self.clock.map(|now| now()))
     }
 
     /// [`authenticate`](Self::authenticate), and, when the stored verifier

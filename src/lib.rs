@@ -45,6 +45,7 @@ mod secret;
 #[cfg(feature = "serde")]
 mod serde_util;
 mod text;
+mod time;
 mod verifier;
 
 pub use application::{ApplicationId, ApplicationIdError, MAX_APPLICATION_ID_LEN};
@@ -74,6 +75,7 @@ pub use secret::{
     SecretError,
 };
 pub use text::is_invisible;
+pub use time::{TimeError, UnixTime};
 pub use verifier::{
     Argon2Memory, Cost, FAST_OUTPUT_LEN, FAST_SCHEME_ID, HashPolicy, MAX_OUTPUT_LEN, MAX_PHC_LEN,
     MAX_SALT_LEN, MIN_OUTPUT_LEN, MIN_SALT_LEN, OUTPUT_LEN, SALT_LEN, Scheme, Variant, Verifier,

@@ -10,6 +10,7 @@ use crate::key::KeyId;
 use crate::mqtt::{AdditionalTopics, SharedTopics};
 use crate::restriction::Restriction;
 use crate::secret::Secret;
+use crate::time::UnixTime;
 use crate::verifier::{Argon2Memory, HashPolicy, SALT_LEN, Verifier, VerifierError};
 
 /// Longest description accepted, in characters (the platform's limit).
@@ -136,7 +137,9 @@ pub enum GenerateError {
 ///
 /// plus, when the key has an [`AdditionalTopics`] policy other than
 /// [`AdditionalTopics::None`], an `"additionalTopics"` field in the platform's
-/// shape (a missing or `null` field reads as `None`, so older records load).
+/// shape (a missing or `null` field reads as `None`, so older records load),
+/// and when the key expires, an `"expiresAt"` field in RFC 3339 UTC
+/// (`"2027-03-01T12:00:00Z"`, see [`UnixTime`]; missing or `null`: never).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {
     key: KeyId,
@@ -146,6 +149,7 @@ pub struct AccessKey {
     status: KeyStatus,
     description: Option<Box<str>>,
     topics: SharedTopics,
+    expires_at: Option<UnixTime>,
 }
 
 /// A freshly generated key: the record to store and the secret to show once.
@@ -232,7 +236,29 @@ impl AccessKey {
             status: KeyStatus::Active,
             description: None,
             topics: SharedTopics::default(),
+            expires_at: None,
         }
+    }
+
+    /// Sets when the key expires (`None`: never). From that second on it
+    /// authenticates nobody ([`AuthError::Expired`](crate::AuthError::Expired)),
+    /// and [`Principal::reauthorize`](crate::Principal::reauthorize) refuses it.
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at: Option<UnixTime>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// When the key expires, if it does.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<UnixTime> {
+        self.expires_at
+    }
+
+    /// Whether the key has expired at `now`: its expiry is `now` or earlier.
+    #[must_use]
+    pub fn is_expired_at(&self, now: UnixTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
     }
 
     /// Sets the description (at most 32767 characters).
@@ -370,6 +396,8 @@ mod wire {
         description: Option<&'a str>,
         #[serde(rename = "additionalTopics", skip_serializing_if = "Option::is_none")]
         additional_topics: Option<&'a AdditionalTopics>,
+        #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+        expires_at: Option<UnixTime>,
     }
 
     #[derive(Deserialize)]
@@ -388,6 +416,9 @@ mod wire {
         // Missing or null: none, as for records written before the field existed.
         #[serde(rename = "additionalTopics", default)]
         additional_topics: Option<AdditionalTopics>,
+        // Missing or null: the key never expires.
+        #[serde(rename = "expiresAt", default)]
+        expires_at: Option<UnixTime>,
     }
 
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -401,6 +432,7 @@ mod wire {
                 status: self.status,
                 description: self.description(),
                 additional_topics: (!self.topics.is_none()).then(|| self.topics.get()),
+                expires_at: self.expires_at,
             }
             .serialize(serializer)
         }
@@ -427,6 +459,7 @@ mod wire {
                     .additional_topics
                     .map(SharedTopics::from_value)
                     .unwrap_or_default(),
+                expires_at: wire.expires_at,
             })
         }
     }

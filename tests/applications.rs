@@ -334,26 +334,29 @@ fn reauthorize_checks_the_current_record_without_the_secret() {
     let at_connect = Authenticator::new(cheap_policy())
         .authenticate(record.key(), Some(&record), &secret, &me)
         .unwrap();
-    assert_eq!(Principal::reauthorize(&record, &me), Ok(at_connect));
+    assert_eq!(
+        Principal::reauthorize(&record, &me, structure_access::UnixTime::now()),
+        Ok(at_connect)
+    );
     let key = *record.key();
     let inactive = record.clone().with_status(KeyStatus::Inactive);
     assert_eq!(
-        Principal::reauthorize(&inactive, &me),
+        Principal::reauthorize(&inactive, &me, structure_access::UnixTime::now()),
         Err(AuthError::InactiveKey { key })
     );
     let moved = device(A, "d1", &[("site", "south")]);
     assert_eq!(
-        Principal::reauthorize(&record, &moved),
+        Principal::reauthorize(&record, &moved, structure_access::UnixTime::now()),
         Err(AuthError::OutOfScope { key })
     );
     let foreign = device(B, "d1", &[("site", "north")]);
     assert_eq!(
-        Principal::reauthorize(&record, &foreign),
+        Principal::reauthorize(&record, &foreign, structure_access::UnixTime::now()),
         Err(AuthError::WrongApplication { key })
     );
     // The principal takes the record's current additional topics.
     let widened = record.with_additional_topics(structure_access::AdditionalTopics::All);
-    let p = Principal::reauthorize(&widened, &me).unwrap();
+    let p = Principal::reauthorize(&widened, &me, structure_access::UnixTime::now()).unwrap();
     assert_eq!(
         p.additional_topics(),
         &structure_access::AdditionalTopics::All
@@ -409,7 +412,7 @@ proptest! {
             "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAA".parse().unwrap(),
             scope,
         );
-        let Ok(p) = Principal::reauthorize(&record, &me) else {
+        let Ok(p) = Principal::reauthorize(&record, &me, structure_access::UnixTime::now()) else {
             // Out of its own key's scope: it never connects.
             prop_assert!(!record.can_see(&me));
             return Ok(());

@@ -72,7 +72,8 @@ fn the_policy_lets_the_device_use_its_topics() {
         new.secret.clone(),
     );
     let record = DeviceRecord::new(app, *device.device_id());
-    let principal = Principal::reauthorize(&new.record, &record).unwrap();
+    let principal =
+        Principal::reauthorize(&new.record, &record, structure_access::UnixTime::now()).unwrap();
     let known = |id: &str| (id == "dev-1").then_some(&record);
     let rules = TopicRules::default();
     assert_eq!(

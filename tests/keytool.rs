@@ -186,6 +186,63 @@ fn keytool_subcommands_print_what_they_promise() {
 }
 
 #[test]
+fn keytool_generates_keys_that_expire_and_verify_refuses_them_after() {
+    let before = structure_access::UnixTime::now();
+    let out = keytool_args(&["generate", "--application", "app1", "--expires-in", "90d"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let generated: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let at: structure_access::UnixTime = generated["record"]["expiresAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ninety_days = 90 * 86_400;
+    assert!(
+        (ninety_days..=ninety_days + 5).contains(&before.secs_until(at)),
+        "{generated}"
+    );
+
+    let out = keytool_args(&[
+        "generate",
+        "--application",
+        "app1",
+        "--expires-at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let expired: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(expired["record"]["expiresAt"], "2020-01-01T00:00:00Z");
+    let dir = scratch("expiry");
+    let record = dir.join("expired.json");
+    std::fs::write(&record, expired["record"].to_string()).unwrap();
+    let out = keytool(
+        &["verify", "--record", record.to_str().unwrap()],
+        &format!("{}\n", expired["secret"].as_str().unwrap()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has expired"),
+        "{out:?}"
+    );
+
+    for bad in [
+        &["--expires-at", "2027-03-01T12:00:00+01:00"][..],
+        &["--expires-in", "soon"][..],
+        &["--expires-in", "1d", "--expires-at", "2027-03-01T12:00:00Z"][..],
+    ] {
+        let mut args = vec!["generate", "--application", "app1"];
+        args.extend_from_slice(bad);
+        let out = keytool_args(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--expires"),
+            "{bad:?}: {out:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn keytool_topic_prints_the_decision() {
     let out = keytool_args(&[
         "generate",
