@@ -28,8 +28,14 @@ CREATE TABLE IF NOT EXISTS structure_access_keys (
     -- The key's additional topics, as the record's JSON has them
     -- ({"filterType": …, "pubTopics": […], "subTopics": […]}); NULL: none.
     additional_topics jsonb,
+    -- From this time on the key authenticates nobody and its sessions are
+    -- ended; NULL: never. (Read to the second, fractions dropped.)
+    expires_at timestamptz,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Databases made before keys could expire.
+ALTER TABLE structure_access_keys ADD COLUMN IF NOT EXISTS expires_at timestamptz;
 
 CREATE INDEX IF NOT EXISTS structure_access_keys_by_application
     ON structure_access_keys (application);

@@ -113,6 +113,7 @@ pub fn refusal_reason(error: &AuthError) -> String {
         AuthError::UnknownKey => "unknown access key".into(),
         AuthError::WrongSecret { .. } => "wrong secret".into(),
         AuthError::InactiveKey { .. } => "the access key is inactive".into(),
+        AuthError::Expired { .. } => "the access key has expired".into(),
         AuthError::WrongApplication { .. } => {
             "the device belongs to another application than the access key".into()
         }

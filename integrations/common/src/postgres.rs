@@ -176,7 +176,8 @@ pub const APPLICATION_NAME: &str = "structure-access";
 /// The JSON of a key's row, as the keys file has it.
 const KEY_JSON: &str = "json_build_object('key', key_id, 'application', application, \
      'verifier', verifier, 'restriction', restriction, 'status', status, \
-     'description', nullif(description, ''), 'additionalTopics', additional_topics)::text";
+     'description', nullif(description, ''), 'additionalTopics', additional_topics, \
+     'expiresAt', to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))::text";
 
 /// The JSON of a device's row, as the devices file has it.
 const DEVICE_JSON: &str =

@@ -17,12 +17,12 @@
 //! session: of its key (deleted, deactivated, rotated, rescoped), or of its
 //! device (deleted, moved to another application or out of its key's scope).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use structure_access::mqtt::TopicRules;
 use structure_access::{
-    AccessKey, ApplicationId, AuthError, DeviceId, DeviceRecord, HashPolicy, KeyId,
+    AccessKey, ApplicationId, AuthError, DeviceId, DeviceRecord, HashPolicy, KeyId, UnixTime,
 };
 
 use crate::devices::{DeviceView, Devices};
@@ -112,6 +112,8 @@ pub struct Records {
     key_applications: HashMap<ApplicationId, usize>,
     /// How many keys cost Argon2 (see [`Records::argon2_on_file`]).
     argon2_keys: usize,
+    /// The keys that expire, by expiry.
+    expiries: BTreeMap<UnixTime, Vec<KeyId>>,
     policy: HashPolicy,
     base_rules: TopicRules,
     rules: TopicRules,
@@ -125,6 +127,7 @@ impl Records {
             devices: Devices::default(),
             key_applications: HashMap::new(),
             argon2_keys: 0,
+            expiries: BTreeMap::new(),
             policy,
             rules: base_rules.clone(),
             base_rules,
@@ -223,6 +226,43 @@ impl Records {
         record.verifier().is_slow() || self.policy.expected_scheme(record.key()).is_slow()
     }
 
+    /// The keys whose expiry is after `after` and at most `upto`: those that
+    /// expired in between (a broker ends their sessions, see
+    /// [`Records::expired_as_applied`]).
+    pub fn expired_between(&self, after: UnixTime, upto: UnixTime) -> Vec<KeyId> {
+        if upto <= after {
+            return Vec::new();
+        }
+        let Some(from) = after.plus_secs(1) else {
+            return Vec::new();
+        };
+        self.expiries
+            .range(from..=upto)
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect()
+    }
+
+    /// The first expiry after `after`, if a key has one: when a broker
+    /// should look again.
+    pub fn next_expiry_after(&self, after: UnixTime) -> Option<UnixTime> {
+        let from = after.plus_secs(1)?;
+        self.expiries.range(from..).next().map(|(at, _)| *at)
+    }
+
+    /// The keys that expired after `after`, up to `upto`, as a change a
+    /// broker takes in like any other ([`Applied`], each key changed): their
+    /// sessions are decided again, and refused as expired.
+    pub fn expired_as_applied(&self, after: UnixTime, upto: UnixTime) -> Applied {
+        Applied {
+            keys: self
+                .expired_between(after, upto)
+                .into_iter()
+                .map(|key| (key, KeyChanged::Changed))
+                .collect(),
+            devices: Vec::new(),
+        }
+    }
+
     /// The devices, to fill at start without change sets in between (then
     /// [`Records::refresh_rules`]).
     pub(crate) fn devices_mut(&mut self) -> &mut Devices {
@@ -258,6 +298,9 @@ impl Records {
                     };
                     if self.costs_argon2(&record) {
                         self.argon2_keys += 1;
+                    }
+                    if let Some(at) = record.expires_at() {
+                        self.expiries.entry(at).or_default().push(key);
                     }
                     *self
                         .key_applications
@@ -336,6 +379,14 @@ impl Records {
         if self.costs_argon2(&held.record) {
             self.argon2_keys -= 1;
         }
+        if let Some(at) = held.record.expires_at() {
+            if let Some(keys) = self.expiries.get_mut(&at) {
+                keys.retain(|k| k != key);
+                if keys.is_empty() {
+                    self.expiries.remove(&at);
+                }
+            }
+        }
         let application = held.record.application();
         if let Some(count) = self.key_applications.get_mut(application) {
             *count -= 1;
@@ -388,6 +439,45 @@ mod tests {
 
     fn device(id: &str, app: &str) -> DeviceRecord {
         DeviceRecord::new(app.parse().unwrap(), id.parse().unwrap())
+    }
+
+    #[test]
+    fn expiries_are_indexed_as_the_keys_change() {
+        let at = |secs: u64| UnixTime::from_secs(secs).unwrap();
+        let mut records = Records::empty();
+        let (k1, k2, k3) = (key(1, "a1"), key(2, "a1"), key(3, "a1"));
+        let put = |k: &AccessKey, expiry: Option<u64>| {
+            KeyChange::Put(Arc::new(k.clone().with_expiry(expiry.map(at))), 1)
+        };
+        records.apply(ChangeSet {
+            keys: vec![put(&k1, Some(100)), put(&k2, Some(100)), put(&k3, None)],
+            devices: vec![],
+        });
+        assert_eq!(records.next_expiry_after(at(0)), Some(at(100)));
+        let mut both = records.expired_between(at(99), at(100));
+        both.sort();
+        let mut expected = vec![*k1.key(), *k2.key()];
+        expected.sort();
+        assert_eq!(both, expected);
+        // The interval is (after, upto]: an expiry is seen once.
+        assert!(records.expired_between(at(100), at(200)).is_empty());
+        assert!(records.expired_between(at(0), at(99)).is_empty());
+        assert!(records.expired_between(at(100), at(100)).is_empty());
+        // Moved, removed, cleared: the index follows.
+        records.apply(ChangeSet {
+            keys: vec![put(&k1, Some(150)), KeyChange::Remove(*k2.key())],
+            devices: vec![],
+        });
+        assert_eq!(records.expired_between(at(0), at(100)), Vec::<KeyId>::new());
+        assert_eq!(records.expired_between(at(149), at(150)), [*k1.key()]);
+        assert_eq!(records.next_expiry_after(at(150)), None);
+        let applied = records.expired_as_applied(at(100), at(150));
+        assert_eq!(applied.keys, [(*k1.key(), KeyChanged::Changed)]);
+        records.apply(ChangeSet {
+            keys: vec![put(&k1, None)],
+            devices: vec![],
+        });
+        assert_eq!(records.next_expiry_after(at(0)), None);
     }
 
     #[test]

@@ -293,8 +293,64 @@ fn structure_keys_provisions_keys_and_devices() {
     // Listed without secret or verifier.
     let (code, list, _) = cli(&["key", "list", "--application", "a1"]);
     assert_eq!(code, 0);
-    assert_eq!(list.trim(), format!("{key}\tactive\tvehicle=truck\tfleet"));
+    assert_eq!(
+        list.trim(),
+        format!("{key}\tactive\tvehicle=truck\tnever\tfleet")
+    );
     assert!(!list.contains("$hmac") && !list.contains(&secret));
+    // Expiry: set, shown, read by a broker's snapshot, cleared.
+    let snapshot_expiry = || {
+        let db = Database::new(&pg.url(), HashPolicy::default(), TopicRules::default()).unwrap();
+        let (records, _, skipped) = runtime().block_on(db.snapshot()).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        records.key(&key.parse().unwrap()).unwrap().expires_at()
+    };
+    let (code, out, err) = cli(&["key", "expire", &key, "--at", "2027-03-01T12:00:00.5Z"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        format!("access key `{key}` expires at 2027-03-01T12:00:00Z")
+    );
+    let (_, list, _) = cli(&["key", "list", "--application", "a1"]);
+    assert!(list.contains("\t2027-03-01T12:00:00Z\t"), "{list}");
+    assert_eq!(
+        snapshot_expiry(),
+        Some("2027-03-01T12:00:00Z".parse().unwrap())
+    );
+    assert_eq!(cli(&["key", "expire", &key, "--never"]).0, 0);
+    assert_eq!(snapshot_expiry(), None);
+    for bad in [
+        &["key", "expire", &key][..],
+        &["key", "expire", &key, "--in", "7d", "--never"][..],
+        &["key", "expire", &key, "--at", "2027-03-01T12:00:00+02:00"][..],
+        &[
+            "key",
+            "create",
+            "--application",
+            "a1",
+            "--expires-in",
+            "later",
+        ][..],
+    ] {
+        let (code, _, err) = cli(bad);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+    let (code, out, _) = cli(&["key", "create", "--application", "a1", "--expires-in", "1h"]);
+    assert_eq!(code, 0, "{out}");
+    let expires: structure_access::UnixTime = out
+        .lines()
+        .find_map(|l| l.strip_prefix("expires: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let within = structure_access::UnixTime::now().secs_until(expires);
+    assert!((3590..=3600).contains(&within), "{out}");
+    let short_lived = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key:    "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(cli(&["key", "delete", &short_lived]).0, 0);
     // Deactivated, activated, deleted; each change in the log.
     assert_eq!(cli(&["key", "deactivate", &key]).0, 0);
     assert_eq!(
@@ -341,7 +397,12 @@ fn structure_keys_provisions_keys_and_devices() {
     let (code, _, err) = cli(&["key", "delete", &key]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown access key"), "{err}");
-    assert_eq!(pg.sql("SELECT count(*) FROM structure_access_changes"), "7");
+    // Created, deactivated, activated, expired, never, the short-lived key
+    // created and deleted, the device added, retagged, deleted, the key deleted.
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM structure_access_changes"),
+        "11"
+    );
     // An unreachable database.
     let out = Command::new(env!("CARGO_BIN_EXE_structure-keys"))
         .args(["--database", "host=127.0.0.1 port=1 user=x", "schema"])

@@ -41,8 +41,8 @@ use blake2::digest::consts::U32;
 use blake2::digest::{FixedOutput, KeyInit, Update};
 use structure_access::mqtt::{Decision, TopicRules};
 use structure_access::{
-    AccessKey, AuthError, Authenticator, DeviceId, KeyId, Principal, Secret, VerificationCache,
-    Verifier,
+    AccessKey, AuthError, Authenticator, DeviceId, KeyId, Principal, Secret, UnixTime,
+    VerificationCache, Verifier,
 };
 use subtle::ConstantTimeEq;
 
@@ -202,6 +202,8 @@ struct State {
     /// Whether the records follow the database now (the files, read at
     /// start while it could not be reached, are no longer read).
     database_in_force: bool,
+    /// The keys that expired up to this time have had their sessions ended.
+    expired_up_to: UnixTime,
 }
 
 /// A reading of the files on a thread of its own.
@@ -359,6 +361,7 @@ impl Plugin {
                 failed: None,
                 reading: None,
                 database_in_force: false,
+                expired_up_to: UnixTime::now(),
             }),
             records,
             source: opened.files.map(|files| Arc::new(Mutex::new(files))),
@@ -730,14 +733,57 @@ impl Plugin {
     /// once per interval).
     pub fn tick(&self, now: Instant) -> Option<Reload> {
         let mut state = self.state();
+        let expired = self.expire(&mut state, UnixTime::now());
+        let changed = self.tick_sources(&mut state, now);
+        match (expired, changed) {
+            (Some(mut expired), Some(mut changed)) => {
+                expired.log.append(&mut changed.log);
+                expired.kick.append(&mut changed.kick);
+                Some(expired)
+            }
+            (expired, changed) => expired.or(changed),
+        }
+    }
+
+    /// Ends the sessions of the keys that expired since the last look, up to
+    /// `now` (their records are unchanged: the time is).
+    fn expire(&self, state: &mut State, now: UnixTime) -> Option<Reload> {
+        if now <= state.expired_up_to {
+            return None;
+        }
+        let applied = self.records().expired_as_applied(state.expired_up_to, now);
+        state.expired_up_to = now;
+        if applied.is_empty() {
+            return None;
+        }
+        forget_revoked(state);
+        let loaded = &*self.records();
+        let (mut report, looked_at, revoked) = self.reevaluate(state, loaded, &applied, now);
+        report.log.insert(
+            0,
+            (
+                Level::Info,
+                format!(
+                    "{} access key(s) expired; {looked_at} session(s) re-evaluated, {revoked} \
+                     revoked, of {}",
+                    applied.keys.len(),
+                    state.sessions.len()
+                ),
+            ),
+        );
+        Some(report)
+    }
+
+    /// [`Plugin::tick`]'s sources: the database's events, the files.
+    fn tick_sources(&self, state: &mut State, now: Instant) -> Option<Reload> {
         #[cfg(feature = "postgres")]
-        if let Some(report) = self.database_events(&mut state) {
+        if let Some(report) = self.database_events(state) {
             return Some(report);
         }
         if let Some(reading) = &state.reading {
             return match reading.done.try_recv() {
                 Err(TryRecvError::Empty) => None,
-                Ok(result) => Some(self.finish(&mut state, result)),
+                Ok(result) => Some(self.finish(state, result)),
                 Err(TryRecvError::Disconnected) => {
                     state.reading = None;
                     Some(Reload {
@@ -760,7 +806,7 @@ impl Plugin {
         state.last_check = Some(now);
         let stamps = self.stamps();
         if stamps != state.stamps && Some(stamps) != state.failed {
-            self.start_reading(&mut state);
+            self.start_reading(state);
         }
         None
     }
@@ -906,17 +952,7 @@ impl Plugin {
     /// only those.
     fn apply(&self, state: &mut State, changes: ChangeSet, from: &str) -> Reload {
         let started = Instant::now();
-        let mut report = Reload::default();
-        // Revoked sessions of the previous change set have been refused by now.
-        for id in std::mem::take(&mut state.revoked) {
-            if let Some(session) = state.sessions.get(&id)
-                && session.principal.is_err()
-            {
-                let key = session.key;
-                state.sessions.remove(&id);
-                state.unindex(&key, &id);
-            }
-        }
+        forget_revoked(state);
         let named = changes.len();
         let applied = self
             .records
@@ -924,6 +960,39 @@ impl Plugin {
             .unwrap_or_else(PoisonError::into_inner)
             .apply(changes);
         let loaded = &*self.records();
+        let (mut report, looked_at, revoked) =
+            self.reevaluate(state, loaded, &applied, UnixTime::now());
+        report.log.insert(
+            0,
+            (
+                Level::Info,
+                format!(
+                    "reloaded: {} access key(s) and {} device(s) changed ({named} record(s) named, \
+                     {from}, applied in {:.1} ms); {looked_at} session(s) re-evaluated, {revoked} \
+                     revoked, of {}; {} access keys and {} devices in force",
+                    applied.keys.len(),
+                    applied.devices.len(),
+                    started.elapsed().as_secs_f64() * 1e3,
+                    state.sessions.len(),
+                    loaded.key_count(),
+                    loaded.device_count(),
+                ),
+            ),
+        );
+        report
+    }
+
+    /// Re-evaluates, at `now`, the sessions of the keys and devices `applied`
+    /// names, and only those; says what to log and whom to disconnect, how
+    /// many sessions it looked at and how many it revoked.
+    fn reevaluate(
+        &self,
+        state: &mut State,
+        loaded: &Records,
+        applied: &structure_access_common::Applied,
+        now: UnixTime,
+    ) -> (Reload, usize, usize) {
+        let mut report = Reload::default();
         let mut affected: HashSet<DeviceId> = applied
             .devices
             .iter()
@@ -943,7 +1012,7 @@ impl Plugin {
             if session.principal.is_err() {
                 continue;
             }
-            match evaluate(loaded, id, session) {
+            match evaluate(loaded, id, session, now) {
                 Ok(principal) => session.principal = Ok(principal),
                 Err(why) => {
                     revoked += 1;
@@ -971,25 +1040,7 @@ impl Plugin {
                 }
             }
         }
-        report.log.insert(
-            0,
-            (
-                Level::Info,
-                format!(
-                    "reloaded: {} access key(s) and {} device(s) changed ({named} record(s) named, \
-                     {from}, applied in {:.1} ms); {} session(s) re-evaluated, {revoked} revoked, \
-                     of {}; {} access keys and {} devices in force",
-                    applied.keys.len(),
-                    applied.devices.len(),
-                    started.elapsed().as_secs_f64() * 1e3,
-                    affected.len(),
-                    state.sessions.len(),
-                    loaded.key_count(),
-                    loaded.device_count(),
-                ),
-            ),
-        );
-        report
+        (report, affected.len(), revoked)
     }
 
     /// The number of sessions (live or offline, revoked included).
@@ -998,8 +1049,27 @@ impl Plugin {
     }
 }
 
+/// Forgets the sessions the previous change set (or expiry) revoked: they
+/// have been refused by now.
+fn forget_revoked(state: &mut State) {
+    for id in std::mem::take(&mut state.revoked) {
+        if let Some(session) = state.sessions.get(&id)
+            && session.principal.is_err()
+        {
+            let key = session.key;
+            state.sessions.remove(&id);
+            state.unindex(&key, &id);
+        }
+    }
+}
+
 /// A session's principal under the new records, or why it is revoked.
-fn evaluate(loaded: &Records, id: &DeviceId, session: &Session) -> Result<Principal, String> {
+fn evaluate(
+    loaded: &Records,
+    id: &DeviceId,
+    session: &Session,
+    now: UnixTime,
+) -> Result<Principal, String> {
     let record = loaded
         .key(&session.key)
         .ok_or("the access key was deleted")?;
@@ -1007,7 +1077,7 @@ fn evaluate(loaded: &Records, id: &DeviceId, session: &Session) -> Result<Princi
         return Err("the access key's secret was rotated (new verifier)".into());
     }
     let device = loaded.device(id.as_str()).ok_or("the device was deleted")?;
-    Principal::reauthorize(record, &device).map_err(|e| reason(&e))
+    Principal::reauthorize(record, &device, now).map_err(|e| reason(&e))
 }
 
 /// Where the records came from at start.

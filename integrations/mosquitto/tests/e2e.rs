@@ -11,12 +11,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use structure_access::mqtt::{AdditionalTopics, FilterList};
-use structure_access::{AccessKey, Cost, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope};
+use structure_access::{
+    AccessKey, Cost, DeviceRecord, HashPolicy, KeyStatus, Restriction, Scope, UnixTime,
+};
 use structure_access_common::throttle::LogBudget;
 use structure_access_common::wire;
 
@@ -1232,4 +1234,81 @@ fn a_reload_touches_only_the_sessions_of_what_changed() {
             assert!(client.ping() < Duration::from_secs(5), "d-{i}");
         }
     }
+}
+
+/// The wall-clock second `secs` ahead, and the moment it begins.
+fn second_ahead(secs: u64) -> (UnixTime, Instant) {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now = Instant::now();
+    let at = since_epoch.as_secs() + secs;
+    let begins = now + (Duration::from_secs(at) - since_epoch);
+    (UnixTime::from_secs(at).unwrap(), begins)
+}
+
+/// A key that expires a few seconds ahead: its session is closed within a
+/// second of the expiry (not at a reload: there is none), with the cause in
+/// the log, and it is refused afterwards. It is also the documented rotation
+/// with overlap: a new key made, the old one given an expiry, the devices
+/// moved to the new key meanwhile keep working when the old one expires.
+#[test]
+fn keys_expire_at_their_time_and_rotation_with_overlap_keeps_devices_on() {
+    if !broker_available() {
+        return;
+    }
+    let mut f = Fixture::new(91);
+    let (old_record, _, old) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (_, new_line, new) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (expiry, expires) = second_ahead(4);
+    let old_line = serde_json::to_string(&old_record.with_expiry(Some(expiry))).unwrap() + "\n";
+    let devices = [device(APP_A, "d-1", &[]), device(APP_A, "d-2", &[])].concat();
+    let broker = start_broker("expiry", &format!("{old_line}{new_line}"), &devices, "");
+
+    // Both devices on the old key; d-2 moved to the new one during the
+    // overlap (it connects again with it), d-1 not yet.
+    let (mut stays, rc) = broker.connect("d-1", &old);
+    assert_eq!(rc, 0, "{}", broker.log());
+    let (_, rc) = broker.connect("d-2", &old);
+    assert_eq!(rc, 0, "{}", broker.log());
+    let (mut moved, rc) = broker.connect("d-2", &new);
+    assert_eq!(rc, 0, "{}", broker.log());
+    assert!(
+        Instant::now() + Duration::from_millis(500) < expires,
+        "the setup took too long for the test to mean anything"
+    );
+    stays.ping();
+
+    let closed = stays
+        .closed_within(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("the expired key's session stayed:\n{}", broker.log()));
+    assert!(
+        closed + Duration::from_millis(50) >= expires,
+        "closed {:?} before the expiry",
+        expires - closed
+    );
+    assert!(
+        closed <= expires + Duration::from_secs(1),
+        "closed {:?} after the expiry",
+        closed - expires
+    );
+    broker.wait_log("1 access key(s) expired");
+    broker.wait_log("disconnecting device `d-1`");
+    assert!(
+        broker.log().contains("the access key has expired"),
+        "{}",
+        broker.log()
+    );
+    // Refused afterwards; the device moved to the new key is served, and
+    // the other one moves now.
+    assert_eq!(broker.connect("d-1", &old).1, 5, "{}", broker.log());
+    moved.ping();
+    assert!(
+        moved.closed_within(Duration::from_millis(300)).is_none(),
+        "the device on the new key was disconnected:\n{}",
+        broker.log()
+    );
+    let (mut d1, rc) = broker.connect("d-1", &new);
+    assert_eq!(rc, 0, "{}", broker.log());
+    d1.ping();
+    let log = broker.log();
+    assert!(!log.contains(&old.secret) && !log.contains(&new.secret));
 }

@@ -8,6 +8,8 @@
 //! structure-keys --database URL schema
 //! structure-keys --database URL application add APP
 //! structure-keys --database URL key create --application APP [--restrict R] [--description D]
+//!                                           [--expires-in DURATION | --expires-at TIME]
+//! structure-keys --database URL key expire KEY (--in DURATION | --at TIME | --never)
 //! structure-keys --database URL key list --application APP
 //! structure-keys --database URL key deactivate|activate|delete KEY
 //! structure-keys --database URL device add ID --application APP [--tag K=V]...
@@ -22,11 +24,18 @@
 //! verifier again. Exit status: 0 done, 1 refused (unknown application, key
 //! or device; a restriction that does not parse), 2 the database cannot be
 //! reached or the arguments are wrong.
+//!
+//! A `DURATION` is `90d`, `12h`, `1w 2d` (humantime's syntax), counted from
+//! now; a `TIME` is RFC 3339 UTC, `2027-03-01T12:00:00Z`. `key list` prints
+//! one line per key: id, status, restriction, expiry (`never` or the time),
+//! description.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use structure_access::{AccessKey, ApplicationId, DeviceId, HashPolicy, KeyId, Restriction, Scope};
+use structure_access::{
+    AccessKey, ApplicationId, DeviceId, HashPolicy, KeyId, Restriction, Scope, UnixTime,
+};
 use structure_access_common::postgres::SCHEMA;
 use tokio_postgres::{Client, NoTls};
 
@@ -86,6 +95,16 @@ enum KeyCommand {
         restrict: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
+        #[command(flatten)]
+        expiry: CreateExpiry,
+    },
+    /// Sets when a key expires (its sessions end then), or that it never
+    /// does. Rotation: create the new key, expire the old one a week out
+    /// (`--in 7d`), move the devices to the new one.
+    Expire {
+        key: String,
+        #[command(flatten)]
+        expiry: Expiry,
     },
     /// Lists the keys of an application (never a secret or a verifier).
     List {
@@ -98,6 +117,47 @@ enum KeyCommand {
     Activate { key: String },
     /// Deletes a key: it opens nothing, its sessions end.
     Delete { key: String },
+}
+
+/// When a new key expires (neither: never).
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct CreateExpiry {
+    /// The key expires this long from now (`90d`, `12h`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    expires_in: Option<std::time::Duration>,
+    /// The key expires at this time (RFC 3339 UTC).
+    #[arg(long, value_name = "TIME")]
+    expires_at: Option<UnixTime>,
+}
+
+/// When a key expires, exactly one of these.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Expiry {
+    /// This long from now (`7d`, `12h`).
+    #[arg(long = "in", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    within: Option<std::time::Duration>,
+    /// At this time (RFC 3339 UTC).
+    #[arg(long, value_name = "TIME")]
+    at: Option<UnixTime>,
+    /// Never.
+    #[arg(long)]
+    never: bool,
+}
+
+/// `within` from now, or `at`.
+fn expiry_time(
+    within: Option<std::time::Duration>,
+    at: Option<UnixTime>,
+) -> Result<Option<UnixTime>, Failure> {
+    match within {
+        Some(within) => UnixTime::now()
+            .plus_secs(within.as_secs())
+            .map(Some)
+            .ok_or_else(|| refused("the expiry is past the year 9999")),
+        None => Ok(at),
+    }
 }
 
 #[derive(Subcommand)]
@@ -242,8 +302,10 @@ async fn key(client: &Client, command: KeyCommand) -> Result<String, Failure> {
             application,
             restrict,
             description,
+            expiry,
         } => {
             let app = known_application(client, &application).await?;
+            let expires_at = expiry_time(expiry.expires_in, expiry.expires_at)?;
             let scope = match restrict {
                 Some(text) => Scope::from(
                     text.parse::<Restriction>()
@@ -261,32 +323,63 @@ async fn key(client: &Client, command: KeyCommand) -> Result<String, Failure> {
             }
             let record = &new.record;
             let restriction = record.scope().restriction().map(|r| r.to_string());
+            let expires = expires_at.map(|at| at.to_string());
             client
                 .execute(
                     "INSERT INTO structure_access_keys \
-                     (key_id, application, verifier, restriction, status, description) \
-                     VALUES ($1, $2, $3, $4, 'active', $5)",
+                     (key_id, application, verifier, restriction, status, description, expires_at) \
+                     VALUES ($1, $2, $3, $4, 'active', $5, $6::text::timestamptz)",
                     &[
                         &record.key().as_str(),
                         &application,
                         &record.verifier().to_string(),
                         &restriction,
                         &description,
+                        &expires,
                     ],
                 )
                 .await
                 .map_err(database)?;
+            let expiry = match expires {
+                Some(at) => format!("expires: {at}\n"),
+                None => String::new(),
+            };
             Ok(format!(
-                "key:    {}\nsecret: {}\n(the secret is shown once and not stored: keep it now)",
+                "key:    {}\nsecret: {}\n{expiry}(the secret is shown once and not stored: keep it now)",
                 record.key(),
                 new.secret.expose_secret()
             ))
+        }
+        KeyCommand::Expire { key, expiry } => {
+            key.parse::<KeyId>().map_err(|e| refused(e.to_string()))?;
+            let expires = if expiry.never {
+                None
+            } else {
+                expiry_time(expiry.within, expiry.at)?.map(|at| at.to_string())
+            };
+            one_row(
+                client,
+                "UPDATE structure_access_keys SET expires_at = $2::text::timestamptz \
+                 WHERE key_id = $1",
+                &[&key, &expires],
+                format!(
+                    "unknown access key `{}`",
+                    structure_access_common::escape(&key)
+                ),
+            )
+            .await?;
+            Ok(match expires {
+                Some(at) => format!("access key `{key}` expires at {at}"),
+                None => format!("access key `{key}` never expires"),
+            })
         }
         KeyCommand::List { application } => {
             known_application(client, &application).await?;
             let rows = client
                 .query(
-                    "SELECT key_id, status, coalesce(restriction, ''), description \
+                    "SELECT key_id, status, coalesce(restriction, ''), description, \
+                     coalesce(to_char(expires_at AT TIME ZONE 'UTC', \
+                     'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'never') \
                      FROM structure_access_keys WHERE application = $1 ORDER BY key_id",
                     &[&application],
                 )
@@ -294,15 +387,20 @@ async fn key(client: &Client, command: KeyCommand) -> Result<String, Failure> {
                 .map_err(database)?;
             let mut out = String::new();
             for row in rows {
-                let (key, status, restriction, description): (String, String, String, String) =
-                    (row.get(0), row.get(1), row.get(2), row.get(3));
+                let (key, status, restriction, description, expires): (
+                    String,
+                    String,
+                    String,
+                    String,
+                    String,
+                ) = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
                 let restriction = if restriction.is_empty() {
                     "unrestricted".to_owned()
                 } else {
                     restriction
                 };
                 out.push_str(&format!(
-                    "{key}\t{status}\t{}\t{}\n",
+                    "{key}\t{status}\t{}\t{expires}\t{}\n",
                     structure_access_common::escape(&restriction),
                     structure_access_common::escape(&description)
                 ));
