@@ -1290,6 +1290,10 @@ fn keys_expire_at_their_time_and_rotation_with_overlap_keeps_devices_on() {
         "closed {:?} after the expiry",
         closed - expires
     );
+    println!(
+        "d-1: closed {:.0} ms after the expiry",
+        closed.saturating_duration_since(expires).as_secs_f64() * 1e3
+    );
     broker.wait_log("1 access key(s) expired");
     broker.wait_log("disconnecting device `d-1`");
     assert!(

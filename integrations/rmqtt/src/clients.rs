@@ -62,7 +62,8 @@ impl Client {
         let device = records
             .device(self.device.as_str())
             .ok_or("the device was deleted")?;
-        Principal::reauthorize(record, &device).map_err(|e| refusal_reason(&e))
+        Principal::reauthorize(record, &device, structure_access::UnixTime::now())
+            .map_err(|e| refusal_reason(&e))
     }
 }
 

@@ -45,7 +45,7 @@ use rmqtt::types::{
 };
 use structure_access::mqtt::Decision;
 use structure_access::{
-    Authenticator, DeviceId, HashPolicy, KeyId, Secret, VerificationCache, Verifier,
+    Authenticator, DeviceId, HashPolicy, KeyId, Secret, UnixTime, VerificationCache, Verifier,
 };
 use structure_access_common::throttle::{
     CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
@@ -418,6 +418,7 @@ impl Plugin for AccessKeyPlugin {
         spawn_reloaders(self.shared.clone(), self.reload_interval);
         spawn_log_flusher(self.shared.clone());
         spawn_sweeper(self.shared.clone());
+        spawn_expirer(self.shared.clone());
         Ok(())
     }
 
@@ -436,6 +437,48 @@ fn spawn_log_flusher(shared: Arc<Shared>) {
             ticks.tick().await;
             if let Some(line) = shared.lines.flush() {
                 log::warn!("{NAME}: {line}");
+            }
+        }
+    });
+}
+
+/// Ends, within a quarter of a second of its expiry, this node's sessions of
+/// every key that expires (each node does so for its own: each holds the
+/// records). The records do not change: the time does.
+fn spawn_expirer(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        let mut up_to = UnixTime::now();
+        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            ticks.tick().await;
+            let now = UnixTime::now();
+            if now <= up_to {
+                continue;
+            }
+            // Not while a change set is applied: one look at a time.
+            let _one_at_a_time = shared.reloading.lock().await;
+            let (keys, doomed, looked_at, sessions) = {
+                let mut clients = shared.clients();
+                let records = shared.store.read();
+                let applied = records.expired_as_applied(up_to, now);
+                if applied.is_empty() {
+                    (0, Vec::new(), 0, 0)
+                } else {
+                    let (doomed, looked_at) = clients.apply(&records, &applied);
+                    (applied.keys.len(), doomed, looked_at, clients.len())
+                }
+            };
+            up_to = now;
+            if keys == 0 {
+                continue;
+            }
+            log::info!(
+                "{NAME}: {keys} access key(s) expired; {looked_at} session(s) on this node \
+                 re-evaluated, {} revoked, of {sessions}",
+                doomed.len()
+            );
+            for (id, why) in doomed {
+                tokio::spawn(end_session(shared.clone(), id, why));
             }
         }
     });

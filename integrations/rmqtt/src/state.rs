@@ -124,7 +124,8 @@ pub fn principal(records: &Records, client_id: &str, username: &str) -> Result<P
     let device = records
         .device(device_id.as_str())
         .ok_or_else(|| "the device was deleted".to_string())?;
-    Principal::reauthorize(record, &device).map_err(|e| refusal_reason(&e))
+    Principal::reauthorize(record, &device, structure_access::UnixTime::now())
+        .map_err(|e| refusal_reason(&e))
 }
 
 #[cfg(test)]
