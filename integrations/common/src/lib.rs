@@ -15,11 +15,13 @@ use std::time::SystemTime;
 
 use structure_access::{AuthError, DeviceId};
 
+pub mod audit;
 pub mod devices;
 pub mod files;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod records;
+pub mod takeover;
 pub mod throttle;
 pub mod wire;
 
