@@ -273,6 +273,42 @@ impl Audit {
     }
 }
 
+/// Every reason code of a refused CONNECT (README.md, "Audit trail and
+/// takeovers").
+pub const AUTH_REASONS: &[&str] = &[
+    "not_an_access_key",
+    "unknown_key",
+    "malformed_secret",
+    "invalid_client_id",
+    "unknown_device",
+    "wrong_secret",
+    "imported_secret_for_fast_verifier",
+    "throttled",
+    "bad_verifier",
+    "inactive",
+    "expired",
+    "wrong_application",
+    "out_of_scope",
+    "takeover_refused",
+    "will_denied",
+    "deleted",
+    "rotated",
+    "device_deleted",
+    "other",
+];
+
+/// Every cause code of a session ended.
+pub const END_CAUSES: &[&str] = &[
+    "deleted",
+    "inactive",
+    "expired",
+    "rotated",
+    "device_deleted",
+    "out_of_scope",
+    "wrong_application",
+    "other",
+];
+
 /// The reason code of a refused authentication.
 pub fn auth_reason(error: &AuthError) -> &'static str {
     match error {
@@ -433,6 +469,7 @@ mod tests {
             ("revoked: the device was deleted", "device_deleted"),
         ] {
             assert_eq!(end_cause(why), code);
+            assert!(END_CAUSES.contains(&code) && AUTH_REASONS.contains(&code));
         }
     }
 }

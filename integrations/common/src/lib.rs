@@ -3,7 +3,8 @@
 //! held compactly ([`devices`]); the keys and devices files as a source of
 //! change sets ([`files`]); the escaping of client text in their log lines;
 //! the budget of Argon2 verifications and the holding of refusals
-//! ([`throttle`]).
+//! ([`throttle`]); the audit trail ([`audit`]), takeovers ([`takeover`])
+//! and the counters ([`metrics`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,6 +19,7 @@ use structure_access::{AuthError, DeviceId};
 pub mod audit;
 pub mod devices;
 pub mod files;
+pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod records;

@@ -31,6 +31,37 @@ mod real {
         pub fn mosquitto_kick_client_by_clientid(clientid: *const c_char, with_will: bool)
         -> c_int;
         fn mosquitto_log_printf(level: c_int, fmt: *const c_char, ...);
+        fn mosquitto_broker_publish_copy(
+            clientid: *const c_char,
+            topic: *const c_char,
+            payloadlen: c_int,
+            payload: *const c_void,
+            qos: c_int,
+            retain: bool,
+            properties: *mut c_void,
+        ) -> c_int;
+    }
+
+    /// Publishes `payload` on `topic`, retained, at QoS 0, to every
+    /// subscriber (Mosquitto copies both); its return code.
+    pub fn publish_retained(topic: &std::ffi::CStr, payload: &[u8]) -> c_int {
+        let Ok(len) = c_int::try_from(payload.len()) else {
+            return 3; // MOSQ_ERR_INVAL
+        };
+        // SAFETY: a NUL-terminated topic and a payload of `len` bytes, both
+        // valid for the call (Mosquitto copies them); a null client id (to
+        // everyone) and no properties are what the API documents.
+        unsafe {
+            mosquitto_broker_publish_copy(
+                std::ptr::null(),
+                topic.as_ptr(),
+                len,
+                payload.as_ptr().cast(),
+                0,
+                true,
+                std::ptr::null_mut(),
+            )
+        }
     }
 
     /// Logs one line through the broker.
@@ -52,6 +83,8 @@ pub(crate) mod fake {
         pub static REGISTERED: RefCell<Vec<c_int>> = const { RefCell::new(Vec::new()) };
         /// Client ids kicked, with `with_will`.
         pub static KICKED: RefCell<Vec<(String, bool)>> = const { RefCell::new(Vec::new()) };
+        /// Retained messages published: (topic, payload).
+        pub static PUBLISHED: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
     }
 
     /// The fake broker's client: its client id, username and address.
@@ -115,6 +148,16 @@ pub(crate) mod fake {
         KICKED.with(|k| {
             k.borrow_mut()
                 .push((id.to_string_lossy().into_owned(), with_will))
+        });
+        0
+    }
+
+    pub fn publish_retained(topic: &std::ffi::CStr, payload: &[u8]) -> c_int {
+        PUBLISHED.with(|p| {
+            p.borrow_mut().push((
+                topic.to_string_lossy().into_owned(),
+                String::from_utf8_lossy(payload).into_owned(),
+            ))
         });
         0
     }

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use structure_access::{Cost, HashPolicy};
+use structure_access_common::takeover::{
+    DEFAULT_TAKEOVER_LIMIT, TakeoverPolicy, TakeoverPolicyError,
+};
 pub use structure_access_common::{
     ChangeSet, FileError, FileSource, Records, Stamps, Unlisted, escape, excerpt, refusal_reason,
     stamps, with_causes,
@@ -87,6 +90,24 @@ pub struct Config {
     pub argon2_per_second: u32,
     /// Argon2 verifications allowed per second per client address.
     pub argon2_per_address_per_second: u32,
+    /// The audit trail's file (`plugin_opt_audit_file`; `None`: the
+    /// broker's log).
+    pub audit_file: Option<PathBuf>,
+    /// What a CONNECT for a device with a live session may do
+    /// (`plugin_opt_takeover`, `allow` or `same_key`).
+    pub takeover: TakeoverPolicy,
+    /// Takeovers of a device in a minute past which it is reported as a
+    /// conflicting client id (`plugin_opt_takeover_limit`).
+    pub takeover_limit: u32,
+    /// How often the counters are published under
+    /// `$SYS/broker/plugin/structure-access/` (`plugin_opt_sys_interval`,
+    /// seconds, default 10 as Mosquitto's own `sys_interval`; `None`: never).
+    pub sys_interval: Option<Duration>,
+    /// Users of connections this plugin did not authenticate (an operator's
+    /// monitoring client, a password-file user under `defer_unknown`) who
+    /// may subscribe to and read `$SYS/…` (`plugin_opt_sys_readers`, names
+    /// separated by commas).
+    pub sys_readers: Vec<String>,
 }
 
 /// A database's URL: it may hold a password, so it is never shown.
@@ -247,7 +268,31 @@ impl Config {
                 DEFAULT_ARGON2_PER_ADDRESS_PER_SECOND.into(),
             )?,
         )?;
+        let takeover = match get("takeover") {
+            None => TakeoverPolicy::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|e: TakeoverPolicyError| bad("takeover", e.to_string()))?,
+        };
+        let takeover_limit = as_u32(
+            "takeover_limit",
+            number("takeover_limit", DEFAULT_TAKEOVER_LIMIT.into())?,
+        )?;
+        let sys_interval = number("sys_interval", 10)?;
         Ok(Self {
+            sys_readers: get("sys_readers")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            sys_interval: (sys_interval > 0).then(|| Duration::from_secs(sys_interval)),
+            audit_file: get("audit_file").map(PathBuf::from),
+            takeover,
+            takeover_limit,
             keys_file,
             devices_file,
             database_url,
@@ -278,4 +323,9 @@ const KNOWN_OPTIONS: &[&str] = &[
     "defer_unknown",
     "argon2_per_second",
     "argon2_per_address_per_second",
+    "audit_file",
+    "takeover",
+    "takeover_limit",
+    "sys_interval",
+    "sys_readers",
 ];

@@ -126,6 +126,11 @@ fn log(level: c_int, message: &str) {
     broker::log_line(level, &line);
 }
 
+/// An audit event's line, when no audit file is configured.
+pub(crate) fn log_audit(line: &str) {
+    log(MOSQ_LOG_NOTICE, &format!("audit {line}"));
+}
+
 fn log_outcome(plugin: &Plugin, outcome: &Outcome) {
     if let Some(line) = plugin.log_line(outcome) {
         let level = match outcome.verdict {
@@ -161,6 +166,26 @@ fn finish_reload(report: &Reload) {
             log(
                 MOSQ_LOG_DEBUG,
                 &format!("client `{}` was not connected", id.to_string_lossy()),
+            );
+        }
+    }
+}
+
+/// Where the counters are published, as Mosquitto's own statistics are.
+pub const SYS_PREFIX: &str = "$SYS/broker/plugin/structure-access/";
+
+/// Publishes each counter, retained, on its `$SYS` topic.
+fn publish_counters(updates: Vec<(String, u64)>) {
+    for (path, value) in updates {
+        // The paths are ours (no NUL).
+        let Ok(topic) = CString::new(format!("{SYS_PREFIX}{path}")) else {
+            continue;
+        };
+        let rc = broker::publish_retained(&topic, value.to_string().as_bytes());
+        if rc != MOSQ_ERR_SUCCESS {
+            log(
+                MOSQ_LOG_DEBUG,
+                &format!("could not publish `{}`: {rc}", topic.to_string_lossy()),
             );
         }
     }
@@ -492,6 +517,7 @@ pub unsafe extern "C" fn on_tick(
         if let Some(report) = plugin.tick(now) {
             finish_reload(&report);
         }
+        publish_counters(plugin.sys_updates(now));
         MOSQ_ERR_SUCCESS
     })
 }
@@ -1435,8 +1461,13 @@ mod tests {
         for (c, pass, why) in cases {
             clear();
             assert_eq!(basic_auth(userdata, &c, c.username, pass), MOSQ_ERR_AUTH);
+            // One line, and (no audit file configured) its audit event.
             let log = logged();
-            assert_eq!(log.lines().count(), 1, "{log}");
+            let (audit, lines): (Vec<_>, Vec<_>) = log
+                .lines()
+                .partition(|l| l.starts_with("structure-access: audit {"));
+            assert_eq!((lines.len(), audit.len()), (1, 1), "{log}");
+            assert!(audit[0].contains("\"event\":\"auth_refused\""), "{log}");
             assert!(
                 log.contains(why) && log.contains("at 192.0.2.7"),
                 "{why}: {log}"
@@ -1450,12 +1481,12 @@ mod tests {
         clear();
         let dev = client(c"dev-1", &key.id);
         assert_eq!(connect(userdata, &dev, c"sts_wrong"), MOSQ_ERR_AUTH);
-        assert_eq!(
-            logged().matches(key.id.to_str().unwrap()).count(),
-            1,
-            "{}",
-            logged()
-        );
+        let log = logged();
+        let lines: String = log
+            .lines()
+            .filter(|l| !l.starts_with("structure-access: audit {"))
+            .collect();
+        assert_eq!(lines.matches(key.id.to_str().unwrap()).count(), 1, "{log}");
         // ACL refusals: access as a word, the topic escaped.
         assert_eq!(connect(userdata, &dev, &key.secret), MOSQ_ERR_SUCCESS);
         clear();

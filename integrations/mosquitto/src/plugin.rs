@@ -44,6 +44,9 @@ use structure_access::{
     AccessKey, AuthError, Authenticator, DeviceId, KeyId, Principal, Secret, UnixTime,
     VerificationCache, Verifier,
 };
+use structure_access_common::audit::{Audit, Event, auth_reason, end_cause};
+use structure_access_common::metrics::Metrics;
+use structure_access_common::takeover::{TakeoverPolicy, Takeovers};
 use subtle::ConstantTimeEq;
 
 use crate::config::{
@@ -204,6 +207,8 @@ struct State {
     database_in_force: bool,
     /// The keys that expired up to this time have had their sessions ended.
     expired_up_to: UnixTime,
+    /// Takeovers per device in the last minute.
+    takeovers: Takeovers,
 }
 
 /// A reading of the files on a thread of its own.
@@ -240,6 +245,12 @@ pub struct Plugin {
     throttle: Throttle,
     /// The log lines clients cause (refusals, denials), bounded.
     lines: LogBudget,
+    /// The audit trail.
+    audit: Audit,
+    /// The counters, published under `$SYS`.
+    metrics: Metrics,
+    /// When the counters were last published, and the values then.
+    published: Mutex<(Option<Instant>, HashMap<String, u64>)>,
     mac: Blake2bMac<U32>,
     /// The records in force: read by every callback, changed only by a
     /// change set applied on the broker's thread. (Lock order: `state`,
@@ -341,7 +352,26 @@ impl Plugin {
             )?)),
             None => None,
         };
+        let audit = match &config.audit_file {
+            Some(path) => {
+                Audit::to_file(path, "mosquitto", None).map_err(|e| ConfigError::BadOption {
+                    name: "audit_file".into(),
+                    reason: format!(
+                        "cannot open `{}` for appending: {e}",
+                        escape(&path.display().to_string())
+                    ),
+                })?
+            }
+            None => Audit::to_log(crate::ffi::log_audit, "mosquitto", None),
+        };
+        let metrics = Metrics::new().map_err(|e| ConfigError::BadOption {
+            name: "metrics".into(),
+            reason: e.to_string(),
+        })?;
         Ok(Self {
+            audit,
+            metrics,
+            published: Mutex::new((None, HashMap::new())),
             throttle: Throttle::new(
                 config.argon2_per_second,
                 config.argon2_per_address_per_second,
@@ -362,6 +392,7 @@ impl Plugin {
                 reading: None,
                 database_in_force: false,
                 expired_up_to: UnixTime::now(),
+                takeovers: Takeovers::new(config.takeover_limit),
             }),
             records,
             source: opened.files.map(|files| Arc::new(Mutex::new(files))),
@@ -417,18 +448,37 @@ impl Plugin {
     /// Who is refused, for a log line: the device ID if valid, the key if
     /// known, the address always. Nothing else the client typed.
     fn refused(
+        &self,
+        loaded: &Records,
         client: &Client<'_>,
-        device: Option<&DeviceId>,
-        key: Option<&KeyId>,
+        (device, key): (Option<&DeviceId>, Option<&KeyId>),
+        reason: &'static str,
         why: &str,
     ) -> Outcome {
+        let address = client.address();
+        let application = key
+            .and_then(|k| loaded.key(k))
+            .map(|r| r.application().to_string());
+        self.metrics.refused(reason);
+        if reason == "takeover_refused" {
+            self.metrics.takeovers_refused.inc();
+        }
+        self.audit.refused(&Event {
+            event: "auth_refused",
+            reason: Some(reason),
+            device: device.map(DeviceId::as_str),
+            key: key.map(KeyId::as_str),
+            application: application.as_deref(),
+            address: Some(&address),
+            ..Event::default()
+        });
         let who = match (device, key) {
             (Some(d), Some(k)) => format!("device `{d}` with access key `{k}`"),
             (Some(d), None) => format!("device `{d}`"),
             (None, Some(k)) => format!("a client with access key `{k}`"),
             (None, None) => "a client".into(),
         };
-        Outcome::deny(format!("refused {who} at {}: {why}", client.address()))
+        Outcome::deny(format!("refused {who} at {address}: {why}"))
     }
 
     /// The line to write to the broker's log for `outcome`, if any. Refusals
@@ -449,6 +499,44 @@ impl Plugin {
         self.lines.flush_at(now)
     }
 
+    /// The counters to publish under `$SYS/broker/plugin/structure-access/`
+    /// (path, value), once per `sys_interval` (called on every tick): all of
+    /// them the first time, then those that changed.
+    pub fn sys_updates(&self, now: Instant) -> Vec<(String, u64)> {
+        let Some(interval) = self.config.sys_interval else {
+            return Vec::new();
+        };
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if published
+            .0
+            .is_some_and(|last| now.saturating_duration_since(last) < interval)
+        {
+            return Vec::new();
+        }
+        published.0 = Some(now);
+        {
+            let loaded = self.records();
+            self.metrics
+                .records(loaded.key_count(), loaded.device_count());
+        }
+        let mut changed = Vec::new();
+        for (path, value) in self.metrics.samples() {
+            if published.1.get(&path) != Some(&value) {
+                published.1.insert(path.clone(), value);
+                changed.push((path, value));
+            }
+        }
+        changed
+    }
+
+    /// The counters (for tests and the `$SYS` topics).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// CONNECT: client id = device ID, username = key, password = secret.
     pub fn basic_auth(&self, client: Client<'_>, password: Option<&[u8]>) -> Outcome {
         let mut state = self.state();
@@ -456,7 +544,15 @@ impl Plugin {
         let device_id = match text(client.id).map(str::parse::<DeviceId>) {
             Ok(Ok(id)) => Some(id),
             Ok(Err(_)) => None,
-            Err(why) => return Self::refused(&client, None, None, &format!("client id {why}")),
+            Err(why) => {
+                return self.refused(
+                    loaded,
+                    &client,
+                    (None, None),
+                    "invalid_client_id",
+                    &format!("client id {why}"),
+                );
+            }
         };
         // A username that names no key may be anything the client typed, a
         // secret in the wrong field included: never repeat it.
@@ -468,10 +564,13 @@ impl Plugin {
             if self.config.defer_unknown {
                 return Outcome::defer();
             }
-            let why = match text(client.username) {
-                Err(why) => format!("username {why}"),
-                Ok(_) if named.is_some() => "unknown access key".into(),
-                Ok(_) => "the username is not an access key".into(),
+            let (reason, why) = match text(client.username) {
+                Err(why) => ("not_an_access_key", format!("username {why}")),
+                Ok(_) if named.is_some() => ("unknown_key", "unknown access key".into()),
+                Ok(_) => (
+                    "not_an_access_key",
+                    "the username is not an access key".into(),
+                ),
             };
             if let (Some(device), Some(named), Ok(password)) = (&device_id, &named, text(password))
             {
@@ -481,21 +580,23 @@ impl Plugin {
                 let _ =
                     self.authenticate(loaded, named, None, password, &Unlisted(*device), &client);
             }
-            return Self::refused(&client, device_id.as_ref(), None, &why);
+            return self.refused(loaded, &client, (device_id.as_ref(), None), reason, &why);
         };
         let Some(device_id) = device_id else {
-            return Self::refused(
+            return self.refused(
+                loaded,
                 &client,
-                None,
-                Some(&key),
+                (None, Some(&key)),
+                "invalid_client_id",
                 "the client id is not a valid device ID",
             );
         };
         let Ok(password) = text(password) else {
-            return Self::refused(
+            return self.refused(
+                loaded,
                 &client,
-                Some(&device_id),
-                Some(&key),
+                (Some(&device_id), Some(&key)),
+                "malformed_secret",
                 "password missing or not UTF-8",
             );
         };
@@ -508,19 +609,36 @@ impl Plugin {
             && bool::from(session.password.ct_eq(&mac))
         {
             return match &session.principal {
-                Ok(_) => {
+                Ok(principal) => {
+                    let application = principal.application().to_string();
+                    // Mosquitto checks every live connection again after
+                    // its own reload (SIGHUP): that is no new CONNECT.
+                    let checked_again =
+                        session.connected && session.connection == client.connection;
+                    let taken_over = session.connected && session.connection != client.connection;
                     session.connection = client.connection;
                     session.connected = true;
+                    if taken_over {
+                        self.taken_over(&mut state, &client, device_id, key, key);
+                    }
+                    if !checked_again {
+                        self.accepted(&client, &device_id, &key, &application);
+                    }
                     Outcome::allow(format!(
                         "device `{device_id}` authenticated with access key `{key}` (session)"
                     ))
                 }
-                Err(why) => Self::refused(
-                    &client,
-                    Some(&device_id),
-                    Some(&key),
-                    &format!("revoked: {why}"),
-                ),
+                Err(why) => {
+                    let why = format!("revoked: {why}");
+                    let reason = end_cause(&why);
+                    self.refused(
+                        loaded,
+                        &client,
+                        (Some(&device_id), Some(&key)),
+                        reason,
+                        &why,
+                    )
+                }
             };
         }
         let record = loaded.key(&key);
@@ -535,10 +653,46 @@ impl Plugin {
                 &Unlisted(device_id),
                 &client,
             );
-            return Self::refused(&client, Some(&device_id), Some(&key), "unknown device");
+            return self.refused(
+                loaded,
+                &client,
+                (Some(&device_id), Some(&key)),
+                "unknown_device",
+                "unknown device",
+            );
         };
         match self.authenticate(loaded, &key, record, password, &device, &client) {
             Ok(principal) => {
+                // A live session of the device on another connection: a
+                // takeover, refused under `same_key` if by another key.
+                let live = state
+                    .sessions
+                    .get(&device_id)
+                    .filter(|s| {
+                        s.connected && s.connection != client.connection && s.principal.is_ok()
+                    })
+                    .map(|s| s.key);
+                if let Some(previous) = live {
+                    if self.config.takeover == TakeoverPolicy::SameKey && previous != key {
+                        return self.refused(
+                            loaded,
+                            &client,
+                            (Some(&device_id), Some(&key)),
+                            "takeover_refused",
+                            &format!(
+                                "the device has a live session with another access key \
+                                 (`{previous}`), and takeover is same_key"
+                            ),
+                        );
+                    }
+                    self.taken_over(&mut state, &client, device_id, key, previous);
+                }
+                self.accepted(
+                    &client,
+                    &device_id,
+                    &key,
+                    principal.application().as_ref(),
+                );
                 if let Some(record) = record {
                     let replaced = state.sessions.insert(
                         device_id,
@@ -560,12 +714,60 @@ impl Plugin {
                     "device `{device_id}` authenticated with access key `{key}`"
                 ))
             }
-            Err(e) => Self::refused(
+            Err(e) => self.refused(
+                loaded,
                 &client,
-                Some(&device_id),
-                Some(&key),
+                (Some(&device_id), Some(&key)),
+                auth_reason(&e),
                 &loaded.refusal_reason(&e),
             ),
+        }
+    }
+
+    /// An accepted authentication, for the audit trail.
+    fn accepted(&self, client: &Client<'_>, device: &DeviceId, key: &KeyId, application: &str) {
+        self.metrics.accepted();
+        let address = client.address();
+        self.audit.write(&Event {
+            event: "auth_accepted",
+            device: Some(device.as_str()),
+            key: Some(key.as_str()),
+            application: Some(application),
+            address: Some(&address),
+            ..Event::default()
+        });
+    }
+
+    /// A takeover of `device`'s live session (of `previous`'s key) by
+    /// `key`: counted, written, and said to be a conflicting client id past
+    /// the limit.
+    fn taken_over(
+        &self,
+        state: &mut State,
+        client: &Client<'_>,
+        device: DeviceId,
+        key: KeyId,
+        previous: KeyId,
+    ) {
+        let (takeovers, conflict) = state.takeovers.count(device, Instant::now());
+        self.metrics.taken_over.inc();
+        if conflict {
+            self.metrics.conflicting.inc();
+        }
+        let address = client.address();
+        let mut event = Event {
+            event: "takeover",
+            device: Some(device.as_str()),
+            key: Some(key.as_str()),
+            previous_key: Some(previous.as_str()),
+            address: Some(&address),
+            takeovers: Some(takeovers),
+            ..Event::default()
+        };
+        self.audit.write(&event);
+        if conflict {
+            event.event = "conflicting_client_id";
+            self.audit.write(&event);
         }
     }
 
@@ -589,7 +791,15 @@ impl Plugin {
             .map(|a| a.parse().map_or_else(|_| a.to_owned(), address_key));
         self.auth
             .authenticate_with(key, record, &secret, device, || {
-                loaded.permit_argon2(|| self.throttle.permit(address.as_deref()))
+                loaded.permit_argon2(|| {
+                    let permitted = self.throttle.permit(address.as_deref());
+                    if permitted {
+                        self.metrics.argon2_verified.inc();
+                    } else {
+                        self.metrics.argon2_over_budget.inc();
+                    }
+                    permitted
+                })
             })
     }
 
@@ -605,7 +815,17 @@ impl Plugin {
                 text(client.username).is_ok_and(|name| name == session.key.as_str())
             });
         let Some((device_id, session)) = session else {
-            // Not a connection this plugin authenticated.
+            // Not a connection this plugin authenticated: an operator's
+            // client (a user of another plugin or the password file) named
+            // by `sys_readers` may read the broker's `$SYS` topics.
+            let operator = text(client.username)
+                .is_ok_and(|name| self.config.sys_readers.iter().any(|r| r == name));
+            if operator
+                && matches!(access, Access::Read | Access::Subscribe)
+                && topic.is_some_and(|t| t.starts_with(b"$SYS/"))
+            {
+                return Outcome::allow(None);
+            }
             if self.config.defer_unknown {
                 return Outcome::defer();
             }
@@ -659,6 +879,13 @@ impl Plugin {
                 excerpt(topic),
             ))
         };
+        if access == Access::Read {
+            if matches!(decision, Ok(Decision::Allow | Decision::Filter)) {
+                self.metrics.delivered.inc();
+            } else {
+                self.metrics.dropped.inc();
+            }
+        }
         match decision {
             Ok(Decision::Allow | Decision::Filter) => Outcome::allow(None),
             // Per-message filtering of a wildcard subscription: expected, not news.
@@ -733,7 +960,13 @@ impl Plugin {
     /// once per interval).
     pub fn tick(&self, now: Instant) -> Option<Reload> {
         let mut state = self.state();
-        let expired = self.expire(&mut state, UnixTime::now());
+        let mut expired = self.expire(&mut state, UnixTime::now());
+        if let Some(line) = self.audit.flush() {
+            expired
+                .get_or_insert_with(Reload::default)
+                .log
+                .push((Level::Error, line));
+        }
         let changed = self.tick_sources(&mut state, now);
         match (expired, changed) {
             (Some(mut expired), Some(mut changed)) => {
@@ -759,6 +992,12 @@ impl Plugin {
         forget_revoked(state);
         let loaded = &*self.records();
         let (mut report, looked_at, revoked) = self.reevaluate(state, loaded, &applied, now);
+        self.audit.write(&Event {
+            event: "keys_expired",
+            keys: Some(applied.keys.len()),
+            revoked: Some(revoked),
+            ..Event::default()
+        });
         report.log.insert(
             0,
             (
@@ -962,6 +1201,23 @@ impl Plugin {
         let loaded = &*self.records();
         let (mut report, looked_at, revoked) =
             self.reevaluate(state, loaded, &applied, UnixTime::now());
+        self.metrics
+            .change_sets
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .records(loaded.key_count(), loaded.device_count());
+        self.audit.write(&Event {
+            event: "records_applied",
+            source: Some(if from.contains("database") {
+                "database"
+            } else {
+                "files"
+            }),
+            keys: Some(applied.keys.len()),
+            devices: Some(applied.devices.len()),
+            revoked: Some(revoked),
+            ..Event::default()
+        });
         report.log.insert(
             0,
             (
@@ -1016,6 +1272,14 @@ impl Plugin {
                 Ok(principal) => session.principal = Ok(principal),
                 Err(why) => {
                     revoked += 1;
+                    self.metrics.ended(end_cause(&why));
+                    self.audit.write(&Event {
+                        event: "session_ended",
+                        reason: Some(end_cause(&why)),
+                        device: Some(id.as_str()),
+                        key: Some(session.key.as_str()),
+                        ..Event::default()
+                    });
                     if session.connected {
                         report.log.push((
                             Level::Notice,

@@ -1261,7 +1261,14 @@ fn keys_expire_at_their_time_and_rotation_with_overlap_keeps_devices_on() {
     let (expiry, expires) = second_ahead(4);
     let old_line = serde_json::to_string(&old_record.with_expiry(Some(expiry))).unwrap() + "\n";
     let devices = [device(APP_A, "d-1", &[]), device(APP_A, "d-2", &[])].concat();
-    let broker = start_broker("expiry", &format!("{old_line}{new_line}"), &devices, "");
+    let audit_dir = broker_dir("expiry-audit");
+    let audit = audit_dir.join("audit.jsonl");
+    let broker = start_broker(
+        "expiry",
+        &format!("{old_line}{new_line}"),
+        &devices,
+        &format!("plugin_opt_audit_file {}\n", audit.display()),
+    );
 
     // Both devices on the old key; d-2 moved to the new one during the
     // overlap (it connects again with it), d-1 not yet.
@@ -1296,6 +1303,21 @@ fn keys_expire_at_their_time_and_rotation_with_overlap_keeps_devices_on() {
     );
     broker.wait_log("1 access key(s) expired");
     broker.wait_log("disconnecting device `d-1`");
+    // The audit trail says why.
+    let events = wait_audit(&audit, "session_ended", "reason", "expired");
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "session_ended")
+        .unwrap();
+    assert_eq!(
+        (&ended["device"], &ended["key"]),
+        (&"d-1".into(), &old.id.clone().into())
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "keys_expired" && e["keys"] == 1)
+    );
     assert!(
         broker.log().contains("the access key has expired"),
         "{}",
@@ -1315,4 +1337,408 @@ fn keys_expire_at_their_time_and_rotation_with_overlap_keeps_devices_on() {
     d1.ping();
     let log = broker.log();
     assert!(!log.contains(&old.secret) && !log.contains(&new.secret));
+    let audit_text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!audit_text.contains(&old.secret) && !audit_text.contains(&new.secret));
+    let _ = std::fs::remove_dir_all(&audit_dir);
+}
+
+/// The audit file's events, one JSON object a line.
+fn audit_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+/// Waits until the audit file has an event with `field` = `value`; returns
+/// all events.
+fn wait_audit(
+    path: &Path,
+    event: &str,
+    field: &str,
+    value: impl Into<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let value = value.into();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = audit_events(path);
+        if events
+            .iter()
+            .any(|e| e["event"] == event && e[field] == value)
+        {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{event}` with {field} = `{value}` in {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every refusal has its reason code, every acceptance and ended session
+/// its event, in the operator's file (0600), and no line holds a secret or
+/// what a client typed in place of a key id.
+#[test]
+fn the_audit_trail_says_who_was_accepted_refused_and_ended_and_why() {
+    if !broker_available() {
+        return;
+    }
+    let mut f = Fixture::new(101);
+    let (_, open_line, open) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (_, inactive_line, inactive) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Inactive);
+    let (expired_record, _, expired) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let expired_line = serde_json::to_string(
+        &expired_record.with_expiry(Some("2020-01-01T00:00:00Z".parse().unwrap())),
+    )
+    .unwrap()
+        + "\n";
+    let (_, other_app_line, other_app) = f.key(APP_B, Scope::Unrestricted, KeyStatus::Active);
+    let only_d2: Restriction = "d-2".parse().unwrap();
+    let (_, scoped_line, scoped) = f.key(APP_A, only_d2.into(), KeyStatus::Active);
+    // A key id nobody has, and a secret that is no key's.
+    let (_, _, unknown) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let wrong = Key {
+        id: open.id.clone(),
+        secret: unknown.secret.clone(),
+    };
+    let secret_as_username = Key {
+        id: open.secret.clone(),
+        secret: open.secret.clone(),
+    };
+    let keys = [
+        open_line,
+        inactive_line,
+        expired_line,
+        other_app_line,
+        scoped_line,
+    ]
+    .concat();
+    let devices = [device(APP_A, "d-1", &[]), device(APP_A, "d-2", &[])].concat();
+    let dir = broker_dir("audit-file");
+    let audit = dir.join("audit.jsonl");
+    let broker = start_broker(
+        "audit",
+        &keys,
+        &devices,
+        &format!("plugin_opt_audit_file {}\n", audit.display()),
+    );
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the audit file is readable by others");
+
+    let (mut d1, rc) = broker.connect("d-1", &open);
+    assert_eq!(rc, 0, "{}", broker.log());
+    for (device, key, reason) in [
+        ("d-1", &wrong, "wrong_secret"),
+        ("d-1", &unknown, "unknown_key"),
+        ("d-1", &secret_as_username, "not_an_access_key"),
+        ("d-9", &open, "unknown_device"),
+        ("d-1", &inactive, "inactive"),
+        ("d-1", &expired, "expired"),
+        ("d-1", &other_app, "wrong_application"),
+        ("d-1", &scoped, "out_of_scope"),
+        ("bad id!", &open, "invalid_client_id"),
+    ] {
+        assert_eq!(
+            broker.connect(device, key).1,
+            5,
+            "{reason}\n{}",
+            broker.log()
+        );
+        let events = wait_audit(&audit, "auth_refused", "reason", reason);
+        let event = events.iter().rev().find(|e| e["reason"] == reason).unwrap();
+        assert_eq!(event["broker"], "mosquitto");
+        assert_eq!(
+            event["address"].as_str().unwrap().split(':').next(),
+            Some("127.0.0.1")
+        );
+        if reason != "invalid_client_id" {
+            assert_eq!(event["device"], device, "{event}");
+        }
+        match reason {
+            "unknown_key" | "not_an_access_key" => assert!(event.get("key").is_none(), "{event}"),
+            "invalid_client_id" => {}
+            _ => {
+                assert_eq!(event["key"], key.id, "{event}");
+                assert!(event["application"].is_string(), "{event}");
+            }
+        }
+    }
+    d1.ping();
+
+    // The open key deleted: the session ends, with its cause, and the
+    // records applied are counted.
+    write(
+        &broker.keys_file(),
+        &std::fs::read_to_string(broker.keys_file())
+            .unwrap()
+            .lines()
+            .filter(|line| !line.contains(&open.id))
+            .map(|line| format!("{line}\n"))
+            .collect::<String>(),
+    );
+    broker.sighup();
+    assert!(d1.closed_within(Duration::from_secs(10)).is_some());
+    let events = wait_audit(&audit, "session_ended", "reason", "deleted");
+    let ended = events
+        .iter()
+        .find(|e| e["event"] == "session_ended")
+        .unwrap();
+    assert_eq!(ended["device"], "d-1");
+    assert_eq!(ended["key"], open.id);
+    let applied = events
+        .iter()
+        .find(|e| e["event"] == "records_applied")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(applied["source"], "files");
+    assert_eq!(applied["keys"], 1);
+    assert_eq!(applied["revoked"], 1);
+    let accepted: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "auth_accepted")
+        .collect();
+    assert_eq!(accepted.len(), 1, "{events:#?}");
+    assert_eq!(accepted[0]["device"], "d-1");
+    assert_eq!(accepted[0]["key"], open.id);
+    assert_eq!(accepted[0]["application"], APP_A);
+    for e in &events {
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    for key in [&open, &inactive, &expired, &other_app, &scoped, &unknown] {
+        assert!(!text.contains(&key.secret), "a secret in the audit file");
+        assert!(!text.contains(&key.secret[4..20]));
+    }
+    assert!(!broker.log().contains(&open.secret));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Under `takeover same_key`, a CONNECT for a device with a live session
+/// and another key is refused and the device stays on; the same key takes
+/// over (MQTT's rule), and past the limit in a minute the device is reported
+/// as a conflicting client id, once.
+#[test]
+fn takeovers_are_audited_and_refused_with_another_key_under_same_key() {
+    if !broker_available() {
+        return;
+    }
+    let mut f = Fixture::new(102);
+    let (_, first_line, first) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (_, second_line, second) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let devices = [device(APP_A, "d-1", &[]), device(APP_A, "d-2", &[])].concat();
+    let dir = broker_dir("takeover-audit");
+    let audit = dir.join("audit.jsonl");
+    let broker = start_broker(
+        "takeover",
+        &format!("{first_line}{second_line}"),
+        &devices,
+        &format!(
+            "plugin_opt_audit_file {}\nplugin_opt_takeover same_key\n\
+             plugin_opt_takeover_limit 2\n",
+            audit.display()
+        ),
+    );
+
+    let (mut live, rc) = broker.connect("d-1", &first);
+    assert_eq!(rc, 0, "{}", broker.log());
+    // Another key: refused, and the live session stays.
+    assert_eq!(broker.connect("d-1", &second).1, 5, "{}", broker.log());
+    live.ping();
+    assert!(live.closed_within(Duration::from_millis(200)).is_none());
+    let events = wait_audit(&audit, "auth_refused", "reason", "takeover_refused");
+    let refusal = events
+        .iter()
+        .find(|e| e["reason"] == "takeover_refused")
+        .unwrap();
+    assert_eq!(refusal["device"], "d-1");
+    assert_eq!(refusal["key"], second.id);
+    assert!(
+        broker.log().contains("takeover is same_key"),
+        "{}",
+        broker.log()
+    );
+    // Another device with the second key is not a takeover.
+    let (mut d2, rc) = broker.connect("d-2", &second);
+    assert_eq!(rc, 0, "{}", broker.log());
+    d2.ping();
+
+    // The same key takes over, three times: the third is past the limit.
+    for _ in 0..3 {
+        let (mut next, rc) = broker.connect("d-1", &first);
+        assert_eq!(rc, 0, "{}", broker.log());
+        assert!(live.closed_within(Duration::from_secs(5)).is_some());
+        next.ping();
+        live = next;
+    }
+    let events = wait_audit(&audit, "conflicting_client_id", "device", "d-1");
+    let takeovers: Vec<_> = events.iter().filter(|e| e["event"] == "takeover").collect();
+    assert_eq!(takeovers.len(), 3, "{events:#?}");
+    assert_eq!(
+        takeovers
+            .iter()
+            .map(|e| e["takeovers"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    for t in &takeovers {
+        assert_eq!(t["device"], "d-1");
+        assert_eq!(t["key"], first.id);
+        assert_eq!(t["previous_key"], first.id);
+    }
+    let conflicts = events
+        .iter()
+        .filter(|e| e["event"] == "conflicting_client_id")
+        .count();
+    assert_eq!(conflicts, 1, "{events:#?}");
+    // One more: counted, not said again.
+    let (_next, rc) = broker.connect("d-1", &first);
+    assert_eq!(rc, 0);
+    let events = wait_audit(&audit, "takeover", "takeovers", 4);
+    let conflicts = events
+        .iter()
+        .filter(|e| e["event"] == "conflicting_client_id")
+        .count();
+    assert_eq!(conflicts, 1, "{events:#?}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The default, `allow`: another key takes over, and the sixth takeover
+    // in a minute (the default limit is 5) is a conflicting client id.
+    let dir = broker_dir("takeover-allow-audit");
+    let audit = dir.join("audit.jsonl");
+    let broker = start_broker(
+        "takeover-allow",
+        &format!("{first_line}{second_line}"),
+        &devices,
+        &format!("plugin_opt_audit_file {}\n", audit.display()),
+    );
+    let (mut live, rc) = broker.connect("d-1", &first);
+    assert_eq!(rc, 0, "{}", broker.log());
+    for i in 0..6 {
+        let key = if i % 2 == 0 { &second } else { &first };
+        let (mut next, rc) = broker.connect("d-1", key);
+        assert_eq!(rc, 0, "{}", broker.log());
+        assert!(live.closed_within(Duration::from_secs(5)).is_some());
+        next.ping();
+        live = next;
+    }
+    let events = wait_audit(&audit, "conflicting_client_id", "takeovers", 6);
+    let takeovers: Vec<_> = events.iter().filter(|e| e["event"] == "takeover").collect();
+    assert_eq!(takeovers.len(), 6, "{events:#?}");
+    assert_eq!(takeovers[0]["previous_key"], first.id);
+    assert_eq!(takeovers[0]["key"], second.id);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "conflicting_client_id")
+            .count(),
+        1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The counters of `broker` under `$SYS/broker/plugin/structure-access/`, as
+/// an operator's client reads them (retained), by path.
+fn sys_counters(broker: &Broker, ops: &Key) -> std::collections::HashMap<String, u64> {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-v"])
+        .args(["-i", "ops", "-u", &ops.id, "-P", &ops.secret])
+        .args(["-t", "$SYS/broker/plugin/structure-access/#", "-W", "1"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (topic, value) = line.split_once(' ')?;
+            let path = topic.strip_prefix("$SYS/broker/plugin/structure-access/")?;
+            Some((path.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The plugin's counters on `$SYS`, read by an operator's `mosquitto_sub`
+/// (a password-file user, with `defer_unknown`), move as clients connect,
+/// are refused and are disconnected by a revocation.
+#[test]
+fn the_counters_are_published_under_sys_and_move() {
+    if !broker_available() || !have("mosquitto_passwd") {
+        return;
+    }
+    let mut f = Fixture::new(103);
+    let (_, open_line, open) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let (_, _, stranger) = f.key(APP_A, Scope::Unrestricted, KeyStatus::Active);
+    let devices = device(APP_A, "d-1", &[]);
+    let ops = Key {
+        id: "ops".into(),
+        secret: "operator password".into(),
+    };
+    let passwords =
+        std::env::temp_dir().join(format!("structure-e2e-{}-sys-passwd", std::process::id()));
+    let status = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwords)
+        .args([&ops.id, &ops.secret])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let broker = start_broker(
+        "sys",
+        &open_line,
+        &devices,
+        &format!(
+            "password_file {}\nplugin_opt_defer_unknown true\nplugin_opt_sys_interval 1\n\
+             plugin_opt_sys_readers ops\n",
+            passwords.display()
+        ),
+    );
+    let wait_for =
+        |what: &str, wanted: &dyn Fn(&std::collections::HashMap<String, u64>) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let counters = sys_counters(&broker, &ops);
+                if wanted(&counters) {
+                    return counters;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {counters:#?}\n{}",
+                    broker.log()
+                );
+            }
+        };
+    let first = wait_for("the first publication", &|c| c.contains_key("keys"));
+    assert_eq!(first["keys"], 1);
+    assert_eq!(first["devices"], 1);
+    assert_eq!(first["authentications/accepted"], 0);
+    assert_eq!(first["authentications/refused/wrong_secret"], 0);
+    assert!(first.contains_key("sessions_ended/deleted"));
+
+    let (mut d1, rc) = broker.connect("d-1", &open);
+    assert_eq!(rc, 0, "{}", broker.log());
+    let wrong = Key {
+        id: open.id.clone(),
+        secret: stranger.secret.clone(),
+    };
+    assert_eq!(broker.connect("d-1", &wrong).1, 5);
+    // (An unknown key is not this plugin's under `defer_unknown`.)
+    assert_eq!(broker.connect("d-9", &open).1, 5);
+    let moved = wait_for("the connects counted", &|c| {
+        c.get("authentications/accepted") == Some(&1)
+            && c.get("authentications/refused/wrong_secret") == Some(&1)
+            && c.get("authentications/refused/unknown_device") == Some(&1)
+    });
+    assert_eq!(moved["authentications/refused/unknown_key"], 0);
+    assert_eq!(moved["sessions_ended/deleted"], 0);
+
+    write(&broker.keys_file(), "");
+    broker.sighup();
+    assert!(d1.closed_within(Duration::from_secs(10)).is_some());
+    let after = wait_for("the revocation counted", &|c| {
+        c.get("sessions_ended/deleted") == Some(&1) && c.get("keys") == Some(&0)
+    });
+    assert!(after["change_sets/count"] >= 1, "{after:#?}");
+    let _ = std::fs::remove_file(&passwords);
 }
