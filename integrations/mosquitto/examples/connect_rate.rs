@@ -14,6 +14,12 @@
 //! generator speaks MQTT 3.1.1 over TCP itself: CONNECT, wait for CONNACK,
 //! DISCONNECT, one connection after another from one client thread (the storm:
 //! 100 threads at once, connections kept open).
+//!
+//! With `AUDIT_BASELINE=PATH` (a plugin built from an earlier commit, before
+//! the audit trail and the counters), it measures instead first and repeat
+//! connects of this plugin with its audit file and its `$SYS` counters on
+//! (`plugin_opt_audit_file`, `plugin_opt_sys_interval 1`) beside that
+//! plugin, batches alternated, and prints the ratios.
 
 mod common;
 
@@ -75,8 +81,35 @@ fn main() {
     let anonymous: Vec<_> = (0..firsts)
         .map(|i| connect_packet(&format!("dev-{i}"), None))
         .collect();
-    let with_plugin = start(&dir, &plugin_config(&dir, ""));
-    let open = start(&dir, "allow_anonymous true\n");
+    let audited = std::env::var_os("AUDIT_BASELINE").map(std::path::PathBuf::from);
+    let (with_plugin, open, anonymous) = match &audited {
+        None => (
+            start(&dir, &plugin_config(&dir, "")),
+            start(&dir, "allow_anonymous true\n"),
+            anonymous,
+        ),
+        // The baseline is the earlier plugin, with the same credentials.
+        Some(earlier) => (
+            start(
+                &dir,
+                &plugin_config(
+                    &dir,
+                    &format!(
+                        "plugin_opt_audit_file {}\nplugin_opt_sys_interval 1\n",
+                        dir.join("audit.jsonl").display()
+                    ),
+                ),
+            ),
+            start(
+                &dir,
+                &plugin_config(&dir, "").replace(
+                    &plugin_path().display().to_string(),
+                    &earlier.display().to_string(),
+                ),
+            ),
+            packets.clone(),
+        ),
+    };
     // Alternate batches between the two brokers, so that noise from the rest of
     // the machine falls on both alike; report the median batch of each. Every
     // device connects once to each broker in this loop: a first connect.
@@ -101,6 +134,24 @@ fn main() {
     }
     drop(with_plugin);
     drop(open);
+    if audited.is_some() {
+        let audit_lines =
+            std::fs::read_to_string(dir.join("audit.jsonl")).map_or(0, |text| text.lines().count());
+        let _ = std::fs::remove_dir_all(&dir);
+        let (first, first_base) = (median(first), median(first_base));
+        let (repeat, repeat_base) = (median(repeat), median(repeat_base));
+        println!(
+            "connects per second, one client thread, mosquitto (median of {rounds} × {batch}):"
+        );
+        println!("  first connects, audit file and counters on: {first:>9.1}/s");
+        println!("  first connects, the earlier plugin:         {first_base:>9.1}/s");
+        println!("  first ÷ earlier: {:.3}", first / first_base);
+        println!("  repeat connects, audit file and counters on: {repeat:>9.1}/s");
+        println!("  repeat connects, the earlier plugin:         {repeat_base:>9.1}/s");
+        println!("  repeat ÷ earlier: {:.3}", repeat / repeat_base);
+        println!("  audit lines written: {audit_lines}");
+        return;
+    }
 
     // 3: Argon2id verifiers, for reference (no budget in the way).
     let argon2_dir = work_dir("connect-rate-argon2");

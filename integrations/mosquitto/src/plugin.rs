@@ -687,12 +687,7 @@ impl Plugin {
                     }
                     self.taken_over(&mut state, &client, device_id, key, previous);
                 }
-                self.accepted(
-                    &client,
-                    &device_id,
-                    &key,
-                    principal.application().as_ref(),
-                );
+                self.accepted(&client, &device_id, &key, principal.application().as_ref());
                 if let Some(record) = record {
                     let replaced = state.sessions.insert(
                         device_id,

@@ -27,6 +27,12 @@
 //! in `integrations/rmqtt` (N first connects, default 2000; SECONDS of each
 //! flood, default 20; `FLOODS=01` runs floods 0 and 1 only; `SHOW_ROUNDS=1`
 //! prints the messages/s of every round, to judge the noise).
+//!
+//! With `AUDIT_BASELINE=PATH` (a `structure-broker` built from an earlier
+//! commit, before the audit trail and the counters), 1–3 compare instead
+//! this node with its audit file and its metrics endpoint on (scraped every
+//! second meanwhile) beside that node with its plugin, and the floods are
+//! skipped.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -137,8 +143,47 @@ fn main() {
     std::fs::write(dir.join("keys.jsonl"), keys).unwrap();
     std::fs::write(dir.join("devices.jsonl"), devices).unwrap();
 
-    let plugin = single(&broker, &dir, "plugin", "");
-    let open = single(&broker, &dir, "open", "access_keys = false\n");
+    let audited = std::env::var_os("AUDIT_BASELINE").map(std::path::PathBuf::from);
+    let metrics_port = support::free_port();
+    let (plugin, open) = match &audited {
+        None => (
+            single(&broker, &dir, "plugin", ""),
+            single(&broker, &dir, "open", "access_keys = false\n"),
+        ),
+        Some(earlier) => (
+            single(
+                &broker,
+                &dir,
+                "plugin",
+                &format!(
+                    "audit_file = \"audit.jsonl\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
+                ),
+            ),
+            single(earlier, &dir, "earlier", ""),
+        ),
+    };
+    // An operator's scraper, once a second.
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(audited.is_some()));
+    let scraper = {
+        let scraping = scraping.clone();
+        std::thread::spawn(move || {
+            let mut scrapes = 0u32;
+            while scraping.load(std::sync::atomic::Ordering::Relaxed) {
+                use std::io::{Read, Write};
+                if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", metrics_port)) {
+                    let _ = s.write_all(
+                        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    );
+                    let mut body = Vec::new();
+                    if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                        scrapes += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            scrapes
+        })
+    };
     let connect = |port: u16, i: usize| {
         Client::connected(port, &format!("dev-{i}"), &fleet[i]).disconnect();
     };
@@ -169,6 +214,35 @@ fn main() {
         eprintln!("{messages:.0?}\n{messages_base:.0?}");
     }
     drop(open);
+    scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.join().unwrap_or(0);
+    if audited.is_some() {
+        drop(plugin);
+        let audit_lines =
+            std::fs::read_to_string(dir.join("audit.jsonl")).map_or(0, |text| text.lines().count());
+        let _ = std::fs::remove_dir_all(&dir);
+        let (first, first_base) = (median(first), median(first_base));
+        let (repeat, repeat_base) = (median(repeat), median(repeat_base));
+        let (messages, messages_base) = (median(messages), median(messages_base));
+        println!("RMQTT node, one client thread (median of {rounds} × {batch}):");
+        println!(
+            "  first connects, audit file and metrics on: {first:>9.1}/s   the earlier node: \
+             {first_base:>9.1}/s   ratio {:.3}",
+            first / first_base
+        );
+        println!(
+            "  repeat connects:                           {repeat:>9.1}/s   the earlier node: \
+             {repeat_base:>9.1}/s   ratio {:.3}",
+            repeat / repeat_base
+        );
+        println!(
+            "  messages through a restricted wildcard:    {messages:>9.0}/s   the earlier node: \
+             {messages_base:>9.0}/s   ratio {:.3}",
+            messages / messages_base
+        );
+        println!("  audit lines written: {audit_lines}; metrics scraped {scrapes} times");
+        return;
+    }
 
     // 4.
     let unknown = KeyId::generate(&mut rng).to_string();

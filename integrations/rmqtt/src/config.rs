@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use structure_access_common::takeover::{DEFAULT_TAKEOVER_LIMIT, TakeoverPolicy};
 
 /// One cluster node, as its TOML file describes it:
 ///
@@ -30,6 +31,10 @@ use serde::Deserialize;
 /// max_subscriptions = 1000       # subscriptions one session may hold
 /// max_retained_messages = 100000 # retained messages the node keeps (0: none)
 /// max_retained_payload = 65536   # bytes of a retained message's payload, at most
+/// audit_file = "/var/log/structure/audit.jsonl"  # default: none, the log
+/// takeover = "allow"             # or "same_key": a live device is taken over with its key only
+/// takeover_limit = 5             # takeovers of a device in a minute before it is reported
+/// metrics_listen = "127.0.0.1:9464"   # default: none; Prometheus text on GET /metrics
 /// access_keys = true             # false: no plugin (a baseline for benchmarks)
 /// ```
 ///
@@ -95,6 +100,23 @@ pub struct NodeConfig {
     /// delivered but not kept.
     #[serde(default = "default_max_retained_payload")]
     pub max_retained_payload: usize,
+    /// The audit trail's file (JSON lines, appended to, created with mode
+    /// 0600); none: the audit events go to the log (target `audit`).
+    #[serde(default)]
+    pub audit_file: Option<PathBuf>,
+    /// What a CONNECT for a device with a live session may do: `allow`
+    /// (take it over, MQTT's rule) or `same_key` (only with the live
+    /// session's access key).
+    #[serde(default, deserialize_with = "takeover_policy")]
+    pub takeover: TakeoverPolicy,
+    /// Takeovers of a device in a minute (on this node) past which it is
+    /// reported as a conflicting client id.
+    #[serde(default = "default_takeover_limit")]
+    pub takeover_limit: u32,
+    /// Where to serve the counters as Prometheus text (`GET /metrics`);
+    /// none: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Whether the access-key plugin runs (false: a node without it, for
     /// benchmarks only: anonymous clients are then allowed).
     #[serde(default = "yes")]
@@ -142,6 +164,14 @@ const fn default_max_retained() -> usize {
 const fn default_max_retained_payload() -> usize {
     64 * 1024
 }
+const fn default_takeover_limit() -> u32 {
+    DEFAULT_TAKEOVER_LIMIT
+}
+fn takeover_policy<'de, D: Deserializer<'de>>(from: D) -> Result<TakeoverPolicy, D::Error> {
+    String::deserialize(from)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
 const fn yes() -> bool {
     true
 }
@@ -181,6 +211,7 @@ impl NodeConfig {
             &mut config.keys_file,
             &mut config.devices_file,
             &mut config.database_url_file,
+            &mut config.audit_file,
         ]
         .into_iter()
         .flatten()
@@ -330,5 +361,31 @@ mod tests {
         .unwrap();
         let err = NodeConfig::read(&path).unwrap_err();
         assert_eq!(err, "`refusal_delay_ms` is 60000, expected at most 10000");
+        assert_eq!(config.takeover, TakeoverPolicy::Allow);
+        assert_eq!((config.audit_file, config.takeover_limit), (None, 5));
+        std::fs::write(
+            &path,
+            "node_id = 1\nmqtt_listen = \"127.0.0.1:1884\"\ngrpc_listen = \"127.0.0.1:5364\"\n\
+             keys_file = \"k\"\ndevices_file = \"d\"\naudit_file = \"audit.jsonl\"\n\
+             takeover = \"same_key\"\ntakeover_limit = 2\n",
+        )
+        .unwrap();
+        let config = NodeConfig::read(&path).unwrap();
+        assert_eq!(config.audit_file, Some(dir.join("audit.jsonl")));
+        assert_eq!(
+            (config.takeover, config.takeover_limit),
+            (TakeoverPolicy::SameKey, 2)
+        );
+        std::fs::write(
+            &path,
+            "node_id = 1\nmqtt_listen = \"127.0.0.1:1884\"\ngrpc_listen = \"127.0.0.1:5364\"\n\
+             keys_file = \"k\"\ndevices_file = \"d\"\ntakeover = \"never\"\n",
+        )
+        .unwrap();
+        let err = NodeConfig::read(&path).unwrap_err();
+        assert!(
+            err.contains("`never` is not `allow` or `same_key`"),
+            "{err}"
+        );
     }
 }

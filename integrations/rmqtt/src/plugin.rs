@@ -47,6 +47,9 @@ use structure_access::mqtt::Decision;
 use structure_access::{
     Authenticator, DeviceId, HashPolicy, KeyId, Secret, UnixTime, VerificationCache, Verifier,
 };
+use structure_access_common::audit::{Audit, Event, auth_reason, end_cause};
+use structure_access_common::metrics::Metrics;
+use structure_access_common::takeover::{TakeoverPolicy, Takeovers};
 use structure_access_common::throttle::{
     CLIENT_LINES_PER_SECOND, LogBudget, Tarpit, Throttle, address_key,
 };
@@ -123,6 +126,33 @@ struct Shared {
     clients: Mutex<Clients>,
     /// Most subscriptions one session may hold.
     max_subscriptions: usize,
+    /// The audit trail.
+    audit: Audit,
+    /// What a CONNECT for a device with a live session may do.
+    takeover: TakeoverPolicy,
+    /// Takeovers per device in the last minute, through this node.
+    takeovers: Mutex<Takeovers>,
+    /// The counters (served on `metrics_listen`).
+    metrics: Metrics,
+}
+
+/// A refused CONNECT: its reason code (the audit trail's), its words (the
+/// log's, escaped), and who, as far as it is known and valid.
+struct Refusal {
+    reason: &'static str,
+    why: String,
+    device: Option<DeviceId>,
+    key: Option<KeyId>,
+}
+
+/// An accepted CONNECT, and the live session it takes over, if any.
+struct Accepted {
+    who: String,
+    device: DeviceId,
+    key: KeyId,
+    application: String,
+    /// The key of the session taken over.
+    takes_over: Option<String>,
 }
 
 impl Shared {
@@ -150,30 +180,37 @@ impl Shared {
         (key, device, verifier): (KeyId, DeviceId, Verifier),
         verified_under: u64,
         will: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<String, (&'static str, String)> {
         let mut clients = self.clients();
         let loaded = self.store.read();
         let changed = self.store.generation() != verified_under;
         let principal = clients
             .admit(&loaded, session.clone(), key, device, verifier)
             .map_err(|why| {
+                let cause = end_cause(&why);
                 if changed {
-                    format!("{why} (while its secret was being verified)")
+                    (
+                        cause,
+                        format!("{why} (while its secret was being verified)"),
+                    )
                 } else {
-                    why
+                    (cause, why)
                 }
             })?;
         if let Some(topic) = will {
             let directory = |id: &str| loaded.device(id);
             if principal.may_publish(loaded.rules(), topic, &directory) != Ok(Decision::Allow) {
                 clients.remove(session);
-                return Err(format!(
-                    "its will's topic `{}` is not one it may publish to",
-                    excerpt(topic)
+                return Err((
+                    "will_denied",
+                    format!(
+                        "its will's topic `{}` is not one it may publish to",
+                        excerpt(topic)
+                    ),
                 ));
             }
         }
-        Ok(())
+        Ok(principal.application().to_string())
     }
 
     /// Whether `publish` may be delivered to `session`: the subscriber may
@@ -207,6 +244,8 @@ pub struct AccessKeyPlugin {
     /// The database to follow, from its snapshot's position (`None`: from
     /// the files in force), until the plugin starts.
     database: Option<(Database, Option<i64>)>,
+    /// The metrics listener, bound at registration, served once started.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 /// Reads the records at start: from the database when one is configured (a
@@ -306,7 +345,37 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
             started.elapsed().as_secs_f64()
         );
     }
+    let node = Some(config.node_id);
+    let audit = match &config.audit_file {
+        Some(path) => Audit::to_file(path, "rmqtt", node).map_err(|e| {
+            format!(
+                "`audit_file`: cannot open `{}` for appending: {e}",
+                escape(&path.display().to_string())
+            )
+        })?,
+        None => Audit::to_log(|line| log::info!(target: "audit", "{line}"), "rmqtt", node),
+    };
+    let metrics = Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+    let metrics_listener = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| format!("`metrics_listen` {addr}: {e}"))?;
+            if let Some(exposure) = crate::config::grpc_exposure(&addr) {
+                log::warn!(
+                    "{NAME}: `metrics_listen` is on {exposure} ({addr}): the counters name no \
+                     secret, but serve them to your monitoring network only"
+                );
+            }
+            Some(listener)
+        }
+    };
     let shared = Arc::new(Shared {
+        metrics,
+        audit,
+        takeover: config.takeover,
+        takeovers: Mutex::new(Takeovers::new(config.takeover_limit)),
         scx: scx.clone(),
         store: Arc::new(store),
         reloading: tokio::sync::Mutex::new(()),
@@ -333,6 +402,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
         register,
         reload_interval,
         database,
+        metrics_listener,
     })));
     scx.plugins
         .register(
@@ -419,6 +489,9 @@ impl Plugin for AccessKeyPlugin {
         spawn_log_flusher(self.shared.clone());
         spawn_sweeper(self.shared.clone());
         spawn_expirer(self.shared.clone());
+        if let Some(listener) = self.metrics_listener.take() {
+            spawn_metrics(self.shared.clone(), listener);
+        }
         Ok(())
     }
 
@@ -426,6 +499,41 @@ impl Plugin for AccessKeyPlugin {
         // Stopping it would let every client through: refuse.
         Ok(false)
     }
+}
+
+/// Serves the counters as Prometheus text on `GET /metrics`.
+fn spawn_metrics(shared: Arc<Shared>, listener: std::net::TcpListener) {
+    use axum::http::header::CONTENT_TYPE;
+    tokio::spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                log::error!("{NAME}: the metrics listener cannot be served: {e}");
+                return;
+            }
+        };
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = shared.clone();
+                async move {
+                    {
+                        let records = shared.store.read();
+                        shared
+                            .metrics
+                            .records(records.key_count(), records.device_count());
+                    }
+                    (
+                        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        shared.metrics.text(),
+                    )
+                }
+            }),
+        );
+        if let Err(e) = axum::serve(listener, app).await {
+            log::error!("{NAME}: the metrics listener stopped: {e}");
+        }
+    });
 }
 
 /// Writes, once a second, the count of client lines held back that no later
@@ -437,6 +545,9 @@ fn spawn_log_flusher(shared: Arc<Shared>) {
             ticks.tick().await;
             if let Some(line) = shared.lines.flush() {
                 log::warn!("{NAME}: {line}");
+            }
+            if let Some(line) = shared.audit.flush() {
+                log::error!("{NAME}: {line}");
             }
         }
     });
@@ -472,6 +583,12 @@ fn spawn_expirer(shared: Arc<Shared>) {
             if keys == 0 {
                 continue;
             }
+            shared.audit.write(&Event {
+                event: "keys_expired",
+                keys: Some(keys),
+                revoked: Some(doomed.len()),
+                ..Event::default()
+            });
             log::info!(
                 "{NAME}: {keys} access key(s) expired; {looked_at} session(s) on this node \
                  re-evaluated, {} revoked, of {sessions}",
@@ -581,6 +698,7 @@ async fn reload(shared: &Arc<Shared>, cause: &str, tell: bool) {
 /// removed or deactivated.
 fn apply_changes(shared: &Arc<Shared>, changes: ChangeSet, what: &str, tell: bool) {
     let named = changes.len();
+    let started = Instant::now();
     // The change and the look at the sessions it concerns, under the
     // sessions' lock: a CONNECT verified meanwhile is entered either before
     // (and looked at here) or after (and decided under the new records).
@@ -610,6 +728,22 @@ fn apply_changes(shared: &Arc<Shared>, changes: ChangeSet, what: &str, tell: boo
         });
         (applied, doomed, looked_at, clients.len(), told)
     };
+    shared
+        .metrics
+        .change_sets
+        .observe(started.elapsed().as_secs_f64());
+    shared.audit.write(&Event {
+        event: "records_applied",
+        source: Some(if what.contains("database") {
+            "database"
+        } else {
+            "files"
+        }),
+        keys: Some(applied.keys.len()),
+        devices: Some(applied.devices.len()),
+        revoked: Some(doomed.len()),
+        ..Event::default()
+    });
     let records = shared.store.read();
     log::info!(
         "{NAME}: reloaded {what}: {} access key(s) and {} device(s) changed ({named} record(s) \
@@ -756,6 +890,22 @@ async fn ended_elsewhere(
 /// registered yet (its connection then disconnects it, see
 /// [`Parameter::ClientConnected`]).
 async fn end_session(shared: Arc<Shared>, id: Id, why: String) {
+    shared.metrics.ended(end_cause(&why));
+    shared.audit.write(&Event {
+        event: "session_ended",
+        reason: Some(end_cause(&why)),
+        device: id
+            .client_id
+            .parse::<DeviceId>()
+            .is_ok()
+            .then_some(&*id.client_id),
+        key: id
+            .username_ref()
+            .parse::<KeyId>()
+            .is_ok()
+            .then_some(id.username_ref()),
+        ..Event::default()
+    });
     let start = Instant::now();
     // Tried again promptly: a session being connected holds its entry's
     // lock for a moment, and a revoked session must not linger past it.
@@ -963,6 +1113,11 @@ impl Handler for Hooks {
             }
             Parameter::MessageExpiryCheck(session, from, publish) => {
                 let (deliver, review_now) = shared.may_deliver(&session.id, from, &publish.topic);
+                if deliver {
+                    shared.metrics.delivered.inc();
+                } else {
+                    shared.metrics.dropped.inc();
+                }
                 if review_now {
                     tokio::spawn(review(shared.clone(), session.id.clone()));
                 }
@@ -1066,12 +1221,73 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
     let ip = connect.id().remote_addr.map(|a| a.ip());
     // The budgets' key: the address, or its /64 network for IPv6.
     let key = ip.map(address_key);
+    let address = connect
+        .id()
+        .remote_addr
+        .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
     match verdict(shared, connect, key.clone()).await {
-        Ok(who) => {
-            log::debug!("{NAME}: {who} authenticated");
+        Ok(accepted) => {
+            log::debug!("{NAME}: {} authenticated", accepted.who);
+            shared.metrics.accepted();
+            if let Some(previous) = &accepted.takes_over {
+                let (takeovers, conflict) = shared
+                    .takeovers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .count(accepted.device, Instant::now());
+                shared.metrics.taken_over.inc();
+                if conflict {
+                    shared.metrics.conflicting.inc();
+                }
+                let mut event = Event {
+                    event: "takeover",
+                    device: Some(accepted.device.as_str()),
+                    key: Some(accepted.key.as_str()),
+                    previous_key: Some(previous),
+                    address: Some(&address),
+                    takeovers: Some(takeovers),
+                    ..Event::default()
+                };
+                shared.audit.write(&event);
+                if conflict {
+                    event.event = "conflicting_client_id";
+                    shared.audit.write(&event);
+                }
+            }
+            shared.audit.write(&Event {
+                event: "auth_accepted",
+                device: Some(accepted.device.as_str()),
+                key: Some(accepted.key.as_str()),
+                application: Some(&accepted.application),
+                address: Some(&address),
+                ..Event::default()
+            });
             AuthResult::Allow(false, None)
         }
-        Err(why) => {
+        Err(refusal) => {
+            shared.metrics.refused(refusal.reason);
+            if refusal.reason == "takeover_refused" {
+                shared.metrics.takeovers_refused.inc();
+            }
+            // The key only if it is on file: an unknown one is only text
+            // the client typed.
+            let on_file = refusal.key.and_then(|k| {
+                shared
+                    .store
+                    .read()
+                    .key(&k)
+                    .map(|r| (k, r.application().to_string()))
+            });
+            shared.audit.refused(&Event {
+                event: "auth_refused",
+                reason: Some(refusal.reason),
+                device: refusal.device.as_ref().map(DeviceId::as_str),
+                key: on_file.as_ref().map(|(k, _)| k.as_str()),
+                application: on_file.as_ref().map(|(_, a)| a.as_str()),
+                address: Some(&address),
+                ..Event::default()
+            });
+            let why = refusal.why;
             let shown = ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
             shared.warn(format!("{NAME}: refused a client at {shown}: {why}"));
             if let Some(held) = shared.tarpit.hold(key.as_deref()) {
@@ -1085,31 +1301,69 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
 /// Who the CONNECT authenticates, or why it is refused (escaped for the log).
 /// Runs the core's `Authenticator`, on a blocking thread whenever Argon2 may
 /// run, and asks the budget (of the node and of the client's address, keyed
-/// by `budget_key`) before any Argon2; then enters the session.
+/// by `budget_key`) before any Argon2; then looks for a live session of the
+/// device in the cluster (a takeover, refused under `same_key` with another
+/// key), and enters the session.
 async fn verdict(
     shared: &Arc<Shared>,
     connect: &rmqtt::types::ConnectInfo,
     budget_key: Option<String>,
-) -> Result<String, String> {
-    let username = connect.username().ok_or("no username")?;
+) -> Result<Accepted, Refusal> {
+    let valid_device = connect.client_id().parse::<DeviceId>().ok();
+    let refuse = |reason, why: &str, key| Refusal {
+        reason,
+        why: why.to_owned(),
+        device: valid_device,
+        key,
+    };
+    let username = connect
+        .username()
+        .ok_or_else(|| refuse("not_an_access_key", "no username", None))?;
     let Ok(key) = username.parse::<KeyId>() else {
         // It may be anything the client typed, a secret included: not repeated.
-        return Err("the username is not an access key".into());
+        return Err(refuse(
+            "not_an_access_key",
+            "the username is not an access key",
+            None,
+        ));
     };
     let password = connect
         .password()
         .and_then(|p| std::str::from_utf8(p).ok())
-        .ok_or("password missing or not UTF-8")?;
+        .ok_or_else(|| {
+            refuse(
+                "malformed_secret",
+                "password missing or not UTF-8",
+                Some(key),
+            )
+        })?;
     // The error's detail (length, offending position) is the password's:
     // only its kind is logged.
-    let secret = Secret::parse_any(password).map_err(|_| "malformed secret")?;
-    let Ok(device_id) = connect.client_id().parse::<DeviceId>() else {
-        return Err("the client id is not a device ID".into());
+    let secret = Secret::parse_any(password)
+        .map_err(|_| refuse("malformed_secret", "malformed secret", Some(key)))?;
+    let Some(device_id) = valid_device else {
+        return Err(refuse(
+            "invalid_client_id",
+            "the client id is not a device ID",
+            Some(key),
+        ));
     };
     let generation = shared.store.generation();
     let (auth, throttle) = (shared.auth.clone(), shared.throttle.clone());
+    let metrics = shared.metrics.clone();
     let permit = move |argon2_on_file: bool| {
-        move || argon2_on_file && throttle.permit(budget_key.as_deref())
+        move || {
+            if !argon2_on_file {
+                return false;
+            }
+            let permitted = throttle.permit(budget_key.as_deref());
+            if permitted {
+                metrics.argon2_verified.inc();
+            } else {
+                metrics.argon2_over_budget.inc();
+            }
+            permitted
+        }
     };
     // Argon2 may run: on a blocking thread, with what it needs taken out of
     // the records (their lock is not held across it). Otherwise inline.
@@ -1147,7 +1401,7 @@ async fn verdict(
                 )
             })
             .await
-            .map_err(|_| "internal error")?
+            .map_err(|_| refuse("other", "internal error", Some(key)))?
         }
         None => {
             let records = shared.store.read();
@@ -1169,22 +1423,64 @@ async fn verdict(
     } else {
         format!("device `{device_id}`")
     };
+    let refused = |reason, why: String| Refusal {
+        reason,
+        why: format!("{who}: {why}"),
+        device: Some(device_id),
+        key: Some(key),
+    };
     match (result, verifier) {
         (Ok(_), Some(verifier)) => {
-            shared
+            let takes_over = live_session(shared, connect.id()).await;
+            if let Some(previous) = &takes_over
+                && shared.takeover == TakeoverPolicy::SameKey
+                && previous.as_str() != key.as_str()
+            {
+                return Err(refused(
+                    "takeover_refused",
+                    format!(
+                        "the device has a live session with another access key (`{}`), and \
+                         takeover is same_key",
+                        escape(previous)
+                    ),
+                ));
+            }
+            let application = shared
                 .admit(
                     connect.id(),
                     (key, device_id, verifier),
                     generation,
                     will_topic(connect),
                 )
-                .map_err(|why| format!("{who}: {why}"))?;
-            Ok(who)
+                .map_err(|(reason, why)| refused(reason, why))?;
+            Ok(Accepted {
+                who,
+                device: device_id,
+                key,
+                application,
+                takes_over,
+            })
         }
-        (Ok(_), None) => Err(format!("{who}: internal error")),
-        (Err(_), _) if !known_device => Err(format!("{who}: unknown device")),
-        (Err(e), _) => Err(format!("{who}: {}", shared.store.read().refusal_reason(&e))),
+        (Ok(_), None) => Err(refused("other", "internal error".into())),
+        (Err(_), _) if !known_device => Err(refused("unknown_device", "unknown device".into())),
+        (Err(e), _) => Err(refused(
+            auth_reason(&e),
+            shared.store.read().refusal_reason(&e),
+        )),
     }
+}
+
+/// The key of the device's live session elsewhere in the cluster (on this
+/// node or another), if it has one: a CONNECT of `id` takes it over.
+async fn live_session(shared: &Shared, id: &Id) -> Option<String> {
+    let status = shared
+        .scx
+        .extends
+        .shared()
+        .await
+        .session_status(&id.client_id)
+        .await?;
+    (status.online && status.id != *id).then(|| status.id.username_ref().to_owned())
 }
 
 /// The core's verification of a CONNECT: its result, the verifier that

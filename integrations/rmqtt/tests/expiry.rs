@@ -37,7 +37,7 @@ fn keys_expire_on_every_node_and_rotation_with_overlap_keeps_devices_on() {
             .concat(),
     );
     let broker = Path::new(env!("CARGO_BIN_EXE_structure-broker"));
-    let (a, b) = cluster(broker, &dir.0, "");
+    let (a, b) = cluster(broker, &dir.0, "audit_file = \"audit.jsonl\"\n");
     let logs = || format!("node 1:\n{}\nnode 2:\n{}", a.log(), b.log());
 
     // d-1 on node 1 and d-3 on node 2 stay on the old key; d-2 connects to
@@ -80,6 +80,26 @@ fn keys_expire_on_every_node_and_rotation_with_overlap_keeps_devices_on() {
     b.wait_for_log("1 access key(s) expired");
     for node in [&a, &b] {
         node.wait_for_log("the access key has expired");
+    }
+    // The audit trail says why, on each node.
+    let audit = dir.0.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let ended: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|e: &serde_json::Value| {
+                e["event"] == "session_ended" && e["reason"] == "expired" && e["key"] == old.id
+            })
+            .collect();
+        if ended.iter().any(|e| e["node"] == 1 && e["device"] == "d-1")
+            && ended.iter().any(|e| e["node"] == 2 && e["device"] == "d-3")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no expiry in the audit:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
     }
     // Refused afterwards, on both nodes.
     for port in [a.mqtt, b.mqtt] {
