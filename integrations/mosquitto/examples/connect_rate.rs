@@ -26,7 +26,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    connect, connect_once, connect_packet, plugin_config, rate, start, work_dir, write_keys,
+    connect, connect_once, connect_packet, plugin_config, plugin_path, rate, start, work_dir,
+    write_keys,
 };
 use structure_access::HashPolicy;
 
