@@ -229,6 +229,50 @@ impl Audit {
         self.write(event);
     }
 
+    /// A change set applied: `from` is the broker's description of where it
+    /// came from (one naming the database is the database's, else the
+    /// files'), with what it changed and the sessions it revoked.
+    pub fn records_applied(&self, from: &str, keys: usize, devices: usize, revoked: usize) {
+        self.write(&Event {
+            event: "records_applied",
+            source: Some(if from.contains("database") {
+                "database"
+            } else {
+                "files"
+            }),
+            keys: Some(keys),
+            devices: Some(devices),
+            revoked: Some(revoked),
+            ..Event::default()
+        });
+    }
+
+    /// A takeover of `device`'s live session (of `previous`'s key) by
+    /// `key`, the `takeovers`-th in its minute; and, with `conflict`, the
+    /// `conflicting_client_id` event after it.
+    pub fn takeover(
+        &self,
+        (device, key, previous): (&str, &str, &str),
+        address: &str,
+        takeovers: u32,
+        conflict: bool,
+    ) {
+        let mut event = Event {
+            event: "takeover",
+            device: Some(device),
+            key: Some(key),
+            previous_key: Some(previous),
+            address: Some(address),
+            takeovers: Some(takeovers),
+            ..Event::default()
+        };
+        self.write(&event);
+        if conflict {
+            event.event = "conflicting_client_id";
+            self.write(&event);
+        }
+    }
+
     fn not_written(&self, count: u64) {
         self.write(&Event {
             event: "refusals_not_written",

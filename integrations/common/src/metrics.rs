@@ -26,7 +26,11 @@ use crate::audit::{AUTH_REASONS, END_CAUSES};
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    authentications: IntCounterVec,
+    /// Accepted CONNECTs, and refused ones by reason, sessions ended by
+    /// cause (resolved once: the CONNECT path does no label lookup).
+    accepted: IntCounter,
+    refused_by: Vec<(&'static str, IntCounter)>,
+    ended_by: Vec<(&'static str, IntCounter)>,
     /// Argon2 verifications run.
     pub argon2_verified: IntCounter,
     /// Argon2 verifications the budget refused.
@@ -35,7 +39,6 @@ pub struct Metrics {
     pub delivered: IntCounter,
     /// Deliveries decided one by one and dropped.
     pub dropped: IntCounter,
-    sessions_ended: IntCounterVec,
     /// Takeovers done.
     pub taken_over: IntCounter,
     /// Takeovers refused (`same_key`).
@@ -110,14 +113,24 @@ impl Metrics {
             .buckets(vec![0.0001, 0.001, 0.01, 0.1, 1.0, 10.0]),
         )?;
         registry.register(Box::new(change_sets.clone()))?;
-        authentications.with_label_values(&["accepted", "ok"]);
-        for reason in AUTH_REASONS {
-            authentications.with_label_values(&["refused", reason]);
-        }
-        for cause in END_CAUSES {
-            sessions_ended.with_label_values(&[cause]);
-        }
+        let accepted = authentications.with_label_values(&["accepted", "ok"]);
+        let refused_by = AUTH_REASONS
+            .iter()
+            .map(|reason| {
+                (
+                    *reason,
+                    authentications.with_label_values(&["refused", reason]),
+                )
+            })
+            .collect();
+        let ended_by = END_CAUSES
+            .iter()
+            .map(|cause| (*cause, sessions_ended.with_label_values(&[cause])))
+            .collect();
         Ok(Self {
+            accepted,
+            refused_by,
+            ended_by,
             argon2_verified: argon2.with_label_values(&["verified"]),
             argon2_over_budget: argon2.with_label_values(&["over_budget"]),
             delivered: deliveries.with_label_values(&["delivered"]),
@@ -126,8 +139,6 @@ impl Metrics {
             takeovers_refused: takeovers.with_label_values(&["refused"]),
             conflicting: takeovers.with_label_values(&["conflicting"]),
             registry,
-            authentications,
-            sessions_ended,
             keys,
             devices,
             change_sets,
@@ -136,21 +147,23 @@ impl Metrics {
 
     /// An accepted CONNECT.
     pub fn accepted(&self) {
-        self.authentications
-            .with_label_values(&["accepted", "ok"])
-            .inc();
+        self.accepted.inc();
     }
 
-    /// A refused CONNECT, by its reason code.
+    /// A refused CONNECT, by its reason code (one not in
+    /// [`AUTH_REASONS`] counts as `other`).
     pub fn refused(&self, reason: &str) {
-        self.authentications
-            .with_label_values(&["refused", reason])
-            .inc();
+        if let Some(counter) = by_code(&self.refused_by, reason) {
+            counter.inc();
+        }
     }
 
-    /// A session ended, by its cause code.
+    /// A session ended, by its cause code (one not in [`END_CAUSES`]
+    /// counts as `other`).
     pub fn ended(&self, cause: &str) {
-        self.sessions_ended.with_label_values(&[cause]).inc();
+        if let Some(counter) = by_code(&self.ended_by, cause) {
+            counter.inc();
+        }
     }
 
     /// The records in force.
@@ -180,10 +193,7 @@ impl Metrics {
     /// `$SYS/broker/plugin/structure-access/`.
     pub fn samples(&self) -> Vec<(String, u64)> {
         let mut out = vec![
-            (
-                "authentications/accepted".to_owned(),
-                self.count("accepted", "ok"),
-            ),
+            ("authentications/accepted".to_owned(), self.accepted.get()),
             ("argon2/verified".to_owned(), self.argon2_verified.get()),
             (
                 "argon2/over_budget".to_owned(),
@@ -207,26 +217,23 @@ impl Metrics {
                 self.change_sets.get_sample_count(),
             ),
         ];
-        for reason in AUTH_REASONS {
-            out.push((
-                format!("authentications/refused/{reason}"),
-                self.count("refused", reason),
-            ));
+        for (reason, counter) in &self.refused_by {
+            out.push((format!("authentications/refused/{reason}"), counter.get()));
         }
-        for cause in END_CAUSES {
-            out.push((
-                format!("sessions_ended/{cause}"),
-                self.sessions_ended.with_label_values(&[cause]).get(),
-            ));
+        for (cause, counter) in &self.ended_by {
+            out.push((format!("sessions_ended/{cause}"), counter.get()));
         }
         out
     }
+}
 
-    fn count(&self, outcome: &str, reason: &str) -> u64 {
-        self.authentications
-            .with_label_values(&[outcome, reason])
-            .get()
-    }
+/// The counter of `code`, or of `other` for a code not listed.
+fn by_code<'a>(counters: &'a [(&'static str, IntCounter)], code: &str) -> Option<&'a IntCounter> {
+    counters
+        .iter()
+        .find(|(c, _)| *c == code)
+        .or_else(|| counters.iter().find(|(c, _)| *c == "other"))
+        .map(|(_, counter)| counter)
 }
 
 #[cfg(test)]

@@ -456,9 +456,7 @@ impl Plugin {
         why: &str,
     ) -> Outcome {
         let address = client.address();
-        let application = key
-            .and_then(|k| loaded.key(k))
-            .map(|r| r.application().to_string());
+        let application = key.and_then(|k| loaded.key(k)).map(|r| *r.application());
         self.metrics.refused(reason);
         if reason == "takeover_refused" {
             self.metrics.takeovers_refused.inc();
@@ -468,7 +466,7 @@ impl Plugin {
             reason: Some(reason),
             device: device.map(DeviceId::as_str),
             key: key.map(KeyId::as_str),
-            application: application.as_deref(),
+            application: application.as_ref().map(|a| a.as_str()),
             address: Some(&address),
             ..Event::default()
         });
@@ -610,7 +608,7 @@ impl Plugin {
         {
             return match &session.principal {
                 Ok(principal) => {
-                    let application = principal.application().to_string();
+                    let application = *principal.application();
                     // Mosquitto checks every live connection again after
                     // its own reload (SIGHUP): that is no new CONNECT.
                     let checked_again =
@@ -622,7 +620,7 @@ impl Plugin {
                         self.taken_over(&mut state, &client, device_id, key, key);
                     }
                     if !checked_again {
-                        self.accepted(&client, &device_id, &key, &application);
+                        self.accepted(&client, &device_id, &key, application.as_str());
                     }
                     Outcome::allow(format!(
                         "device `{device_id}` authenticated with access key `{key}` (session)"
@@ -749,21 +747,12 @@ impl Plugin {
         if conflict {
             self.metrics.conflicting.inc();
         }
-        let address = client.address();
-        let mut event = Event {
-            event: "takeover",
-            device: Some(device.as_str()),
-            key: Some(key.as_str()),
-            previous_key: Some(previous.as_str()),
-            address: Some(&address),
-            takeovers: Some(takeovers),
-            ..Event::default()
-        };
-        self.audit.write(&event);
-        if conflict {
-            event.event = "conflicting_client_id";
-            self.audit.write(&event);
-        }
+        self.audit.takeover(
+            (device.as_str(), key.as_str(), previous.as_str()),
+            &client.address(),
+            takeovers,
+            conflict,
+        );
     }
 
     /// Authenticates with the key's record, if any; Argon2 runs only within
@@ -1201,18 +1190,8 @@ impl Plugin {
             .observe(started.elapsed().as_secs_f64());
         self.metrics
             .records(loaded.key_count(), loaded.device_count());
-        self.audit.write(&Event {
-            event: "records_applied",
-            source: Some(if from.contains("database") {
-                "database"
-            } else {
-                "files"
-            }),
-            keys: Some(applied.keys.len()),
-            devices: Some(applied.devices.len()),
-            revoked: Some(revoked),
-            ..Event::default()
-        });
+        self.audit
+            .records_applied(from, applied.keys.len(), applied.devices.len(), revoked);
         report.log.insert(
             0,
             (

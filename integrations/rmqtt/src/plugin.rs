@@ -150,7 +150,7 @@ struct Accepted {
     who: String,
     device: DeviceId,
     key: KeyId,
-    application: String,
+    application: structure_access::ApplicationId,
     /// The key of the session taken over.
     takes_over: Option<String>,
 }
@@ -180,7 +180,7 @@ impl Shared {
         (key, device, verifier): (KeyId, DeviceId, Verifier),
         verified_under: u64,
         will: Option<&str>,
-    ) -> Result<String, (&'static str, String)> {
+    ) -> Result<structure_access::ApplicationId, (&'static str, String)> {
         let mut clients = self.clients();
         let loaded = self.store.read();
         let changed = self.store.generation() != verified_under;
@@ -210,7 +210,7 @@ impl Shared {
                 ));
             }
         }
-        Ok(principal.application().to_string())
+        Ok(*principal.application())
     }
 
     /// Whether `publish` may be delivered to `session`: the subscriber may
@@ -732,18 +732,12 @@ fn apply_changes(shared: &Arc<Shared>, changes: ChangeSet, what: &str, tell: boo
         .metrics
         .change_sets
         .observe(started.elapsed().as_secs_f64());
-    shared.audit.write(&Event {
-        event: "records_applied",
-        source: Some(if what.contains("database") {
-            "database"
-        } else {
-            "files"
-        }),
-        keys: Some(applied.keys.len()),
-        devices: Some(applied.devices.len()),
-        revoked: Some(doomed.len()),
-        ..Event::default()
-    });
+    shared.audit.records_applied(
+        what,
+        applied.keys.len(),
+        applied.devices.len(),
+        doomed.len(),
+    );
     let records = shared.store.read();
     log::info!(
         "{NAME}: reloaded {what}: {} access key(s) and {} device(s) changed ({named} record(s) \
@@ -1239,26 +1233,18 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
                 if conflict {
                     shared.metrics.conflicting.inc();
                 }
-                let mut event = Event {
-                    event: "takeover",
-                    device: Some(accepted.device.as_str()),
-                    key: Some(accepted.key.as_str()),
-                    previous_key: Some(previous),
-                    address: Some(&address),
-                    takeovers: Some(takeovers),
-                    ..Event::default()
-                };
-                shared.audit.write(&event);
-                if conflict {
-                    event.event = "conflicting_client_id";
-                    shared.audit.write(&event);
-                }
+                shared.audit.takeover(
+                    (accepted.device.as_str(), accepted.key.as_str(), previous),
+                    &address,
+                    takeovers,
+                    conflict,
+                );
             }
             shared.audit.write(&Event {
                 event: "auth_accepted",
                 device: Some(accepted.device.as_str()),
                 key: Some(accepted.key.as_str()),
-                application: Some(&accepted.application),
+                application: Some(accepted.application.as_str()),
                 address: Some(&address),
                 ..Event::default()
             });
@@ -1271,13 +1257,9 @@ async fn authenticate(shared: &Arc<Shared>, connect: &rmqtt::types::ConnectInfo)
             }
             // The key only if it is on file: an unknown one is only text
             // the client typed.
-            let on_file = refusal.key.and_then(|k| {
-                shared
-                    .store
-                    .read()
-                    .key(&k)
-                    .map(|r| (k, r.application().to_string()))
-            });
+            let on_file = refusal
+                .key
+                .and_then(|k| shared.store.read().key(&k).map(|r| (k, *r.application())));
             shared.audit.refused(&Event {
                 event: "auth_refused",
                 reason: Some(refusal.reason),
