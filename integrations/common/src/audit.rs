@@ -13,11 +13,22 @@
 //! [`AUDIT_REFUSALS_PER_SECOND`] a second; past that they are counted, and
 //! the count is written as a `refusals_not_written` event before the next
 //! refusal written, or by [`Audit::flush`] (called once a second).
+//!
+//! A file is written by a thread of its own: the broker copies the event
+//! and hands it over (a bounded queue of [`AUDIT_QUEUE_LINES`]; when it is full
+//! the broker waits, and no line is dropped), and the thread appends what
+//! has come, in order, with one write per batch, at most
+//! [`AUDIT_WRITE_DELAY`] after the line came. The broker's thread thus
+//! makes no system call per event. Dropping the [`Audit`] writes what is
+//! queued before it returns; a crash loses the lines of the last few
+//! milliseconds.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -25,6 +36,14 @@ use structure_access::{AuthError, UnixTime};
 
 /// Refusals written per second; past that, counted.
 pub const AUDIT_REFUSALS_PER_SECOND: u32 = 100;
+
+/// Lines an audit file's queue holds before the broker waits for the
+/// file.
+pub const AUDIT_QUEUE_LINES: usize = 16 * 1024;
+
+/// How long an audit file's thread gathers lines after the first one of a
+/// batch, at most, before it writes them.
+pub const AUDIT_WRITE_DELAY: Duration = Duration::from_millis(5);
 
 /// One audit event: `event` and the fields that apply (the others are left
 /// out of the line).
@@ -71,21 +90,17 @@ pub struct Event<'a> {
     pub count: Option<u64>,
 }
 
-/// A line with the fields every event has.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: &'a str,
-    broker: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    node: Option<u64>,
-    #[serde(flatten)]
-    event: &'a Event<'a>,
-}
-
 /// Where the lines go.
 enum Output {
-    File { path: PathBuf, file: Mutex<File> },
+    File {
+        path: PathBuf,
+        /// To the writing thread; `None` once dropped.
+        lines: Option<SyncSender<Queued>>,
+        writer: Option<JoinHandle<()>>,
+    },
     Log(Box<dyn Fn(&str) + Send + Sync>),
+    /// No trail (`audit = off`): nothing is formatted or written.
+    Off,
 }
 
 /// The refusals of the current second.
@@ -103,7 +118,152 @@ pub struct Audit {
     node: Option<u64>,
     budget: Mutex<Budget>,
     /// Lines the file refused, and the last error, for the broker's log.
-    failed: Mutex<(u64, Option<String>)>,
+    failed: Arc<Mutex<(u64, Option<String>)>>,
+}
+
+/// The line of `event` at `time`: the fields every line has, then the
+/// event's (its object without its `{`), as a struct with a flattened event
+/// would give it, at half the cost. `broker` is one of the brokers' names,
+/// which JSON needs no escape for.
+fn line(time: SystemTime, broker: &str, node: Option<u64>, event: &Event<'_>) -> Option<String> {
+    let mut bytes = Vec::with_capacity(256);
+    let time = time_text(time);
+    match node {
+        Some(node) => write!(
+            bytes,
+            "{{\"time\":\"{time}\",\"broker\":\"{broker}\",\"node\":{node},"
+        ),
+        None => write!(bytes, "{{\"time\":\"{time}\",\"broker\":\"{broker}\","),
+    }
+    .ok()?;
+    let start = bytes.len();
+    serde_json::to_writer(&mut bytes, event).ok()?;
+    // `{"event":…}`: its `{` goes.
+    if bytes.get(start) != Some(&b'{') {
+        return None;
+    }
+    bytes.remove(start);
+    String::from_utf8(bytes).ok()
+}
+
+/// An event on its way to the file's thread: its time, and its text
+/// fields copied into one string.
+struct Queued {
+    time: SystemTime,
+    event: Event<'static>,
+    text: String,
+    /// Where `device`, `key`, `application`, `address`, `previous_key`
+    /// and `source` are in `text`.
+    spans: [Option<(usize, usize)>; 6],
+}
+
+impl Queued {
+    fn of(event: &Event<'_>) -> Self {
+        let fields = [
+            event.device,
+            event.key,
+            event.application,
+            event.address,
+            event.previous_key,
+            event.source,
+        ];
+        let mut text = String::with_capacity(fields.iter().flatten().map(|f| f.len()).sum());
+        let spans = fields.map(|field| {
+            field.map(|field| {
+                let start = text.len();
+                text.push_str(field);
+                (start, text.len())
+            })
+        });
+        Self {
+            time: SystemTime::now(),
+            event: Event {
+                device: None,
+                key: None,
+                application: None,
+                address: None,
+                previous_key: None,
+                source: None,
+                ..event.clone()
+            },
+            text,
+            spans,
+        }
+    }
+
+    fn line(&self, broker: &str, node: Option<u64>) -> Option<String> {
+        let [device, key, application, address, previous_key, source] = self
+            .spans
+            .map(|span| span.and_then(|(start, end)| self.text.get(start..end)));
+        let event = Event {
+            device,
+            key,
+            application,
+            address,
+            previous_key,
+            source,
+            ..self.event.clone()
+        };
+        line(self.time, broker, node, &event)
+    }
+}
+
+impl Drop for Audit {
+    fn drop(&mut self) {
+        if let Output::File { lines, writer, .. } = &mut self.output {
+            // The thread writes what is queued, then sees the queue closed.
+            drop(lines.take());
+            if let Some(writer) = writer.take() {
+                let _ = writer.join();
+            }
+        }
+    }
+}
+
+/// The thread of an audit file: waits for a line, gathers what comes within
+/// [`AUDIT_WRITE_DELAY`], and appends it all with one write.
+fn write_lines(
+    mut file: File,
+    (broker, node): (&str, Option<u64>),
+    lines: &Receiver<Queued>,
+    failed: &Mutex<(u64, Option<String>)>,
+) {
+    let mut batch = String::new();
+    let add = |batch: &mut String, queued: Queued| {
+        if let Some(line) = queued.line(broker, node) {
+            batch.push_str(&line);
+            batch.push('\n');
+        }
+    };
+    while let Ok(queued) = lines.recv() {
+        add(&mut batch, queued);
+        // Not woken per line meanwhile: the broker's sends find no one
+        // waiting, and make no system call.
+        std::thread::sleep(AUDIT_WRITE_DELAY);
+        let mut count = 1u64;
+        let closed = loop {
+            match lines.try_recv() {
+                Ok(queued) => {
+                    add(&mut batch, queued);
+                    count += 1;
+                }
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
+            }
+        };
+        if let Err(e) = file.write_all(batch.as_bytes()) {
+            let mut failed = failed.lock().unwrap_or_else(PoisonError::into_inner);
+            failed.0 = failed.0.saturating_add(count);
+            failed.1 = Some(e.to_string());
+        }
+        batch.clear();
+        if batch.capacity() > 1 << 20 {
+            batch.shrink_to(64 * 1024);
+        }
+        if closed {
+            break;
+        }
+    }
 }
 
 impl std::fmt::Debug for Audit {
@@ -111,6 +271,7 @@ impl std::fmt::Debug for Audit {
         let to = match &self.output {
             Output::File { path, .. } => path.display().to_string(),
             Output::Log(_) => "the broker's log".into(),
+            Output::Off => "nowhere (off)".into(),
         };
         f.debug_struct("Audit")
             .field("to", &to)
@@ -120,11 +281,9 @@ impl std::fmt::Debug for Audit {
     }
 }
 
-/// The time now, RFC 3339 UTC to the millisecond.
-fn now_text() -> String {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+/// `time`, RFC 3339 UTC to the millisecond.
+fn time_text(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let second = UnixTime::from_secs(since.as_secs())
         .unwrap_or(UnixTime::EPOCH)
         .to_string();
@@ -144,14 +303,25 @@ impl Audit {
             .create(true)
             .mode(0o600)
             .open(path)?;
-        Ok(Self::with(
+        let failed = Arc::new(Mutex::new((0, None)));
+        let (lines, queue) = std::sync::mpsc::sync_channel(AUDIT_QUEUE_LINES);
+        let writer = {
+            let failed = failed.clone();
+            std::thread::Builder::new()
+                .name("audit-file".into())
+                .spawn(move || write_lines(file, (broker, node), &queue, &failed))?
+        };
+        let mut audit = Self::with(
             Output::File {
                 path: path.to_owned(),
-                file: Mutex::new(file),
+                lines: Some(lines),
+                writer: Some(writer),
             },
             broker,
             node,
-        ))
+        );
+        audit.failed = failed;
+        Ok(audit)
     }
 
     /// Hands each line to `log` (the broker's log).
@@ -163,38 +333,48 @@ impl Audit {
         Self::with(Output::Log(Box::new(log)), broker, node)
     }
 
+    /// No audit trail at all (the operator's `audit = off`): every event
+    /// is dropped before it is formatted.
+    pub fn off(broker: &'static str, node: Option<u64>) -> Self {
+        Self::with(Output::Off, broker, node)
+    }
+
+    /// Whether events are written anywhere (not [`Audit::off`]).
+    pub fn is_on(&self) -> bool {
+        !matches!(self.output, Output::Off)
+    }
+
     fn with(output: Output, broker: &'static str, node: Option<u64>) -> Self {
         Self {
             output,
             broker,
             node,
             budget: Mutex::new(Budget::default()),
-            failed: Mutex::new((0, None)),
+            failed: Arc::new(Mutex::new((0, None))),
         }
     }
 
     /// Writes `event`, always.
     pub fn write(&self, event: &Event<'_>) {
-        let time = now_text();
-        let line = Line {
-            time: &time,
-            broker: self.broker,
-            node: self.node,
-            event,
-        };
-        let Ok(mut text) = serde_json::to_string(&line) else {
-            return;
-        };
         match &self.output {
-            Output::Log(log) => log(&text),
-            Output::File { file, .. } => {
-                text.push('\n');
-                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-                // One write of the whole line, to a file opened for appending.
-                if let Err(e) = file.write_all(text.as_bytes()) {
+            Output::Off => {}
+            Output::Log(log) => {
+                if let Some(line) = line(SystemTime::now(), self.broker, self.node, event) {
+                    log(&line);
+                }
+            }
+            Output::File { lines, .. } => {
+                // The thread formats it: the broker only copies the event.
+                let queued = Queued::of(event);
+                // Waits while the queue is full; fails only if the thread
+                // is gone (it panicked), and then the line is counted.
+                if lines
+                    .as_ref()
+                    .is_none_or(|lines| lines.send(queued).is_err())
+                {
                     let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
-                    failed.0 += 1;
-                    failed.1 = Some(e.to_string());
+                    failed.0 = failed.0.saturating_add(1);
+                    failed.1 = Some("the audit file's thread is gone".into());
                 }
             }
         }
@@ -207,6 +387,9 @@ impl Audit {
 
     /// [`Audit::refused`] at the time `now`.
     pub fn refused_at(&self, event: &Event<'_>, now: Instant) {
+        if !self.is_on() {
+            return;
+        }
         let held_back = {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             let over = budget
@@ -466,6 +649,75 @@ mod tests {
             lines.lock().unwrap().len(),
             AUDIT_REFUSALS_PER_SECOND as usize + 1 + 500
         );
+    }
+
+    #[test]
+    fn a_file_gets_every_line_of_every_thread_in_order_soon_and_all_at_drop() {
+        let path = std::env::temp_dir().join(format!("audit-order-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let audit = Audit::to_file(&path, "rmqtt", Some(3)).unwrap();
+        audit.write(&Event {
+            event: "records_applied",
+            keys: Some(0),
+            ..Event::default()
+        });
+        // Soon, without the drop: within AUDIT_WRITE_DELAY and a write.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&path).unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the line never reached the file");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // More lines than the queue holds, from four threads at once.
+        let per_thread = AUDIT_QUEUE_LINES;
+        std::thread::scope(|s| {
+            for thread in 0..4u32 {
+                let audit = &audit;
+                s.spawn(move || {
+                    for n in 0..per_thread {
+                        audit.write(&Event {
+                            event: "takeover",
+                            takeovers: Some(thread),
+                            keys: Some(n),
+                            ..Event::default()
+                        });
+                    }
+                });
+            }
+        });
+        drop(audit);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut next = [0usize; 4];
+        for line in text.lines().skip(1) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                (v["broker"].as_str(), v["node"].as_u64()),
+                (Some("rmqtt"), Some(3))
+            );
+            let thread = v["takeovers"].as_u64().unwrap() as usize;
+            assert_eq!(v["keys"].as_u64(), Some(next[thread] as u64), "{line}");
+            next[thread] += 1;
+        }
+        assert_eq!(next, [per_thread; 4]);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn off_writes_nothing_and_holds_back_nothing() {
+        let audit = Audit::off("mosquitto", None);
+        assert!(!audit.is_on());
+        let refusal = Event {
+            event: "auth_refused",
+            reason: Some("wrong_secret"),
+            ..Event::default()
+        };
+        let start = Instant::now();
+        for _ in 0..AUDIT_REFUSALS_PER_SECOND * 2 {
+            audit.refused_at(&refusal, start);
+        }
+        audit.write(&refusal);
+        assert_eq!(audit.flush_at(start + Duration::from_secs(2)), None);
+        assert_eq!(audit.budget.lock().unwrap().held_back, 0);
+        assert!(Audit::to_log(|_| {}, "rmqtt", None).is_on());
     }
 
     #[test]

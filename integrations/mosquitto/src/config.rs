@@ -93,6 +93,9 @@ pub struct Config {
     /// The audit trail's file (`plugin_opt_audit_file`; `None`: the
     /// broker's log).
     pub audit_file: Option<PathBuf>,
+    /// Whether the audit trail is written at all (`plugin_opt_audit`,
+    /// `on` or `off`; default `on`).
+    pub audit: bool,
     /// What a CONNECT for a device with a live session may do
     /// (`plugin_opt_takeover`, `allow` or `same_key`).
     pub takeover: TakeoverPolicy,
@@ -256,6 +259,16 @@ impl Config {
                 ));
             }
         };
+        let audit = match get("audit") {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(bad(
+                    "audit",
+                    format!("`{}` is not `on` or `off`", excerpt(other)),
+                ));
+            }
+        };
         let topic_prefix = get("topic_prefix").unwrap_or("structure").to_owned();
         let argon2_per_second = as_u32(
             "argon2_per_second",
@@ -291,6 +304,7 @@ impl Config {
                 .unwrap_or_default(),
             sys_interval: (sys_interval > 0).then(|| Duration::from_secs(sys_interval)),
             audit_file: get("audit_file").map(PathBuf::from),
+            audit,
             takeover,
             takeover_limit,
             keys_file,
@@ -324,6 +338,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "argon2_per_second",
     "argon2_per_address_per_second",
     "audit_file",
+    "audit",
     "takeover",
     "takeover_limit",
     "sys_interval",

@@ -886,6 +886,10 @@ mod tests {
                 "option `plugin_opt_defer_unknown`: `yes\\u{202e}` is not `true` or `false`",
             ),
             (
+                with(&[("audit", "false")]),
+                "option `plugin_opt_audit`: `false` is not `on` or `off`",
+            ),
+            (
                 files("expensive", "devices"),
                 "expensive` line 2: access key",
             ),

@@ -353,6 +353,7 @@ impl Plugin {
             None => None,
         };
         let audit = match &config.audit_file {
+            _ if !config.audit => Audit::off("mosquitto", None),
             Some(path) => {
                 Audit::to_file(path, "mosquitto", None).map_err(|e| ConfigError::BadOption {
                     name: "audit_file".into(),

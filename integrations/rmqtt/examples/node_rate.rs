@@ -32,7 +32,11 @@
 //! commit, before the audit trail and the counters), 1–3 compare instead
 //! this node with its audit file and its metrics endpoint on (scraped every
 //! second meanwhile) beside that node with its plugin, and the floods are
-//! skipped.
+//! skipped. With `AUDIT_OFF=1` the baseline is this same node with no audit
+//! trail and no metrics endpoint (`audit = false`): the issue's "with and
+//! without audit and metrics on"; `AUDIT_AA=1` with it runs both nodes
+//! without them, to show the comparison's noise floor. These modes run
+//! N/500 batch pairs (at least 10), in alternating order; use N = 20000.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -143,27 +147,32 @@ fn main() {
     std::fs::write(dir.join("keys.jsonl"), keys).unwrap();
     std::fs::write(dir.join("devices.jsonl"), devices).unwrap();
 
-    let audited = std::env::var_os("AUDIT_BASELINE").map(std::path::PathBuf::from);
+    let earlier = std::env::var_os("AUDIT_BASELINE").map(std::path::PathBuf::from);
+    let audit_off = std::env::var_os("AUDIT_OFF").is_some();
+    let audited = earlier.is_some() || audit_off;
     let metrics_port = support::free_port();
-    let (plugin, open) = match &audited {
+    let off = "audit = false\n";
+    let on = if std::env::var_os("AUDIT_AA").is_some() {
+        off.to_owned()
+    } else {
+        format!("audit_file = \"audit.jsonl\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n")
+    };
+    let (plugin, open) = match &earlier {
+        None if audit_off => (
+            single(&broker, &dir, "plugin", &on),
+            single(&broker, &dir, "off", off),
+        ),
         None => (
             single(&broker, &dir, "plugin", ""),
             single(&broker, &dir, "open", "access_keys = false\n"),
         ),
         Some(earlier) => (
-            single(
-                &broker,
-                &dir,
-                "plugin",
-                &format!(
-                    "audit_file = \"audit.jsonl\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
-                ),
-            ),
+            single(&broker, &dir, "plugin", &on),
             single(earlier, &dir, "earlier", ""),
         ),
     };
     // An operator's scraper, once a second.
-    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(audited.is_some()));
+    let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(audited));
     let scraper = {
         let scraping = scraping.clone();
         std::thread::spawn(move || {
@@ -190,25 +199,64 @@ fn main() {
 
     // 1 and 2, batches alternated between the nodes; every device connects
     // once to each node in the first loop.
-    let rounds = 5;
+    let rounds = if audited { (firsts / 500).max(10) } else { 5 };
     let batch = firsts / rounds;
     let (mut first, mut first_base, mut repeat, mut repeat_base) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Which node goes first alternates in the comparisons, so that neither
+    // gains from its place.
+    let swap = |round: usize| audited && round % 2 == 1;
     for round in 0..rounds {
         let base = round * batch;
-        first.push(rate(batch, |i| connect(plugin.mqtt, base + i)));
-        first_base.push(rate(batch, |i| connect(open.mqtt, base + i)));
+        let (a, b) = if swap(round) {
+            (&open, &plugin)
+        } else {
+            (&plugin, &open)
+        };
+        let a_rate = rate(batch, |i| connect(a.mqtt, base + i));
+        let b_rate = rate(batch, |i| connect(b.mqtt, base + i));
+        let (with, without) = if swap(round) {
+            (b_rate, a_rate)
+        } else {
+            (a_rate, b_rate)
+        };
+        first.push(with);
+        first_base.push(without);
     }
-    for _ in 0..rounds {
-        repeat.push(rate(batch, |i| connect(plugin.mqtt, i)));
-        repeat_base.push(rate(batch, |i| connect(open.mqtt, i)));
+    for round in 0..rounds {
+        let (a, b) = if swap(round) {
+            (&open, &plugin)
+        } else {
+            (&plugin, &open)
+        };
+        let a_rate = rate(batch, |i| connect(a.mqtt, i));
+        let b_rate = rate(batch, |i| connect(b.mqtt, i));
+        let (with, without) = if swap(round) {
+            (b_rate, a_rate)
+        } else {
+            (a_rate, b_rate)
+        };
+        repeat.push(with);
+        repeat_base.push(without);
     }
 
     // 3.
     let (mut messages, mut messages_base) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
-        messages.push(throughput(plugin.mqtt, &trucks, &trucks, 100_000));
-        messages_base.push(throughput(open.mqtt, &trucks, &trucks, 100_000));
+    for round in 0..7 {
+        let (a, b) = if swap(round) {
+            (&open, &plugin)
+        } else {
+            (&plugin, &open)
+        };
+        let a_rate = throughput(a.mqtt, &trucks, &trucks, 100_000);
+        let b_rate = throughput(b.mqtt, &trucks, &trucks, 100_000);
+        let (with, without) = if swap(round) {
+            (b_rate, a_rate)
+        } else {
+            (a_rate, b_rate)
+        };
+        messages.push(with);
+        messages_base.push(without);
     }
     if std::env::var_os("SHOW_ROUNDS").is_some() {
         eprintln!("{messages:.0?}\n{messages_base:.0?}");
@@ -216,7 +264,12 @@ fn main() {
     drop(open);
     scraping.store(false, std::sync::atomic::Ordering::Relaxed);
     let scrapes = scraper.join().unwrap_or(0);
-    if audited.is_some() {
+    if audited {
+        let baseline = if audit_off {
+            "off:"
+        } else {
+            "the earlier node:"
+        };
         drop(plugin);
         let audit_lines =
             std::fs::read_to_string(dir.join("audit.jsonl")).map_or(0, |text| text.lines().count());
@@ -226,17 +279,17 @@ fn main() {
         let (messages, messages_base) = (median(messages), median(messages_base));
         println!("RMQTT node, one client thread (median of {rounds} × {batch}):");
         println!(
-            "  first connects, audit file and metrics on: {first:>9.1}/s   the earlier node: \
+            "  first connects, audit file and metrics on: {first:>9.1}/s   {baseline} \
              {first_base:>9.1}/s   ratio {:.3}",
             first / first_base
         );
         println!(
-            "  repeat connects:                           {repeat:>9.1}/s   the earlier node: \
+            "  repeat connects:                           {repeat:>9.1}/s   {baseline} \
              {repeat_base:>9.1}/s   ratio {:.3}",
             repeat / repeat_base
         );
         println!(
-            "  messages through a restricted wildcard:    {messages:>9.0}/s   the earlier node: \
+            "  messages through a restricted wildcard:    {messages:>9.0}/s   {baseline} \
              {messages_base:>9.0}/s   ratio {:.3}",
             messages / messages_base
         );

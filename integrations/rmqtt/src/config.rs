@@ -32,6 +32,7 @@ use structure_access_common::takeover::{DEFAULT_TAKEOVER_LIMIT, TakeoverPolicy};
 /// max_retained_messages = 100000 # retained messages the node keeps (0: none)
 /// max_retained_payload = 65536   # bytes of a retained message's payload, at most
 /// audit_file = "/var/log/structure/audit.jsonl"  # default: none, the log
+/// audit = true                  # false: no audit trail at all, not even in the log
 /// takeover = "allow"             # or "same_key": a live device is taken over with its key only
 /// takeover_limit = 5             # takeovers of a device in a minute before it is reported
 /// metrics_listen = "127.0.0.1:9464"   # default: none; Prometheus text on GET /metrics
@@ -104,6 +105,10 @@ pub struct NodeConfig {
     /// 0600); none: the audit events go to the log (target `audit`).
     #[serde(default)]
     pub audit_file: Option<PathBuf>,
+    /// Whether the audit trail is written at all (`false`: nowhere, not
+    /// even the log).
+    #[serde(default = "yes")]
+    pub audit: bool,
     /// What a CONNECT for a device with a live session may do: `allow`
     /// (take it over, MQTT's rule) or `same_key` (only with the live
     /// session's access key).
@@ -363,15 +368,17 @@ mod tests {
         assert_eq!(err, "`refusal_delay_ms` is 60000, expected at most 10000");
         assert_eq!(config.takeover, TakeoverPolicy::Allow);
         assert_eq!((config.audit_file, config.takeover_limit), (None, 5));
+        assert!(config.audit);
         std::fs::write(
             &path,
             "node_id = 1\nmqtt_listen = \"127.0.0.1:1884\"\ngrpc_listen = \"127.0.0.1:5364\"\n\
              keys_file = \"k\"\ndevices_file = \"d\"\naudit_file = \"audit.jsonl\"\n\
-             takeover = \"same_key\"\ntakeover_limit = 2\n",
+             takeover = \"same_key\"\ntakeover_limit = 2\naudit = false\n",
         )
         .unwrap();
         let config = NodeConfig::read(&path).unwrap();
         assert_eq!(config.audit_file, Some(dir.join("audit.jsonl")));
+        assert!(!config.audit);
         assert_eq!(
             (config.takeover, config.takeover_limit),
             (TakeoverPolicy::SameKey, 2)

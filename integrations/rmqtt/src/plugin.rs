@@ -347,6 +347,7 @@ pub async fn register(scx: &ServerContext, config: &NodeConfig) -> Result<(), St
     }
     let node = Some(config.node_id);
     let audit = match &config.audit_file {
+        _ if !config.audit => Audit::off("rmqtt", node),
         Some(path) => Audit::to_file(path, "rmqtt", node).map_err(|e| {
             format!(
                 "`audit_file`: cannot open `{}` for appending: {e}",
