@@ -1,0 +1,269 @@
+//! `structure-http`: the reference HTTP server (README.md, "HTTP servers").
+//!
+//! `structure-http --keys-file K --devices-file D --signing-key S [--verification-keys V]`
+//! serves `POST /auth/device`, `POST /applications/{app}/devices/{device}/state`
+//! and `GET /applications/{app}/devices`; `structure-http new-signing-key`
+//! prints a new signing key (`k4.secret.…`, to keep secret) and, on stderr,
+//! its public half (`k4.public.…`, for the verification keys of the other
+//! servers).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Request};
+use clap::{Parser, Subcommand};
+use structure_access::{Authenticator, HashPolicy};
+use structure_access_common::FileSource;
+use structure_access_common::audit::Audit;
+use structure_access_http::{Gate, Server, ServerConfig, follow_files, router};
+use structure_access_tokens::{
+    CachingVerifier, DEFAULT_LIFETIME, Issuer, SigningKey, TokenVerifier, VerifyingKey,
+};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+#[derive(Parser)]
+#[command(
+    name = "structure-http",
+    version,
+    about = "The structure-access reference HTTP server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The access keys (JSON lines, as the brokers read them).
+    #[arg(long)]
+    keys_file: Option<PathBuf>,
+    /// The devices (JSON lines).
+    #[arg(long)]
+    devices_file: Option<PathBuf>,
+    /// The signing key's file (`k4.secret.…`, PASERK).
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// More verification keys (`k4.public.…`, one per line): keys being
+    /// retired, or other servers' keys. The signing key's own is always in.
+    #[arg(long)]
+    verification_keys: Option<PathBuf>,
+    /// The tokens' audience (`aud`).
+    #[arg(long, default_value = "structure-http")]
+    audience: String,
+    /// Seconds a token is valid (1 to 86400).
+    #[arg(long, default_value_t = DEFAULT_LIFETIME)]
+    token_lifetime: u64,
+    /// The audit trail's file (JSON lines); none: the log.
+    #[arg(long)]
+    audit_file: Option<PathBuf>,
+    /// Milliseconds between looks at the files' modification times.
+    #[arg(long, default_value_t = 250)]
+    reload_interval_ms: u64,
+    /// The largest request body (bytes).
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_body: usize,
+    /// Argon2 verifications a second in the server.
+    #[arg(long, default_value_t = 10)]
+    argon2_per_second: u32,
+    /// Argon2 verifications a second per client address.
+    #[arg(long, default_value_t = 2)]
+    argon2_per_address_per_second: u32,
+    /// Refusals of an address answered at once per second (past them, each
+    /// is held `--refusal-delay-ms`).
+    #[arg(long, default_value_t = 2)]
+    refusals_per_address_per_second: u32,
+    /// How long a refusal past the address's budget is held.
+    #[arg(long, default_value_t = 1000)]
+    refusal_delay_ms: u64,
+    /// Tokens remembered once verified (0: none).
+    #[arg(long, default_value_t = 100_000)]
+    token_cache: usize,
+    /// No authentication on the state route: a baseline for load tests only.
+    #[arg(long)]
+    no_auth: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints a new signing key on stdout and its public half on stderr.
+    NewSigningKey,
+}
+
+/// Request ids `<process>-<n>`.
+#[derive(Clone)]
+struct Counter(Arc<(u32, AtomicU64)>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.0.1.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n}", self.0.0))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+fn seed() -> Result<[u8; 32], String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(seed)
+}
+
+fn read_text(path: &PathBuf, what: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {what} `{}`: {e}", path.display()))
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::NewSigningKey) = cli.command {
+        let key = SigningKey::from_seed(seed()?).map_err(|e| e.to_string())?;
+        println!("{}", key.to_paserk());
+        eprintln!("{}", key.verifying_key().to_paserk());
+        return Ok(());
+    }
+    let need = |v: Option<PathBuf>, flag: &str| v.ok_or(format!("`--{flag}` is required"));
+    let keys_file = need(cli.keys_file, "keys-file")?;
+    let devices_file = need(cli.devices_file, "devices-file")?;
+    let signing_file = need(cli.signing_key, "signing-key")?;
+    let signing = SigningKey::from_paserk(&read_text(&signing_file, "the signing key")?)
+        .map_err(|e| format!("`{}`: {e}", signing_file.display()))?;
+    let mut keys = vec![signing.verifying_key()];
+    if let Some(path) = &cli.verification_keys {
+        for (n, line) in read_text(path, "the verification keys")?
+            .lines()
+            .enumerate()
+        {
+            if line.trim().is_empty() {
+                continue;
+            }
+            keys.push(
+                VerifyingKey::from_paserk(line)
+                    .map_err(|e| format!("`{}` line {}: {e}", path.display(), n + 1))?,
+            );
+        }
+    }
+    let verifier = TokenVerifier::new(&cli.audience, keys).map_err(|e| e.to_string())?;
+    let issuer = Issuer::new(signing, &cli.audience)
+        .and_then(|i| i.with_lifetime(cli.token_lifetime))
+        .map_err(|e| e.to_string())?;
+    let policy = HashPolicy::default();
+    let (source, records) =
+        FileSource::open(keys_file, devices_file, policy.clone(), Default::default())
+            .map_err(|e| e.to_string())?;
+    tracing::info!(
+        "{} access key(s) and {} device(s) loaded",
+        records.key_count(),
+        records.device_count()
+    );
+    let records = Arc::new(RwLock::new(records));
+    let audit = Arc::new(match &cli.audit_file {
+        Some(path) => Audit::to_file(path, "http", None)
+            .map_err(|e| format!("cannot open `{}` for appending: {e}", path.display()))?,
+        None => Audit::to_log(
+            |line| tracing::info!(target: "audit", "{line}"),
+            "http",
+            None,
+        ),
+    });
+    let gate = Gate::new(
+        CachingVerifier::new(verifier, cli.token_cache),
+        records.clone(),
+        audit.clone(),
+    );
+    let config = ServerConfig {
+        max_body: cli.max_body,
+        no_auth: cli.no_auth,
+        argon2_per_second: (cli.argon2_per_second, cli.argon2_per_address_per_second),
+        refusal_hold: (
+            cli.refusals_per_address_per_second,
+            Duration::from_millis(cli.refusal_delay_ms),
+        ),
+        ..ServerConfig::default()
+    };
+    let server = Arc::new(Server::new(
+        gate,
+        issuer,
+        Authenticator::new(policy),
+        config,
+    ));
+    tokio::spawn(follow_files(
+        source,
+        records,
+        audit.clone(),
+        Duration::from_millis(cli.reload_interval_ms.max(10)),
+    ));
+    {
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Some(line) = audit.flush() {
+                    tracing::error!("{line}");
+                }
+            }
+        });
+    }
+    let counter = Counter(Arc::new((
+        u32::from_le_bytes(seed()?[..4].try_into().unwrap_or_default()),
+        AtomicU64::new(1),
+    )));
+    let app = router(server)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(counter));
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .map_err(|e| format!("cannot listen on `{}`: {e}", cli.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("listening on http://{local}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("structure-http: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("structure-http: {e}");
+            eprintln!("structure-http: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

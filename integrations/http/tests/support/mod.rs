@@ -1,0 +1,149 @@
+//! What the end-to-end test and the load generator share: records on disk,
+//! signing keys, and the reference server as a child process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use structure_access::{AccessKey, DeviceRecord, HashPolicy, Restriction, Scope};
+use structure_access_tokens::SigningKey;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn work_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("structure-http-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A key's id and secret, and its record's line.
+#[derive(Clone)]
+pub struct Key {
+    pub id: String,
+    pub secret: String,
+    pub line: String,
+}
+
+pub fn key(rng: &mut ChaCha20Rng, app: &str, scope: Scope) -> Key {
+    let new =
+        AccessKey::generate(rng, app.parse().unwrap(), scope, &HashPolicy::default()).unwrap();
+    Key {
+        id: new.record.key().to_string(),
+        secret: new.secret.expose_secret().to_owned(),
+        line: serde_json::to_string(&new.record).unwrap(),
+    }
+}
+
+pub fn device_line(app: &str, id: &str, kind: &str) -> String {
+    let device =
+        DeviceRecord::new(app.parse().unwrap(), id.parse().unwrap()).with_tag("kind", kind);
+    serde_json::to_string(&device).unwrap()
+}
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+pub fn restricted(text: &str) -> Scope {
+    text.parse::<Restriction>().unwrap().into()
+}
+
+pub fn write_lines(path: &Path, lines: &[String]) {
+    // Written whole, then renamed: the server never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub fn signing_key(dir: &Path, name: &str, seed: u8) -> (PathBuf, SigningKey) {
+    let key = SigningKey::from_seed([seed; 32]).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, key.to_paserk()).unwrap();
+    (path, key)
+}
+
+/// The reference server; killed when dropped. Its stderr is kept.
+pub struct HttpServer {
+    pub child: Child,
+    pub port: u16,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl HttpServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_structure-http"))
+}
+
+/// Starts the server on a free port with `dir`'s `keys.jsonl` and
+/// `devices.jsonl`, the signing key file `signing`, and `extra` arguments;
+/// returns once it accepts connections.
+pub fn start(dir: &Path, signing: &Path, extra: &[&str]) -> HttpServer {
+    let port = free_port();
+    let mut child = Command::new(binary())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--keys-file")
+        .arg(dir.join("keys.jsonl"))
+        .arg("--devices-file")
+        .arg(dir.join("devices.jsonl"))
+        .arg("--signing-key")
+        .arg(signing)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+    }
+    let server = HttpServer { child, port, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not start: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
