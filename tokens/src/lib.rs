@@ -461,9 +461,10 @@ pub struct TokenVerifier {
     audience: String,
 }
 
-/// A [`TokenVerifier`] that remembers the tokens it verified (by their
-/// SHA-256), so that a device's next requests with the same token cost a
-/// hash and a lookup instead of an Ed25519 verification (about 57 µs here).
+/// A [`TokenVerifier`] that remembers the tokens it verified (the whole
+/// token, compared for equality: no digest to trust), so that a device's
+/// next requests with the same token cost a hash-map lookup instead of an
+/// Ed25519 verification (about 57 µs here).
 /// A remembered token is still refused once expired; what it claims is
 /// still checked against the current records by [`Claims::principal`] on
 /// every request. At most `capacity` tokens are held; when full, the
@@ -472,7 +473,7 @@ pub struct TokenVerifier {
 pub struct CachingVerifier {
     verifier: TokenVerifier,
     capacity: usize,
-    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], Claims>>,
+    verified: std::sync::RwLock<std::collections::HashMap<Box<str>, Claims>>,
 }
 
 impl CachingVerifier {
@@ -481,7 +482,7 @@ impl CachingVerifier {
         Self {
             verifier,
             capacity,
-            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
+            verified: std::sync::RwLock::new(std::collections::HashMap::new()),
         }
     }
 
@@ -495,13 +496,13 @@ impl CachingVerifier {
         if self.capacity == 0 || token.len() > MAX_TOKEN_LEN {
             return self.verifier.verify(token, now);
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let lock = || {
-            self.verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        if let Some(claims) = lock().get(&digest).cloned() {
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            .cloned();
+        if let Some(claims) = remembered {
             if now >= claims.expires_at {
                 return Err(TokenError::Expired {
                     at: claims.expires_at,
@@ -510,14 +511,17 @@ impl CachingVerifier {
             return Ok(claims);
         }
         let claims = self.verifier.verify(token, now)?;
-        let mut verified = lock();
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if verified.len() >= self.capacity {
             verified.retain(|_, c| now < c.expires_at);
             if verified.len() >= self.capacity {
                 verified.clear();
             }
         }
-        verified.insert(digest, claims.clone());
+        verified.insert(token.into(), claims.clone());
         Ok(claims)
     }
 }

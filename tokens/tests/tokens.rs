@@ -246,6 +246,21 @@ fn a_caching_verifier_remembers_but_still_expires_and_is_bounded() {
 }
 
 #[test]
+fn tokens_match_the_readmes_detection_rule() {
+    // `v4\.public\.[A-Za-z0-9_-]{100,}(\.[A-Za-z0-9_-]+)?`
+    let (f, issuer, _) = setup();
+    let token = issuer.issue(&f.principal, &f.record, now()).unwrap().token;
+    let rest = token.expose().strip_prefix("v4.public.").unwrap();
+    let (body, footer) = rest.split_once('.').unwrap();
+    let base64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    assert!(body.len() >= 100 && base64url(body), "{body}");
+    assert!(!footer.is_empty() && base64url(footer), "{footer}");
+}
+
+#[test]
 fn debug_of_a_token_shows_no_token() {
     let (f, issuer, _) = setup();
     let issued = issuer.issue(&f.principal, &f.record, now()).unwrap();

@@ -104,9 +104,21 @@ impl Gate {
         headers: &HeaderMap,
         address: Option<&str>,
     ) -> Result<Principal, TokenError> {
+        self.authenticate_from(headers, || address.map(str::to_owned))
+    }
+
+    /// [`Gate::authenticate`], with the client's address worked out only
+    /// for a refusal.
+    pub fn authenticate_from(
+        &self,
+        headers: &HeaderMap,
+        address: impl FnOnce() -> Option<String>,
+    ) -> Result<Principal, TokenError> {
         let result = self.check(headers);
         if let Err(refused) = &result {
             let (error, claimed) = &**refused;
+            let address = address();
+            let address = address.as_deref();
             self.audit.refused(&Event {
                 event: "token_refused",
                 reason: Some(error.code()),
@@ -201,10 +213,9 @@ where
     type Rejection = Unauthorized;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let address = client_address(parts);
         state
             .gate()
-            .authenticate(&parts.headers, address.as_deref())
+            .authenticate_from(&parts.headers, || client_address(parts))
             .map(Authenticated)
             .map_err(|_| Unauthorized)
     }

@@ -99,8 +99,18 @@ impl HttpServer {
     }
 }
 
+/// The server's binary: Cargo's for tests; beside the examples directory
+/// for the load generator (build it first, same profile).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_structure-http"))
+    if let Some(path) = option_env!("CARGO_BIN_EXE_structure-http") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("structure-http")
 }
 
 /// Starts the server on a free port with `dir`'s `keys.jsonl` and

@@ -1,0 +1,217 @@
+//! Load test of the reference server: requests per second and p99 latency,
+//! each beside the same server with authentication off, in one run.
+//!
+//! `cargo build --release -p structure-access-http &&
+//! cargo run --release -p structure-access-http --example http_rate [SECONDS] [CONNECTIONS]`
+//! (default 5 s per round, 16 connections; 3 rounds each, alternated):
+//!
+//! 1. `POST /applications/app1/devices/{d}/state` with a device token, 1000
+//!    devices with a token each (each token verified once, then remembered);
+//!    beside the same server started with `--no-auth` (the route without the
+//!    extractor), sent the same requests, token included;
+//! 2. `POST /auth/device` with a generated secret (`hmac-sha256` verifier),
+//!    1000 devices, a token issued on each request.
+//!
+//! The client is hyper's (HTTP/1.1, keep-alive), on the same 2 cores as the
+//! server: both figures share the machine alike.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use structure_access::Scope;
+use support::*;
+
+const DEVICES: usize = 1000;
+
+/// (requests per second, p99 latency in ms) of `connections` keep-alive
+/// connections sending the requests `make(i)` builds for `seconds`.
+fn load(
+    port: u16,
+    connections: usize,
+    seconds: u64,
+    make: impl Fn(usize) -> Request<Full<Bytes>> + Send + Sync + Copy + 'static,
+    expect: u16,
+) -> (f64, f64) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let start = Instant::now();
+        let until = start + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for c in 0..connections {
+            tasks.push(tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                let mut latencies = Vec::new();
+                let mut i = c;
+                while Instant::now() < until {
+                    let request = make(i % DEVICES);
+                    i += connections;
+                    let sent = Instant::now();
+                    let response = sender.send_request(request).await.unwrap();
+                    let status = response.status().as_u16();
+                    let _ = response.into_body().collect().await.unwrap();
+                    assert_eq!(status, expect);
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        let took = start.elapsed().as_secs_f64();
+        all.sort();
+        let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)].as_secs_f64() * 1000.0;
+        (all.len() as f64 / took, p99)
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let arg = |i: usize, default: u64| {
+        std::env::args()
+            .nth(i)
+            .map_or(default, |n| n.parse().unwrap())
+    };
+    let (seconds, connections) = (arg(1, 5), arg(2, 16) as usize);
+    let dir = work_dir("rate");
+    let mut rng = rng(5);
+    let keys: Vec<_> = (0..DEVICES)
+        .map(|_| key(&mut rng, "app1", Scope::Unrestricted))
+        .collect();
+    write_lines(
+        &dir.join("keys.jsonl"),
+        &keys.iter().map(|k| k.line.clone()).collect::<Vec<_>>(),
+    );
+    write_lines(
+        &dir.join("devices.jsonl"),
+        &(0..DEVICES)
+            .map(|i| device_line("app1", &format!("d-{i}"), "truck"))
+            .collect::<Vec<_>>(),
+    );
+    let (signing, _) = signing_key(&dir, "signing.key", 9);
+    let audit = dir.join("audit.jsonl").display().to_string();
+    let with = start(&dir, &signing, &["--audit-file", &audit]);
+    let open = start(&dir, &signing, &["--no-auth"]);
+
+    // A token per device, from the server.
+    let tokens: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let body = serde_json::json!({ "deviceId": format!("d-{i}"), "key": k.id, "secret": k.secret });
+            login_blocking(with.port, &body.to_string())
+        })
+        .collect();
+    let tokens: &'static [String] = Box::leak(tokens.into_boxed_slice());
+    let bodies: &'static [String] = Box::leak(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                serde_json::json!({ "deviceId": format!("d-{i}"), "key": k.id, "secret": k.secret })
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    // The same requests to both servers, token included: only the server's
+    // switch differs.
+    let state = move |i: usize| {
+        Request::post(format!("/applications/app1/devices/d-{i}/state"))
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", tokens[i]))
+            .body(Full::new(Bytes::from_static(
+                br#"{"temperature": 21.5, "speed": 88}"#,
+            )))
+            .unwrap()
+    };
+    let login = move |i: usize| {
+        Request::post("/auth/device")
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bodies[i].clone())))
+            .unwrap()
+    };
+    let (mut auth, mut base, mut auth_p99, mut base_p99, mut logins, mut login_p99) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for round in 0..3 {
+        let mut run_with = || {
+            let (r, p) = load(with.port, connections, seconds, state, 202);
+            auth.push(r);
+            auth_p99.push(p);
+        };
+        let mut run_open = || {
+            let (r, p) = load(open.port, connections, seconds, state, 202);
+            base.push(r);
+            base_p99.push(p);
+        };
+        if round % 2 == 0 {
+            run_with();
+            run_open();
+        } else {
+            run_open();
+            run_with();
+        }
+        let (r, p) = load(with.port, connections, seconds, login, 200);
+        logins.push(r);
+        login_p99.push(p);
+    }
+    drop(with);
+    drop(open);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b) = (median(auth), median(base));
+    println!("structure-http, {connections} connections, medians of 3 rounds of {seconds} s:");
+    println!(
+        "  POST …/state with a device token:  {a:>8.0} req/s  p99 {:>6.2} ms",
+        median(auth_p99)
+    );
+    println!(
+        "  POST …/state, no authentication:   {b:>8.0} req/s  p99 {:>6.2} ms",
+        median(base_p99)
+    );
+    println!("  token ÷ no authentication: {:.3}", a / b);
+    println!(
+        "  POST /auth/device, generated secret: {:>6.0} req/s  p99 {:>6.2} ms",
+        median(logins),
+        median(login_p99)
+    );
+}
+
+/// One login over a plain TCP connection: the token.
+fn login_blocking(port: u16, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /auth/device HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let json = answer.split("\r\n\r\n").nth(1).unwrap();
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    value["token"].as_str().unwrap().to_owned()
+}
