@@ -473,7 +473,8 @@ pub struct TokenVerifier {
 pub struct CachingVerifier {
     verifier: TokenVerifier,
     capacity: usize,
-    verified: std::sync::RwLock<std::collections::HashMap<Box<str>, Claims>>,
+    verified:
+        std::sync::RwLock<std::collections::HashMap<Box<str>, Claims, foldhash::fast::RandomState>>,
 }
 
 impl CachingVerifier {
@@ -482,7 +483,7 @@ impl CachingVerifier {
         Self {
             verifier,
             capacity,
-            verified: std::sync::RwLock::new(std::collections::HashMap::new()),
+            verified: std::sync::RwLock::new(std::collections::HashMap::default()),
         }
     }
 

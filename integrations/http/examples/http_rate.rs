@@ -2,13 +2,18 @@
 //! each beside the same server with authentication off, in one run.
 //!
 //! `cargo build --release -p structure-access-http &&
-//! cargo run --release -p structure-access-http --example http_rate [SECONDS] [CONNECTIONS]`
-//! (default 5 s per round, 16 connections; 3 rounds each, alternated):
+//! cargo run --release -p structure-access-http --example http_rate [SECONDS] [CONNECTIONS] [ROUNDS]`
+//! (default 5 s per round, 16 connections, 5 rounds; in each round the two
+//! servers are measured back to back, in alternated order, and the ratio is
+//! that round's: the figure is the median of the rounds' ratios, so a slow
+//! spell of the machine weighs on both sides of one ratio alike):
 //!
 //! 1. `POST /applications/app1/devices/{d}/state` with a device token, 1000
 //!    devices with a token each (each token verified once, then remembered);
 //!    beside the same server started with `--no-auth` (the route without the
 //!    extractor), sent the same requests, token included;
+//!    `HTTP_AA=1` measures the token server on both sides instead: the
+//!    noise floor of the ratio;
 //! 2. `POST /auth/device` with a generated secret (`hmac-sha256` verifier),
 //!    1000 devices, a token issued on each request.
 //!
@@ -94,7 +99,10 @@ fn main() {
             .nth(i)
             .map_or(default, |n| n.parse().unwrap())
     };
-    let (seconds, connections) = (arg(1, 5), arg(2, 16) as usize);
+    let (seconds, connections, rounds) = (arg(1, 5), arg(2, 16) as usize, arg(3, 5));
+    // HTTP_AA=1: the "no authentication" side is the token server again,
+    // so the ratio shows the noise floor of the method.
+    let aa = std::env::var_os("HTTP_AA").is_some_and(|v| v == "1");
     let dir = work_dir("rate");
     let mut rng = rng(5);
     let keys: Vec<_> = (0..DEVICES)
@@ -114,6 +122,18 @@ fn main() {
     let audit = dir.join("audit.jsonl").display().to_string();
     let with = start(&dir, &signing, &["--audit-file", &audit]);
     let open = start(&dir, &signing, &["--no-auth"]);
+    // Run under `taskset -c 0`, the servers are moved to core 1: a core
+    // each for the client and the server under test.
+    if std::env::var_os("HTTP_PIN").is_some_and(|v| v == "1") {
+        for server in [&with, &open] {
+            let moved = std::process::Command::new("taskset")
+                .args(["-a", "-p", "-c", "1", &server.child.id().to_string()])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(moved.success(), "taskset failed");
+        }
+    }
 
     // A token per device, from the server.
     let tokens: Vec<String> = keys
@@ -154,26 +174,24 @@ fn main() {
             .body(Full::new(Bytes::from(bodies[i].clone())))
             .unwrap()
     };
-    let (mut auth, mut base, mut auth_p99, mut base_p99, mut logins, mut login_p99) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for round in 0..3 {
-        let mut run_with = || {
-            let (r, p) = load(with.port, connections, seconds, state, 202);
-            auth.push(r);
-            auth_p99.push(p);
-        };
-        let mut run_open = || {
-            let (r, p) = load(open.port, connections, seconds, state, 202);
-            base.push(r);
-            base_p99.push(p);
-        };
-        if round % 2 == 0 {
-            run_with();
-            run_open();
+    let (mut auth, mut base, mut auth_p99, mut base_p99, mut ratios) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut logins, mut login_p99) = (vec![], vec![]);
+    for round in 0..rounds {
+        let run = |port| load(port, connections, seconds, state, 202);
+        let open_port = if aa { with.port } else { open.port };
+        let ((r, p), (rb, pb)) = if round % 2 == 0 {
+            let first = run(with.port);
+            (first, run(open_port))
         } else {
-            run_open();
-            run_with();
-        }
+            let first = run(open_port);
+            (run(with.port), first)
+        };
+        auth.push(r);
+        auth_p99.push(p);
+        base.push(rb);
+        base_p99.push(pb);
+        ratios.push(r / rb);
         let (r, p) = load(with.port, connections, seconds, login, 200);
         logins.push(r);
         login_p99.push(p);
@@ -181,17 +199,28 @@ fn main() {
     drop(with);
     drop(open);
     let _ = std::fs::remove_dir_all(&dir);
-    let (a, b) = (median(auth), median(base));
-    println!("structure-http, {connections} connections, medians of 3 rounds of {seconds} s:");
+    let spread = {
+        let mut r = ratios.clone();
+        r.sort_by(f64::total_cmp);
+        format!("{:.3} .. {:.3}", r[0], r[r.len() - 1])
+    };
     println!(
-        "  POST …/state with a device token:  {a:>8.0} req/s  p99 {:>6.2} ms",
+        "structure-http, {connections} connections, medians of {rounds} rounds of {seconds} s:"
+    );
+    println!(
+        "  POST …/state with a device token:  {:>8.0} req/s  p99 {:>6.2} ms",
+        median(auth),
         median(auth_p99)
     );
     println!(
-        "  POST …/state, no authentication:   {b:>8.0} req/s  p99 {:>6.2} ms",
+        "  POST …/state, no authentication:   {:>8.0} req/s  p99 {:>6.2} ms",
+        median(base),
         median(base_p99)
     );
-    println!("  token ÷ no authentication: {:.3}", a / b);
+    println!(
+        "  token ÷ no authentication, per round: median {:.3} (rounds {spread})",
+        median(ratios)
+    );
     println!(
         "  POST /auth/device, generated secret: {:>6.0} req/s  p99 {:>6.2} ms",
         median(logins),

@@ -141,8 +141,10 @@ impl Gate {
     ) -> Result<Principal, Box<(TokenError, Option<(DeviceId, KeyId)>)>> {
         let token = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            // UTF-8 (checked fast), not `to_str`'s byte-by-byte visible
+            // ASCII: a token is ASCII, anything else fails verification.
+            .and_then(|v| std::str::from_utf8(v).ok())
             .ok_or_else(|| {
                 Box::new((
                     TokenError::Malformed("expected `Authorization: Bearer <token>`"),
