@@ -10,6 +10,10 @@
 //!   `POST /auth/device`, `POST /applications/{app}/devices/{device}/state`,
 //!   `GET /applications/{app}/devices` (README.md, "HTTP servers").
 //!
+//! - [`rabbitmq`]: RabbitMQ's HTTP auth backend, so a RabbitMQ cluster's MQTT
+//!   plugin authenticates and authorizes the devices by their keys, and the
+//!   connections of revoked keys are closed through its management API.
+//!
 //! The records are those of the brokers ([`Records`], from the keys and
 //! devices files through [`FileSource`], re-read when they change).
 #![forbid(unsafe_code)]
@@ -37,6 +41,8 @@ use structure_access_common::audit::{Audit, Event, auth_reason};
 use structure_access_common::throttle::{Tarpit, Throttle};
 use structure_access_common::{FileSource, Records, Unlisted};
 use structure_access_tokens::{CachingVerifier, Issuer, TokenError};
+
+pub mod rabbitmq;
 
 /// The answer to every refused `POST /auth/device`, whatever the reason.
 pub const BAD_CREDENTIALS: &str = "bad credentials";
@@ -239,6 +245,8 @@ pub struct ServerConfig {
     /// Refusals of an address answered at once per second; past them each
     /// is held this long (as the brokers do).
     pub refusal_hold: (u32, Duration),
+    /// RabbitMQ's auth backend endpoints (`/rabbitmq/…`), when set.
+    pub rabbitmq: Option<rabbitmq::RabbitMqConfig>,
 }
 
 impl Default for ServerConfig {
@@ -249,6 +257,7 @@ impl Default for ServerConfig {
             no_auth: false,
             argon2_per_second: (10, 2),
             refusal_hold: (2, Duration::from_secs(1)),
+            rabbitmq: None,
         }
     }
 }
@@ -321,7 +330,12 @@ pub fn router(server: Arc<Server>) -> Router {
     } else {
         post(post_state)
     };
-    Router::new()
+    let routes = if server.config.rabbitmq.is_some() {
+        rabbitmq::routes()
+    } else {
+        Router::new()
+    };
+    routes
         .route("/auth/device", post(auth_device))
         .route(
             "/applications/{application}/devices/{device}/state",
@@ -605,10 +619,22 @@ async fn list_devices(
 /// changed; a file that cannot be read or holds an invalid line leaves the
 /// records as they are (said in the log), and is tried again.
 pub async fn follow_files(
+    source: FileSource,
+    records: SharedRecords,
+    audit: Arc<Audit>,
+    interval: Duration,
+) {
+    follow_files_then(source, records, audit, interval, |_| {}).await;
+}
+
+/// [`follow_files`], handing what each reload changed to `then` once it
+/// is in force (the RabbitMQ revocations: [`rabbitmq::revoke`]).
+pub async fn follow_files_then(
     mut source: FileSource,
     records: SharedRecords,
     audit: Arc<Audit>,
     interval: Duration,
+    then: impl Fn(structure_access_common::Applied) + Send,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -638,6 +664,9 @@ pub async fn follow_files(
                 tracing::info!(
                     "records applied from the files: {keys} key(s), {devices} device(s)"
                 );
+                if !applied.is_empty() {
+                    then(applied);
+                }
             }
             Err(e) => tracing::error!("records not reloaded, the ones in force kept: {e}"),
         }

@@ -16,10 +16,12 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, Request};
 use clap::{Parser, Subcommand};
+use structure_access::UnixTime;
 use structure_access::{Authenticator, HashPolicy};
 use structure_access_common::FileSource;
 use structure_access_common::audit::Audit;
-use structure_access_http::{Gate, Server, ServerConfig, follow_files, router};
+use structure_access_http::rabbitmq::{self, Management, RabbitMqConfig};
+use structure_access_http::{Gate, Server, ServerConfig, follow_files_then, router};
 use structure_access_tokens::{
     CachingVerifier, DEFAULT_LIFETIME, Issuer, SigningKey, TokenVerifier, VerifyingKey,
 };
@@ -87,6 +89,24 @@ struct Cli {
     /// No authentication on the state route: a baseline for load tests only.
     #[arg(long)]
     no_auth: bool,
+    /// Serve RabbitMQ's HTTP auth backend: `/rabbitmq/user`, `/vhost`,
+    /// `/resource` and `/topic` (README.md, "RabbitMQ").
+    #[arg(long)]
+    rabbitmq: bool,
+    /// The virtual host of the devices.
+    #[arg(long, default_value = "/")]
+    rabbitmq_vhost: String,
+    /// The MQTT plugin's topic exchange.
+    #[arg(long, default_value = "amq.topic")]
+    rabbitmq_exchange: String,
+    /// RabbitMQ's management API (`http://127.0.0.1:15672`), to close the
+    /// connections of revoked keys; once per node, tried in turn.
+    #[arg(long = "rabbitmq-management")]
+    rabbitmq_management: Vec<String>,
+    /// A file holding `user:password` of a management user tagged
+    /// `administrator`.
+    #[arg(long)]
+    rabbitmq_management_credentials: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -183,19 +203,79 @@ async fn run(cli: Cli) -> Result<(), String> {
             cli.refusals_per_address_per_second,
             Duration::from_millis(cli.refusal_delay_ms),
         ),
+        rabbitmq: cli.rabbitmq.then(|| RabbitMqConfig {
+            vhost: cli.rabbitmq_vhost.clone(),
+            exchange: cli.rabbitmq_exchange.clone(),
+        }),
         ..ServerConfig::default()
     };
+    let management = match (
+        &cli.rabbitmq_management[..],
+        &cli.rabbitmq_management_credentials,
+    ) {
+        ([], None) => None,
+        ([], Some(_)) => {
+            return Err("`--rabbitmq-management-credentials` needs `--rabbitmq-management`".into());
+        }
+        (_, None) => {
+            return Err("`--rabbitmq-management` needs `--rabbitmq-management-credentials`".into());
+        }
+        (urls, Some(path)) => Some(Arc::new(
+            Management::new(
+                urls.to_vec(),
+                &read_text(path, "the management credentials")?,
+            )
+            .map_err(|e| format!("`{}`: {e}", path.display()))?,
+        )),
+    };
+    if cli.rabbitmq && management.is_none() {
+        tracing::warn!(
+            "rabbitmq: no management api given: the connections of revoked keys stay open until they reconnect"
+        );
+    }
+    let (revocations, revoked) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(management) = management {
+        tokio::spawn(rabbitmq::revoke(
+            management,
+            records.clone(),
+            audit.clone(),
+            UnixTime::now,
+            revoked,
+        ));
+        // Keys that expire: their connections are closed at the first tick
+        // after the instant.
+        let (records, revocations) = (records.clone(), revocations.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut last = UnixTime::now();
+            loop {
+                tick.tick().await;
+                let now = UnixTime::now();
+                let expired = records
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .expired_as_applied(last, now);
+                last = now;
+                if !expired.is_empty() && revocations.send(expired).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let server = Arc::new(Server::new(
         gate,
         issuer,
         Authenticator::new(policy),
         config,
     ));
-    tokio::spawn(follow_files(
+    tokio::spawn(follow_files_then(
         source,
         records,
         audit.clone(),
         Duration::from_millis(cli.reload_interval_ms.max(10)),
+        move |applied| {
+            let _ = revocations.send(applied);
+        },
     ));
     {
         let audit = audit.clone();
