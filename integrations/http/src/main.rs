@@ -107,6 +107,12 @@ struct Cli {
     /// `administrator`.
     #[arg(long)]
     rabbitmq_management_credentials: Option<PathBuf>,
+    /// How long (ms) each change of the records is looked for in RabbitMQ's
+    /// list of connections, which names a new connection only once its
+    /// statistics are collected: at least twice RabbitMQ's
+    /// `collect_statistics_interval`.
+    #[arg(long, default_value_t = 12_000)]
+    rabbitmq_revoke_window_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -240,6 +246,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             records.clone(),
             audit.clone(),
             UnixTime::now,
+            Duration::from_millis(cli.rabbitmq_revoke_window_ms),
             revoked,
         ));
         // Keys that expire: their connections are closed at the first tick

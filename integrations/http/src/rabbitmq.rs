@@ -704,15 +704,17 @@ impl Management {
         parse_connections(&body)
     }
 
-    /// Closes the connection `name`, saying `reason` to RabbitMQ's log. A
-    /// connection already gone is no error.
-    pub async fn close(&self, name: &str, reason: &str) -> Result<(), ManagementError> {
+    /// Closes the connection `name`, saying `reason` to RabbitMQ's log:
+    /// `true` when it was closed, `false` when it was already gone (the
+    /// list lags behind the nodes).
+    pub async fn close(&self, name: &str, reason: &str) -> Result<bool, ManagementError> {
         let path = format!("/api/connections/{}", percent_encode(name));
         let (status, _) = self
             .request(axum::http::Method::DELETE, &path, Some(reason))
             .await?;
         match status {
-            200..=299 | 404 => Ok(()),
+            200..=299 => Ok(true),
+            404 => Ok(false),
             status => Err(ManagementError::Status {
                 status,
                 what: "DELETE /api/connections/…".into(),
@@ -764,75 +766,89 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// How long each change is looked for in RabbitMQ's list of connections,
+/// by default: RabbitMQ's management API lists a connection only once its
+/// statistics are collected (`collect_statistics_interval`, 5 s by
+/// default), so a CONNECT authenticated just before a change may show up
+/// that much later. Twice the default interval, and some.
+pub const DEFAULT_LOOK_WINDOW: Duration = Duration::from_secs(12);
+
+/// How often the list is read while changes are being looked for.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+
 /// Closes the connections the changes sent on `changes` doom (see
-/// [`doomed`]), through `management`: each batch of changes is decided
-/// against the connections listed once it is applied, and again a second
-/// later (a CONNECT authenticated just before the change may register its
-/// connection after the first look). A failed look is tried again, every
-/// second, with nothing forgotten; each connection closed is written to the
-/// audit trail as `session_ended`.
+/// [`doomed`]), through `management`. Each change is decided against the
+/// list of connections every half second for `window` after the first list
+/// read once it is in force: a connection that RabbitMQ lists late (see
+/// [`DEFAULT_LOOK_WINDOW`]) is closed when it shows up. While the API
+/// cannot be read, the changes wait, none forgotten (they are merged, so
+/// the wait holds at most one of each key and device). Each connection
+/// closed is written to the audit trail as `session_ended`.
 pub async fn revoke(
     management: Arc<Management>,
     records: SharedRecords,
     audit: Arc<Audit>,
     clock: fn() -> UnixTime,
+    window: Duration,
     mut changes: tokio::sync::mpsc::UnboundedReceiver<Applied>,
 ) {
-    // What is still to be decided, and when to look again.
-    let mut pending: Vec<(Applied, u8)> = Vec::new();
+    // Changes not yet decided against a list, merged; and those being
+    // looked for, until their deadline.
+    let mut waiting = Applied::default();
+    let mut looking: Vec<(Applied, tokio::time::Instant)> = Vec::new();
+    // Connections closed lately (the list may still name them).
+    let mut closed: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
-        let wait = if pending.is_empty() {
-            None
+        let received = if waiting.is_empty() && looking.is_empty() {
+            changes.recv().await
         } else {
-            Some(Duration::from_secs(1))
-        };
-        let received = match wait {
-            None => changes.recv().await,
-            Some(wait) => match tokio::time::timeout(wait, changes.recv()).await {
+            match tokio::time::timeout(LOOK_EVERY, changes.recv()).await {
                 Ok(received) => received,
                 Err(_) => Some(Applied::default()),
-            },
+            }
         };
         let Some(applied) = received else {
             return;
         };
-        if !applied.is_empty() {
-            pending.push((applied, 0));
-        }
-        // Everything received now is looked at in this pass.
+        merge(&mut waiting, applied);
         while let Ok(more) = changes.try_recv() {
-            pending.push((more, 0));
-        }
-        if pending.is_empty() {
-            continue;
+            merge(&mut waiting, more);
         }
         let connections = match management.connections().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!("rabbitmq: revocations wait: {e}");
+                tracing::error!("rabbitmq: revocations wait for the management api: {e}");
                 continue;
             }
         };
-        let mut closed = HashSet::new();
+        let listed = tokio::time::Instant::now();
+        if !waiting.is_empty() {
+            looking.push((std::mem::take(&mut waiting), listed + window));
+        }
+        closed.retain(|_, until| *until > listed);
         let now = clock();
         let decided: Vec<(String, Option<String>, String, Doom)> = {
             let records = read(&records);
-            pending
+            looking
                 .iter()
                 .flat_map(|(applied, _)| doomed(&records, applied, &connections, now))
+                .filter(|(c, _)| !closed.contains_key(&c.name))
                 .map(|(c, doom)| (c.name.clone(), c.client_id.clone(), c.user.clone(), doom))
                 .collect()
         };
-        let mut failed = false;
         for (name, device, key, doom) in decided {
-            if !closed.insert(name.clone()) {
+            if closed.contains_key(&name) {
                 continue;
             }
             match management
                 .close(&name, &format!("structure-access: {}", doom.why))
                 .await
             {
-                Ok(()) => {
+                Ok(was_open) => {
+                    closed.insert(name, listed + window);
+                    if !was_open {
+                        continue;
+                    }
                     audit.write(&Event {
                         event: "session_ended",
                         reason: Some(doom.cause),
@@ -846,20 +862,44 @@ pub async fn revoke(
                         doom.why
                     );
                 }
-                Err(e) => {
-                    failed = true;
-                    tracing::error!("rabbitmq: cannot close a connection: {e}");
-                }
+                // Tried again at the next look.
+                Err(e) => tracing::error!("rabbitmq: cannot close a connection: {e}"),
             }
         }
-        if failed {
-            continue;
+        looking.retain(|(_, until)| *until > listed);
+    }
+}
+
+/// `more` added to `into`, each key and device once.
+fn merge(into: &mut Applied, more: Applied) {
+    if more.is_empty() {
+        return;
+    }
+    let mut keys: HashMap<KeyId, usize> = into
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (*k, i))
+        .collect();
+    for (key, how) in more.keys {
+        match keys.get(&key).and_then(|&i| into.keys.get_mut(i)) {
+            // A removal stays a removal; any other change is a change.
+            Some((_, held)) => {
+                if how == KeyChanged::Removed {
+                    *held = how;
+                }
+            }
+            None => {
+                keys.insert(key, into.keys.len());
+                into.keys.push((key, how));
+            }
         }
-        // Each change is looked at twice, a second apart.
-        pending.retain_mut(|(_, looks)| {
-            *looks += 1;
-            *looks < 2
-        });
+    }
+    let mut devices: HashSet<structure_access::DeviceId> = into.devices.iter().copied().collect();
+    for device in more.devices {
+        if devices.insert(device) {
+            into.devices.push(device);
+        }
     }
 }
 
@@ -894,6 +934,33 @@ mod tests {
         assert_eq!(subscription_queue_device("mqtt-subscription-qos0"), None);
         assert_eq!(subscription_queue_device("mqtt-subscription-d1"), None);
         assert_eq!(subscription_queue_device("other-d1qos0"), None);
+    }
+
+    #[test]
+    fn merged_changes_hold_each_key_and_device_once() {
+        let k1: KeyId = "stk_0123456789abcdefghijkl".parse().unwrap();
+        let k2: KeyId = "stk_0123456789abcdefghijkm".parse().unwrap();
+        let d1: structure_access::DeviceId = "d1".parse().unwrap();
+        let mut into = Applied::default();
+        merge(
+            &mut into,
+            Applied {
+                keys: vec![(k1, KeyChanged::Removed), (k2, KeyChanged::Changed)],
+                devices: vec![d1],
+            },
+        );
+        merge(
+            &mut into,
+            Applied {
+                keys: vec![(k1, KeyChanged::Added), (k2, KeyChanged::Removed)],
+                devices: vec![d1],
+            },
+        );
+        assert_eq!(
+            into.keys,
+            vec![(k1, KeyChanged::Removed), (k2, KeyChanged::Removed)]
+        );
+        assert_eq!(into.devices, vec![d1]);
     }
 
     #[test]

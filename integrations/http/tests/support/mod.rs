@@ -2,6 +2,9 @@
 //! signing keys, and the reference server as a child process.
 #![allow(dead_code)]
 
+pub mod mqtt;
+pub mod rabbitmq;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -117,7 +120,11 @@ pub fn binary() -> PathBuf {
 /// `devices.jsonl`, the signing key file `signing`, and `extra` arguments;
 /// returns once it accepts connections.
 pub fn start(dir: &Path, signing: &Path, extra: &[&str]) -> HttpServer {
-    let port = free_port();
+    start_on(free_port(), dir, signing, extra)
+}
+
+/// [`start`] on `port`.
+pub fn start_on(port: u16, dir: &Path, signing: &Path, extra: &[&str]) -> HttpServer {
     let mut child = Command::new(binary())
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
