@@ -2,6 +2,7 @@
 //! signing keys, and the reference server as a child process.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod mqtt;
 pub mod rabbitmq;
 
