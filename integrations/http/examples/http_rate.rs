@@ -23,7 +23,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-
 use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Bytes;
@@ -98,14 +97,17 @@ fn main() {
     // The same requests to both servers, token included: only the server's
     // switch differs.
     let state = move |i: usize| {
-        Request::post(format!("/applications/app1/devices/d-{}/state", i % DEVICES))
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .header("authorization", format!("Bearer {}", tokens[i % DEVICES]))
-            .body(Full::new(Bytes::from_static(
-                br#"{"temperature": 21.5, "speed": 88}"#,
-            )))
-            .unwrap()
+        Request::post(format!(
+            "/applications/app1/devices/d-{}/state",
+            i % DEVICES
+        ))
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", tokens[i % DEVICES]))
+        .body(Full::new(Bytes::from_static(
+            br#"{"temperature": 21.5, "speed": 88}"#,
+        )))
+        .unwrap()
     };
     let login = move |i: usize| {
         Request::post("/auth/device")

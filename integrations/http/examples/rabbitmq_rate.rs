@@ -87,7 +87,10 @@ fn messages(
             break;
         }
     }
-    assert!(bound, "the subscriber never received the publisher's messages");
+    assert!(
+        bound,
+        "the subscriber never received the publisher's messages"
+    );
     let _ = sub.messages(Duration::from_millis(300));
     let topic = topic.to_owned();
     let start = Instant::now();
@@ -122,16 +125,18 @@ fn messages(
 /// the management API.
 fn provision(management: &str, admin: &str, users: &[(String, String, String)]) {
     use base64ct::Encoding;
-    let authorization = format!("Basic {}", base64ct::Base64::encode_string(admin.as_bytes()));
+    let authorization = format!(
+        "Basic {}",
+        base64ct::Base64::encode_string(admin.as_bytes())
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http::<Full<Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
         for (_, user, pass) in users {
             for (path, body) in [
                 (
@@ -192,7 +197,13 @@ fn main() {
         .map(|(i, k)| (format!("d-{i}"), k.id.clone(), k.secret.clone()))
         .collect();
     let users: Vec<_> = (0..total)
-        .map(|i| (format!("u-{i}"), format!("u-{i}"), format!("p-{i}-{:x}", i * 7919)))
+        .map(|i| {
+            (
+                format!("u-{i}"),
+                format!("u-{i}"),
+                format!("p-{i}-{:x}", i * 7919),
+            )
+        })
         .collect();
     let (signing, _) = signing_key(&dir, "signing.key", 7);
     let port = free_port();
@@ -240,7 +251,15 @@ fn main() {
     }
     let (mut mwith, mut mwithout, mut mratios) = (vec![], vec![], vec![]);
     for round in 0..3 {
-        let ours = || messages(nodes, &devices[0], &devices[1], "structure/d-1/state", count);
+        let ours = || {
+            messages(
+                nodes,
+                &devices[0],
+                &devices[1],
+                "structure/d-1/state",
+                count,
+            )
+        };
         let theirs = || messages(nodes, &users[0], &users[1], "structure/d-1/state", count);
         let (a, b) = if round % 2 == 0 {
             let a = ours();

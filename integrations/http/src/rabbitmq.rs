@@ -461,8 +461,8 @@ pub struct Doom {
 ///   granted, so the only way to take back what a retag took out of scope
 ///   is to end the connection; the device reconnects and is decided again.
 ///
-/// Connections of users that are not access keys (RabbitMQ's own users)
-/// are left alone.
+/// Connections of users that are neither keys on file nor keys the change
+/// names (RabbitMQ's own users) are left alone.
 pub fn doomed<'c>(
     records: &Records,
     applied: &Applied,
@@ -490,7 +490,10 @@ pub fn doomed<'c>(
         };
         let record = records.key(&key);
         let doom = match (changed_keys.get(&key), record) {
-            (Some(KeyChanged::Removed), _) | (_, None) => Some(Doom {
+            // Not a key this change names nor one on file: one of
+            // RabbitMQ's own users.
+            (None, None) => None,
+            (Some(KeyChanged::Removed), _) | (Some(_), None) => Some(Doom {
                 cause: "deleted",
                 why: "the access key was deleted",
             }),
