@@ -462,7 +462,10 @@ pub struct Doom {
 ///   is to end the connection; the device reconnects and is decided again.
 ///
 /// Connections of users that are neither keys on file nor keys the change
-/// names (RabbitMQ's own users) are left alone.
+/// names (RabbitMQ's own users) are left alone. A connection whose client
+/// id is not known yet is doomed only by its key (the first two rules and
+/// the restricted keys'): the rest waits for a later look, when RabbitMQ
+/// names its device.
 pub fn doomed<'c>(
     records: &Records,
     applied: &Applied,
@@ -483,6 +486,16 @@ pub fn doomed<'c>(
             None => device_gone = true,
         }
     }
+    // Every connection of a restricted key of an application where a
+    // device changed.
+    let restricted_doom = |record: &structure_access::AccessKey| {
+        (record.scope().restriction().is_some()
+            && (device_gone || applications.contains(record.application())))
+        .then_some(Doom {
+            cause: "out_of_scope",
+            why: "a device of its restricted key's application changed: its scope is decided again",
+        })
+    };
     let mut out = Vec::new();
     for connection in connections {
         let Ok(key) = connection.user.parse::<KeyId>() else {
@@ -514,6 +527,9 @@ pub fn doomed<'c>(
                     },
                 })
             }
+            // Not yet known which device it is (RabbitMQ names it later):
+            // decided at a later look, unless its key is doomed whole.
+            (None, Some(record)) if connection.client_id.is_none() => restricted_doom(record),
             (None, Some(record)) => {
                 let device = connection
                     .client_id
@@ -532,16 +548,7 @@ pub fn doomed<'c>(
                                 why: "the access key no longer admits the device",
                             })
                         }
-                        Ok(_)
-                            if record.scope().restriction().is_some()
-                                && (device_gone || applications.contains(record.application())) =>
-                        {
-                            Some(Doom {
-                                cause: "out_of_scope",
-                                why: "a device of its restricted key's application changed: its scope is decided again",
-                            })
-                        }
-                        Ok(_) => None,
+                        Ok(_) => restricted_doom(record),
                     },
                 }
             }
@@ -694,9 +701,7 @@ impl Management {
         Err(last)
     }
 
-    /// Every connection of the cluster.
-    pub async fn connections(&self) -> Result<Vec<Connection>, ManagementError> {
-        let path = "/api/connections?columns=name,user,client_properties";
+    async fn list(&self, path: &str) -> Result<Vec<Connection>, ManagementError> {
         let (status, body) = self.request(axum::http::Method::GET, path, None).await?;
         if status != 200 {
             return Err(ManagementError::Status {
@@ -707,11 +712,37 @@ impl Management {
         parse_connections(&body)
     }
 
+    /// Every connection of the cluster, with its client id when RabbitMQ
+    /// lists it yet. The connections are those the nodes track now
+    /// (`disable_stats=true`: a connection is there as soon as it is
+    /// open); their client ids come from the statistics, which name a new
+    /// connection only once they are next collected
+    /// (`collect_statistics_interval`): until then its `client_id` is
+    /// `None`.
+    pub async fn connections(&self) -> Result<Vec<Connection>, ManagementError> {
+        let mut tracked = self.list("/api/connections?disable_stats=true").await?;
+        let ids: HashMap<String, String> = self
+            .list("/api/connections?columns=name,user,variable_map")
+            .await?
+            .into_iter()
+            .filter_map(|c| Some((c.name, c.client_id?)))
+            .collect();
+        for connection in &mut tracked {
+            connection.client_id = ids.get(&connection.name).cloned();
+        }
+        Ok(tracked)
+    }
+
     /// Closes the connection `name`, saying `reason` to RabbitMQ's log:
     /// `true` when it was closed, `false` when it was already gone (the
     /// list lags behind the nodes).
     pub async fn close(&self, name: &str, reason: &str) -> Result<bool, ManagementError> {
-        let path = format!("/api/connections/{}", percent_encode(name));
+        // `disable_stats`: a connection too new for the statistics is
+        // closed too.
+        let path = format!(
+            "/api/connections/{}?disable_stats=true",
+            percent_encode(name)
+        );
         let (status, _) = self
             .request(axum::http::Method::DELETE, &path, Some(reason))
             .await?;
@@ -747,7 +778,8 @@ pub fn parse_connections(body: &[u8]) -> Result<Vec<Connection>, ManagementError
             Some(Connection {
                 name: text(item.get("name"))?,
                 user: text(item.get("user")).unwrap_or_default(),
-                client_id: text(item.pointer("/client_properties/client_id")),
+                client_id: text(item.pointer("/variable_map/client_id"))
+                    .or_else(|| text(item.pointer("/client_properties/client_id"))),
             })
         })
         .collect())
@@ -779,11 +811,27 @@ pub const DEFAULT_LOOK_WINDOW: Duration = Duration::from_secs(12);
 /// How often the list is read while changes are being looked for.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
+/// How long after a change is first looked at a new connection may still
+/// have been authenticated before it (RabbitMQ tracks a connection a few
+/// milliseconds after its `user` question is answered).
+const GRACE: Duration = Duration::from_millis(500);
+
+/// A change being looked for: the connections it may doom, until when.
+struct Look {
+    applied: Applied,
+    until: tokio::time::Instant,
+    open_until: tokio::time::Instant,
+    names: HashSet<String>,
+}
+
 /// Closes the connections the changes sent on `changes` doom (see
 /// [`doomed`]), through `management`. Each change is decided against the
-/// list of connections every half second for `window` after the first list
-/// read once it is in force: a connection that RabbitMQ lists late (see
-/// [`DEFAULT_LOOK_WINDOW`]) is closed when it shows up. While the API
+/// connections open when it was applied (the first list read once it is in
+/// force, and those that open within half a second: a CONNECT authenticated
+/// just before), every half second for `window`: a connection whose device
+/// RabbitMQ names late (see [`DEFAULT_LOOK_WINDOW`]) is closed when it does;
+/// connections opened later were authenticated under the new records and
+/// are not its to close. While the API
 /// cannot be read, the changes wait, none forgotten (they are merged, so
 /// the wait holds at most one of each key and device). Each connection
 /// closed is written to the audit trail as `session_ended`.
@@ -798,7 +846,7 @@ pub async fn revoke(
     // Changes not yet decided against a list, merged; and those being
     // looked for, until their deadline.
     let mut waiting = Applied::default();
-    let mut looking: Vec<(Applied, tokio::time::Instant)> = Vec::new();
+    let mut looking: Vec<Look> = Vec::new();
     // Connections closed lately (the list may still name them).
     let mut closed: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
@@ -826,7 +874,22 @@ pub async fn revoke(
         };
         let listed = tokio::time::Instant::now();
         if !waiting.is_empty() {
-            looking.push((std::mem::take(&mut waiting), listed + window));
+            looking.push(Look {
+                applied: std::mem::take(&mut waiting),
+                until: listed + window,
+                open_until: listed + GRACE,
+                names: HashSet::new(),
+            });
+        }
+        // The connections a change may doom: those open when it was
+        // applied (the first list after it, and a grace for a CONNECT
+        // authenticated just before it); a later one was authenticated
+        // under the records it made.
+        for look in &mut looking {
+            if listed <= look.open_until {
+                look.names
+                    .extend(connections.iter().map(|c| c.name.clone()));
+            }
         }
         closed.retain(|_, until| *until > listed);
         let now = clock();
@@ -834,7 +897,11 @@ pub async fn revoke(
             let records = read(&records);
             looking
                 .iter()
-                .flat_map(|(applied, _)| doomed(&records, applied, &connections, now))
+                .flat_map(|look| {
+                    doomed(&records, &look.applied, &connections, now)
+                        .into_iter()
+                        .filter(|(c, _)| look.names.contains(&c.name))
+                })
                 .filter(|(c, _)| !closed.contains_key(&c.name))
                 .map(|(c, doom)| (c.name.clone(), c.client_id.clone(), c.user.clone(), doom))
                 .collect()
@@ -869,7 +936,7 @@ pub async fn revoke(
                 Err(e) => tracing::error!("rabbitmq: cannot close a connection: {e}"),
             }
         }
-        looking.retain(|(_, until)| *until > listed);
+        looking.retain(|look| look.until > listed);
     }
 }
 

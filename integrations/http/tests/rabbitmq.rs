@@ -277,6 +277,61 @@ fn a_two_node_rabbitmq_cluster_authorizes_devices_by_their_keys() {
         "a will on the device's own topic was not delivered: {got:?}"
     );
 
+    // Devices change: truck-2 retagged out of the restricted key's scope
+    // ends the restricted key's sessions of app1 (RabbitMQ keeps their
+    // bindings, so they reconnect and are decided again); car-1 deleted ends
+    // its own session. The unrestricted watcher stays.
+    let mut gw = connected(n2, "gw", &kr);
+    assert!(granted(gw.subscribe("structure/truck-2/state")));
+    let mut car = connected(n1, "car-1", &ka);
+    std::thread::sleep(Duration::from_secs(2));
+    let devices = |truck2: &str, with_car: bool| {
+        let mut lines = vec![
+            device_line("app1", "truck-1", "truck"),
+            device_line("app1", "truck-2", truck2),
+            device_line("app1", "gw", "truck"),
+            device_line("app1", "watcher", "car"),
+            device_line("app1", "probe", "car"),
+            device_line("app2", "b-1", "b"),
+        ];
+        if with_car {
+            lines.push(device_line("app1", "car-1", "car"));
+        }
+        lines
+    };
+    let changed = Instant::now();
+    write_lines(&dir.join("devices.jsonl"), &devices("car", false));
+    let gw_closed = gw
+        .closed_within(Duration::from_secs(15))
+        .map(|_| changed.elapsed());
+    let car_closed = car
+        .closed_within(Duration::from_secs(15))
+        .map(|_| changed.elapsed());
+    eprintln!(
+        "devices changed: the restricted gateway's session closed after {gw_closed:?}, \
+         the deleted device's after {car_closed:?}"
+    );
+    assert!(
+        gw_closed.is_some(),
+        "the gateway kept its binding to a device out of its scope"
+    );
+    assert!(car_closed.is_some(), "the deleted device stayed connected");
+    assert!(watcher.alive(), "the unrestricted watcher was closed");
+    assert!(
+        Mqtt::connect(n1, "car-1", &ka.id, &ka.secret).is_err(),
+        "a deleted device connected again"
+    );
+    let mut gw = connected(n2, "gw", &kr);
+    let code = gw.subscribe("structure/truck-2/state");
+    assert!(
+        !granted(code),
+        "the gateway subscribed again to a device out of its scope"
+    );
+    write_lines(&dir.join("devices.jsonl"), &devices("truck", true));
+    // Connections opened once a change is in force (past the service's
+    // half-second grace) are not the change's to close.
+    std::thread::sleep(Duration::from_millis(1500));
+
     // A deleted key: its live sessions, on both nodes, are closed through
     // the management API; the other keys' stay. `gw` has been connected a
     // while; `truck-1` connects just before the change, so RabbitMQ lists
@@ -317,11 +372,21 @@ fn a_two_node_rabbitmq_cluster_authorizes_devices_by_their_keys() {
         .lines()
         .filter(|l| l.contains("\"event\":\"session_ended\""))
         .collect();
+    let of_deleted_key = ended
+        .iter()
+        .filter(|l| l.contains(&kr.id) && l.contains("\"reason\":\"deleted\""))
+        .count();
+    assert!(of_deleted_key >= 2, "{ended:?}");
     assert!(
-        ended.len() >= 2
-            && ended
-                .iter()
-                .all(|l| l.contains(&kr.id) && l.contains("deleted")),
+        ended
+            .iter()
+            .any(|l| l.contains("\"device\":\"car-1\"") && l.contains("device_deleted")),
+        "{ended:?}"
+    );
+    assert!(
+        ended
+            .iter()
+            .any(|l| l.contains(&kr.id) && l.contains("out_of_scope")),
         "{ended:?}"
     );
     let log = server.log();
