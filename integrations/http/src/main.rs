@@ -108,7 +108,7 @@ struct Cli {
     #[arg(long)]
     rabbitmq_management_credentials: Option<PathBuf>,
     /// How long (ms) each change of the records is looked for in RabbitMQ's
-    /// list of connections, which names a new connection only once its
+    /// list of connections, which names a connection's device only once its
     /// statistics are collected: at least twice RabbitMQ's
     /// `collect_statistics_interval`.
     #[arg(long, default_value_t = 12_000)]
@@ -317,6 +317,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on `{}`: {e}", cli.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Answers leave at once (RabbitMQ's client keeps its connections open
+    // and waits on each answer).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     tracing::info!("listening on http://{local}");
     axum::serve(
         listener,
