@@ -510,6 +510,14 @@ pub fn doomed<'c>(
                 cause: "deleted",
                 why: "the access key was deleted",
             }),
+            (Some(_), Some(record)) if !record.status().is_active() => Some(Doom {
+                cause: "inactive",
+                why: "the access key is inactive",
+            }),
+            (Some(_), Some(record)) if record.is_expired_at(now) => Some(Doom {
+                cause: "expired",
+                why: "the access key has expired",
+            }),
             (Some(_), Some(record)) => {
                 let refused = connection
                     .client_id
@@ -885,10 +893,18 @@ pub async fn revoke(
         // applied (the first list after it, and a grace for a CONNECT
         // authenticated just before it); a later one was authenticated
         // under the records it made.
+        // During the grace, a connection is decided as listed; the ones
+        // RabbitMQ has not named yet are remembered, to be decided once it
+        // does. (One that was named and not doomed stays so: the change is
+        // the same, and a later one is looked at on its own.)
         for look in &mut looking {
             if listed <= look.open_until {
-                look.names
-                    .extend(connections.iter().map(|c| c.name.clone()));
+                look.names.extend(
+                    connections
+                        .iter()
+                        .filter(|c| c.client_id.is_none())
+                        .map(|c| c.name.clone()),
+                );
             }
         }
         closed.retain(|_, until| *until > listed);
@@ -900,7 +916,7 @@ pub async fn revoke(
                 .flat_map(|look| {
                     doomed(&records, &look.applied, &connections, now)
                         .into_iter()
-                        .filter(|(c, _)| look.names.contains(&c.name))
+                        .filter(|(c, _)| listed <= look.open_until || look.names.contains(&c.name))
                 })
                 .filter(|(c, _)| !closed.contains_key(&c.name))
                 .map(|(c, doom)| (c.name.clone(), c.client_id.clone(), c.user.clone(), doom))

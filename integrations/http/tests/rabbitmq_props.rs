@@ -263,3 +263,43 @@ fn a_change_dooms_the_connections_it_affects_and_no_other() {
         .collect();
     assert_eq!(doomed, [("u-car", "deleted")]);
 }
+
+#[test]
+fn an_expired_key_dooms_its_connections_named_or_not() {
+    let mut world = world();
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    let record = AccessKey::generate(
+        &mut rng,
+        "app1".parse().unwrap(),
+        Scope::Unrestricted,
+        &HashPolicy::default(),
+    )
+    .unwrap()
+    .record
+    .with_expiry(Some("2026-12-06T11:00:00Z".parse().unwrap()));
+    let id = *record.key();
+    world.records.apply(ChangeSet {
+        keys: vec![KeyChange::Put(Arc::new(record), 1)],
+        devices: vec![],
+    });
+    let connections = vec![
+        Connection {
+            name: "named".into(),
+            user: id.to_string(),
+            client_id: Some("car-1".into()),
+        },
+        Connection {
+            name: "not yet named".into(),
+            user: id.to_string(),
+            client_id: None,
+        },
+    ];
+    let before = "2026-12-06T10:59:00Z".parse().unwrap();
+    let expired = world.records.expired_as_applied(before, now());
+    assert_eq!(expired.keys.len(), 1);
+    let doomed: Vec<_> = doomed(&world.records, &expired, &connections, now())
+        .into_iter()
+        .map(|(c, d)| (c.name.as_str(), d.cause))
+        .collect();
+    assert_eq!(doomed, [("named", "expired"), ("not yet named", "expired")]);
+}
