@@ -34,7 +34,6 @@ use hyper::body::Bytes;
 use structure_access::Scope;
 use support::load::{load, median};
 use support::mqtt::Mqtt;
-use support::rabbitmq::Cluster;
 use support::*;
 
 /// (client id, username, password) of every client of one kind.
@@ -205,30 +204,9 @@ fn main() {
             )
         })
         .collect();
-    let (signing, _) = signing_key(&dir, "signing.key", 7);
-    let port = free_port();
-    let cluster = Cluster::start(
-        &dir.join("cluster"),
-        &format!("http://127.0.0.1:{port}/rabbitmq"),
-    );
-    let credentials = dir.join("management");
-    std::fs::write(&credentials, cluster.admin()).unwrap();
+    let (cluster, server) = support::rabbitmq::cluster_with_service(&dir, &[]);
     let audit = dir.join("audit.jsonl");
     let management = cluster.management(1);
-    let server = start_on(
-        port,
-        &dir,
-        &signing,
-        &[
-            "--rabbitmq",
-            "--rabbitmq-management",
-            &management,
-            "--rabbitmq-management-credentials",
-            credentials.to_str().unwrap(),
-            "--audit-file",
-            audit.to_str().unwrap(),
-        ],
-    );
     provision(&management, &cluster.admin(), &users);
     let nodes = [cluster.mqtt(1), cluster.mqtt(2)];
 

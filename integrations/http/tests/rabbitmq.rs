@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use structure_access::Scope;
 use support::mqtt::{Mqtt, Refused};
-use support::rabbitmq::Cluster;
 use support::*;
 
 fn mosquitto_pub(port: u16, client: &str, key: &Key, topic: &str, message: &str) -> (bool, String) {
@@ -100,34 +99,9 @@ fn a_two_node_rabbitmq_cluster_authorizes_devices_by_their_keys() {
             device_line("app2", "b-1", "b"),
         ],
     );
-    let (signing, _) = signing_key(&dir, "signing.key", 3);
-    let port = free_port();
-    let cluster = Cluster::start(
-        &dir.join("cluster"),
-        &format!("http://127.0.0.1:{port}/rabbitmq"),
-    );
-    let credentials = dir.join("management");
-    std::fs::write(&credentials, cluster.admin()).unwrap();
+    let (cluster, server) =
+        support::rabbitmq::cluster_with_service(&dir, &["--reload-interval-ms", "50"]);
     let audit = dir.join("audit.jsonl");
-    let (m1, m2) = (cluster.management(1), cluster.management(2));
-    let server = start_on(
-        port,
-        &dir,
-        &signing,
-        &[
-            "--rabbitmq",
-            "--rabbitmq-management",
-            &m1,
-            "--rabbitmq-management",
-            &m2,
-            "--rabbitmq-management-credentials",
-            credentials.to_str().unwrap(),
-            "--audit-file",
-            audit.to_str().unwrap(),
-            "--reload-interval-ms",
-            "50",
-        ],
-    );
     let (n1, n2) = (cluster.mqtt(1), cluster.mqtt(2));
 
     // Right credentials in, wrong ones out (independent clients).

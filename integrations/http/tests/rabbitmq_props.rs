@@ -22,18 +22,16 @@ fn to_amqp(topic: &str) -> String {
     topic.replace('/', ".").replace('+', "*")
 }
 
-/// Whether the MQTT filter `filter` matches the topic `topic`.
+/// Whether the MQTT filter `filter` matches the topic `topic` (the core's
+/// matching; an invalid filter matches nothing).
 fn matches(filter: &str, topic: &str) -> bool {
-    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    let (Ok(filter), Ok(topic)) = (
+        structure_access::mqtt::TopicFilter::new(filter),
+        structure_access::mqtt::Topic::new(topic),
+    ) else {
+        return false;
+    };
+    filter.matches(topic)
 }
 
 struct World {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use super::{HttpServer, free_port, signing_key, start_on};
+
 /// The cluster script.
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rabbitmq/cluster.sh")
@@ -114,6 +116,36 @@ impl Cluster {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// A cluster asking structure-http, and the service itself (its records in
+/// `dir`'s files): `--rabbitmq`, the management API of both nodes, the
+/// audit trail in `dir/audit.jsonl`, and `extra` arguments.
+pub fn cluster_with_service(dir: &Path, extra: &[&str]) -> (Cluster, HttpServer) {
+    let (signing, _) = signing_key(dir, "signing.key", 3);
+    let port = free_port();
+    let cluster = Cluster::start(
+        &dir.join("cluster"),
+        &format!("http://127.0.0.1:{port}/rabbitmq"),
+    );
+    let credentials = dir.join("management");
+    std::fs::write(&credentials, cluster.admin()).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let (m1, m2) = (cluster.management(1), cluster.management(2));
+    let mut args = vec![
+        "--rabbitmq",
+        "--rabbitmq-management",
+        &m1,
+        "--rabbitmq-management",
+        &m2,
+        "--rabbitmq-management-credentials",
+        credentials.to_str().unwrap(),
+        "--audit-file",
+        audit.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let server = start_on(port, dir, &signing, &args);
+    (cluster, server)
 }
 
 impl Drop for Cluster {
