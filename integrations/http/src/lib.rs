@@ -14,8 +14,10 @@
 //!   plugin authenticates and authorizes the devices by their keys, and the
 //!   connections of revoked keys are closed through its management API.
 //!
-//! The records are those of the brokers ([`Records`], from the keys and
-//! devices files through [`FileSource`], re-read when they change).
+//! The records are those of the brokers ([`Records`]): from the keys and
+//! devices files through [`FileSource`], re-read when they change
+//! ([`follow_files`]), or from the platform's database, a snapshot then its
+//! change log ([`follow_database`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -671,4 +673,75 @@ pub async fn follow_files_then(
             Err(e) => tracing::error!("records not reloaded, the ones in force kept: {e}"),
         }
     }
+}
+
+/// Follows the platform's database from the snapshot at `position` (the
+/// records in force), for ever: each change set applied in order as it
+/// comes, a fresh snapshot (after an outage that outlived the change log)
+/// applied as the changes that make the records in force into it; rows the
+/// crate refuses are skipped and said (their records removed: they open
+/// nothing); an outage is said once, and the records in force stay. What
+/// each event changed goes to `then` once in force (the RabbitMQ
+/// revocations).
+pub async fn follow_database(
+    database: structure_access_common::postgres::Database,
+    position: i64,
+    records: SharedRecords,
+    audit: Arc<Audit>,
+    then: impl Fn(structure_access_common::Applied) + Send,
+) {
+    use structure_access_common::postgres::Event;
+    database
+        .follow(Some(position), move |event| {
+            let (changes, from, skipped) = match event {
+                Event::Changes {
+                    changes,
+                    position,
+                    skipped,
+                    entries,
+                } => (
+                    changes,
+                    format!("{entries} change(s) of the database, up to its position {position}"),
+                    skipped,
+                ),
+                Event::Snapshot {
+                    records: fresh,
+                    position,
+                    skipped,
+                } => {
+                    let changes = read(&records).changes_to(&fresh);
+                    (
+                        changes,
+                        format!("a snapshot of the database, at its position {position}"),
+                        skipped,
+                    )
+                }
+                Event::Lost(e) => {
+                    tracing::error!("the database is lost, the records in force kept: {e}");
+                    return;
+                }
+                Event::Back(after) => {
+                    tracing::info!("the database is back after {:.1} s", after.as_secs_f64());
+                    return;
+                }
+                _ => return,
+            };
+            for row in &skipped {
+                tracing::error!("the database: {row}");
+            }
+            if changes.is_empty() {
+                return;
+            }
+            let applied = records
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(changes);
+            let (keys, devices) = (applied.keys.len(), applied.devices.len());
+            audit.records_applied("the database", keys, devices, 0);
+            tracing::info!("records applied from {from}: {keys} key(s), {devices} device(s)");
+            if !applied.is_empty() {
+                then(applied);
+            }
+        })
+        .await;
 }

@@ -1,6 +1,8 @@
 //! `structure-http`: the reference HTTP server (README.md, "HTTP servers").
 //!
 //! `structure-http --keys-file K --devices-file D --signing-key S [--verification-keys V]`
+//! (or `--database-url URL` / `--database-url-file F` instead of the files;
+//! `--rabbitmq` for RabbitMQ's HTTP auth backend)
 //! serves `POST /auth/device`, `POST /applications/{app}/devices/{device}/state`
 //! and `GET /applications/{app}/devices`; `structure-http new-signing-key`
 //! prints a new signing key (`k4.secret.…`, to keep secret) and, on stderr,
@@ -19,9 +21,13 @@ use clap::{Parser, Subcommand};
 use structure_access::UnixTime;
 use structure_access::{Authenticator, HashPolicy};
 use structure_access_common::FileSource;
+use structure_access_common::Records;
 use structure_access_common::audit::Audit;
+use structure_access_common::postgres::Database;
 use structure_access_http::rabbitmq::{self, Management, RabbitMqConfig};
-use structure_access_http::{Gate, Server, ServerConfig, follow_files_then, router};
+use structure_access_http::{
+    Gate, Server, ServerConfig, follow_database, follow_files_then, router,
+};
 use structure_access_tokens::{
     CachingVerifier, DEFAULT_LIFETIME, Issuer, SigningKey, TokenVerifier, VerifyingKey,
 };
@@ -48,6 +54,14 @@ struct Cli {
     /// The devices (JSON lines).
     #[arg(long)]
     devices_file: Option<PathBuf>,
+    /// The platform's database instead of the files (PostgreSQL, the schema
+    /// of `structure-keys schema`): `postgres://user:password@host/db`. A
+    /// role with SELECT on the four tables is enough.
+    #[arg(long, conflicts_with_all = ["keys_file", "devices_file", "database_url_file"])]
+    database_url: Option<String>,
+    /// A file holding the database URL (it may hold a password).
+    #[arg(long, conflicts_with_all = ["keys_file", "devices_file"])]
+    database_url_file: Option<PathBuf>,
     /// The signing key's file (`k4.secret.…`, PASERK).
     #[arg(long)]
     signing_key: Option<PathBuf>,
@@ -153,8 +167,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
     let need = |v: Option<PathBuf>, flag: &str| v.ok_or(format!("`--{flag}` is required"));
-    let keys_file = need(cli.keys_file, "keys-file")?;
-    let devices_file = need(cli.devices_file, "devices-file")?;
+    let database_url = match (&cli.database_url, &cli.database_url_file) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(path)) => Some(read_text(path, "the database url")?.trim().to_owned()),
+        (None, None) => None,
+    };
+    let files = match database_url {
+        Some(_) => None,
+        None => Some((
+            need(cli.keys_file, "keys-file` (or `--database-url")?,
+            need(cli.devices_file, "devices-file` (or `--database-url")?,
+        )),
+    };
     let signing_file = need(cli.signing_key, "signing-key")?;
     let signing = SigningKey::from_paserk(&read_text(&signing_file, "the signing key")?)
         .map_err(|e| format!("`{}`: {e}", signing_file.display()))?;
@@ -178,9 +202,25 @@ async fn run(cli: Cli) -> Result<(), String> {
         .and_then(|i| i.with_lifetime(cli.token_lifetime))
         .map_err(|e| e.to_string())?;
     let policy = HashPolicy::default();
-    let (source, records) =
-        FileSource::open(keys_file, devices_file, policy.clone(), Default::default())
-            .map_err(|e| e.to_string())?;
+    let (source, records) = match (files, database_url) {
+        (Some((keys_file, devices_file)), _) => {
+            let (source, records) =
+                FileSource::open(keys_file, devices_file, policy.clone(), Default::default())
+                    .map_err(|e| e.to_string())?;
+            (Source::Files(source), records)
+        }
+        (None, Some(url)) => {
+            let database = Database::new(&url, policy.clone(), Default::default())
+                .map_err(|e| format!("the database url: {e}"))?;
+            let (records, position) = first_snapshot(&database).await;
+            (Source::Database(database, position), records)
+        }
+        (None, None) => {
+            return Err(
+                "`--keys-file` and `--devices-file`, or `--database-url`, are required".into(),
+            );
+        }
+    };
     tracing::info!(
         "{} access key(s) and {} device(s) loaded",
         records.key_count(),
@@ -275,15 +315,29 @@ async fn run(cli: Cli) -> Result<(), String> {
         Authenticator::new(policy),
         config,
     ));
-    tokio::spawn(follow_files_then(
-        source,
-        records,
-        audit.clone(),
-        Duration::from_millis(cli.reload_interval_ms.max(10)),
-        move |applied| {
-            let _ = revocations.send(applied);
-        },
-    ));
+    let then = move |applied| {
+        let _ = revocations.send(applied);
+    };
+    match source {
+        Source::Files(source) => {
+            tokio::spawn(follow_files_then(
+                source,
+                records,
+                audit.clone(),
+                Duration::from_millis(cli.reload_interval_ms.max(10)),
+                then,
+            ));
+        }
+        Source::Database(database, position) => {
+            tokio::spawn(follow_database(
+                database,
+                position,
+                records,
+                audit.clone(),
+                then,
+            ));
+        }
+    }
     {
         let audit = audit.clone();
         tokio::spawn(async move {
@@ -332,6 +386,41 @@ async fn run(cli: Cli) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+/// Where the records come from.
+enum Source {
+    Files(FileSource),
+    Database(Database, i64),
+}
+
+/// The database's first snapshot; while it cannot be read, the server
+/// waits, without listening (it has no records to decide with), saying so
+/// once, and tries again every second.
+async fn first_snapshot(database: &Database) -> (Records, i64) {
+    let mut said = false;
+    loop {
+        match database.snapshot().await {
+            Ok((records, position, skipped)) => {
+                for row in &skipped {
+                    tracing::error!("the database: {row}");
+                }
+                if said {
+                    tracing::info!("the database is reachable: its snapshot is read");
+                }
+                return (records, position);
+            }
+            Err(e) => {
+                if !said {
+                    tracing::error!(
+                        "cannot read the database ({e}): waiting for it, not listening until then"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -4,60 +4,12 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use structure_access::{Authenticator, DeviceRecord, HashPolicy, Scope, UnixTime};
 use structure_access_tokens::Issuer;
 use support::*;
-
-/// One curl request: (status, headers, body).
-fn curl(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String, String) {
-    let mut command = Command::new("curl");
-    command.args([
-        "-s",
-        "-i",
-        "-X",
-        method,
-        url,
-        "-H",
-        "Content-Type: application/json",
-    ]);
-    if let Some(token) = token {
-        command
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {token}"));
-    }
-    if body.is_some() {
-        command.args(["--data-binary", "@-"]);
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl is installed (.ci/run installs it)");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        if let Some(body) = body {
-            stdin.write_all(body.as_bytes()).unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_lowercase(), body.to_owned())
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
 
 fn login(server: &HttpServer, device: &str, key: &Key) -> (u16, String) {
     let body = serde_json::json!({ "deviceId": device, "key": key.id, "secret": key.secret });

@@ -126,16 +126,29 @@ pub fn start(dir: &Path, signing: &Path, extra: &[&str]) -> HttpServer {
 
 /// [`start`] on `port`.
 pub fn start_on(port: u16, dir: &Path, signing: &Path, extra: &[&str]) -> HttpServer {
+    let keys = dir.join("keys.jsonl");
+    let devices = dir.join("devices.jsonl");
+    let mut args = vec![
+        "--keys-file",
+        keys.to_str().unwrap(),
+        "--devices-file",
+        devices.to_str().unwrap(),
+        "--signing-key",
+        signing.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let server = spawn_on(port, &args);
+    wait_listening(&server, Duration::from_secs(20));
+    server
+}
+
+/// The server on `port` with `args` (and nothing else but `--listen`),
+/// not waited for.
+pub fn spawn_on(port: u16, args: &[&str]) -> HttpServer {
     let mut child = Command::new(binary())
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
-        .arg("--keys-file")
-        .arg(dir.join("keys.jsonl"))
-        .arg("--devices-file")
-        .arg(dir.join("devices.jsonl"))
-        .arg("--signing-key")
-        .arg(signing)
-        .args(extra)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -153,9 +166,13 @@ pub fn start_on(port: u16, dir: &Path, signing: &Path, extra: &[&str]) -> HttpSe
             }
         });
     }
-    let server = HttpServer { child, port, log };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    HttpServer { child, port, log }
+}
+
+/// Waits until `server` accepts connections (within `limit`).
+pub fn wait_listening(server: &HttpServer, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect(("127.0.0.1", server.port)).is_err() {
         assert!(
             Instant::now() < deadline,
             "the server did not start: {}",
@@ -163,5 +180,56 @@ pub fn start_on(port: u16, dir: &Path, signing: &Path, extra: &[&str]) -> HttpSe
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    server
+}
+
+/// One curl request: (status, headers, body).
+pub fn curl(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let mut command = Command::new("curl");
+    command.args([
+        "-s",
+        "-i",
+        "-X",
+        method,
+        url,
+        "-H",
+        "Content-Type: application/json",
+    ]);
+    if let Some(token) = token {
+        command
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"));
+    }
+    if body.is_some() {
+        command.args(["--data-binary", "@-"]);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl is installed (.ci/run installs it)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(body) = body {
+            stdin.write_all(body.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_lowercase(), body.to_owned())
+}
+
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
