@@ -19,6 +19,9 @@
 //!    (a generated secret) and `POST /rabbitmq/topic`, 4 keep-alive
 //!    connections, requests per second and p99.
 //!
+//! `RABBIT_AA=1` puts internal users on both sides: the noise floor of the
+//! ratios.
+//!
 //! Needs RabbitMQ (`apt-get install rabbitmq-server`); runs as root.
 
 #[path = "../tests/support/mod.rs"]
@@ -195,7 +198,10 @@ fn main() {
         .enumerate()
         .map(|(i, k)| (format!("d-{i}"), k.id.clone(), k.secret.clone()))
         .collect();
-    let users: Vec<_> = (0..total)
+    // RABBIT_AA=1: the "keys" side is internal users too (others, so
+    // that every connect is still a first one): the noise floor.
+    let aa = std::env::var_os("RABBIT_AA").is_some_and(|v| v == "1");
+    let users: Vec<_> = (0..total * if aa { 2 } else { 1 })
         .map(|i| {
             (
                 format!("u-{i}"),
@@ -213,7 +219,11 @@ fn main() {
     let (mut with, mut without, mut ratios) = (vec![], vec![], vec![]);
     for round in 0..rounds {
         let range = 2 + round * batch..2 + (round + 1) * batch;
-        let ours: Clients = Arc::new(devices[range.clone()].to_vec());
+        let ours: Clients = Arc::new(if aa {
+            users[total + range.start..total + range.end].to_vec()
+        } else {
+            devices[range.clone()].to_vec()
+        });
         let theirs: Clients = Arc::new(users[range].to_vec());
         let (a, b) = if round % 2 == 0 {
             let a = connects(&ours, nodes);
@@ -229,15 +239,12 @@ fn main() {
     }
     let (mut mwith, mut mwithout, mut mratios) = (vec![], vec![], vec![]);
     for round in 0..3 {
-        let ours = || {
-            messages(
-                nodes,
-                &devices[0],
-                &devices[1],
-                "structure/d-1/state",
-                count,
-            )
+        let (subscriber, publisher) = if aa {
+            (&users[total], &users[total + 1])
+        } else {
+            (&devices[0], &devices[1])
         };
+        let ours = || messages(nodes, subscriber, publisher, "structure/d-1/state", count);
         let theirs = || messages(nodes, &users[0], &users[1], "structure/d-1/state", count);
         let (a, b) = if round % 2 == 0 {
             let a = ours();
