@@ -296,7 +296,14 @@ fn main() {
         v.sort_by(f64::total_cmp);
         format!("{:.3} .. {:.3}", v[0], v[v.len() - 1])
     };
-    println!("two-node RabbitMQ cluster, MQTT 3.1.1:");
+    println!(
+        "two-node RabbitMQ cluster, MQTT 3.1.1{}:",
+        if aa {
+            " (RABBIT_AA=1: \"device keys\" are internal users too)"
+        } else {
+            ""
+        }
+    );
     println!(
         "  first connects, device keys (structure-http): {:>7.0}/s",
         median(with)
