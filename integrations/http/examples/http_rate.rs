@@ -26,7 +26,6 @@ mod support;
 use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Bytes;
-use structure_access::Scope;
 use support::load::{load, median};
 use support::*;
 
@@ -43,20 +42,7 @@ fn main() {
     // so the ratio shows the noise floor of the method.
     let aa = std::env::var_os("HTTP_AA").is_some_and(|v| v == "1");
     let dir = work_dir("rate");
-    let mut rng = rng(5);
-    let keys: Vec<_> = (0..DEVICES)
-        .map(|_| key(&mut rng, "app1", Scope::Unrestricted))
-        .collect();
-    write_lines(
-        &dir.join("keys.jsonl"),
-        &keys.iter().map(|k| k.line.clone()).collect::<Vec<_>>(),
-    );
-    write_lines(
-        &dir.join("devices.jsonl"),
-        &(0..DEVICES)
-            .map(|i| device_line("app1", &format!("d-{i}"), "truck"))
-            .collect::<Vec<_>>(),
-    );
+    let keys = fleet(&dir, DEVICES, 5);
     let (signing, _) = signing_key(&dir, "signing.key", 9);
     let audit = dir.join("audit.jsonl").display().to_string();
     let with = start(&dir, &signing, &["--audit-file", &audit]);

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Bytes;
-use structure_access::Scope;
 use support::load::{load, median};
 use support::mqtt::Mqtt;
 use support::*;
@@ -176,23 +175,10 @@ fn main() {
     };
     let (batch, rounds, count) = (arg(1, 400), arg(2, 5), arg(3, 50_000));
     let dir = work_dir("rabbitmq-rate");
-    let mut rng = rng(7);
     // One key a device, and one internal user a client, for every connect
     // of every round (first connects: no client connects twice).
     let total = batch * rounds + 2;
-    let keys: Vec<_> = (0..total)
-        .map(|_| key(&mut rng, "app1", Scope::Unrestricted))
-        .collect();
-    write_lines(
-        &dir.join("keys.jsonl"),
-        &keys.iter().map(|k| k.line.clone()).collect::<Vec<_>>(),
-    );
-    write_lines(
-        &dir.join("devices.jsonl"),
-        &(0..total)
-            .map(|i| device_line("app1", &format!("d-{i}"), "truck"))
-            .collect::<Vec<_>>(),
-    );
+    let keys = fleet(&dir, total, 7);
     let devices: Vec<_> = keys
         .iter()
         .enumerate()

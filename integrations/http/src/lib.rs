@@ -370,6 +370,40 @@ fn malformed(e: &serde_json::Error, expected: &str) -> Response {
     )
 }
 
+impl Server {
+    /// A refused authentication: written to the audit trail (the key named
+    /// only if it is on file: an unknown one is only text the client typed,
+    /// a secret perhaps) and the log (`context` before it), then held when
+    /// `budget_key`'s refusals are past their budget.
+    async fn refused(
+        &self,
+        refusal: &Refusal,
+        context: &str,
+        address: Option<&str>,
+        budget_key: Option<&str>,
+    ) {
+        let on_file = {
+            let records = read(&self.gate.records);
+            refusal
+                .key
+                .filter(|k| records.key(k).is_some())
+                .map(|k| k.to_string())
+        };
+        self.gate.audit.refused(&Event {
+            event: "auth_refused",
+            reason: Some(refusal.reason),
+            device: refusal.device.as_ref().map(DeviceId::as_str),
+            key: on_file.as_deref(),
+            address,
+            ..Event::default()
+        });
+        tracing::info!("{context}authentication refused: {}", refusal.reason);
+        if let Some(held) = self.tarpit.hold(budget_key) {
+            tokio::time::sleep(held.delay()).await;
+        }
+    }
+}
+
 /// `POST /auth/device`'s body. Not `Debug`: it holds the secret.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -434,27 +468,9 @@ async fn auth_device(
             }
         }
         Err(refusal) => {
-            // The key only if it is on file: an unknown one is only text
-            // the client typed.
-            let on_file = {
-                let records = read(&server.gate.records);
-                refusal
-                    .key
-                    .filter(|k| records.key(k).is_some())
-                    .map(|k| k.to_string())
-            };
-            server.gate.audit.refused(&Event {
-                event: "auth_refused",
-                reason: Some(refusal.reason),
-                device: refusal.device.as_ref().map(DeviceId::as_str),
-                key: on_file.as_deref(),
-                address: shown.as_deref(),
-                ..Event::default()
-            });
-            tracing::info!("authentication refused: {}", refusal.reason);
-            if let Some(held) = server.tarpit.hold(budget_key.as_deref()) {
-                tokio::time::sleep(held.delay()).await;
-            }
+            server
+                .refused(&refusal, "", shown.as_deref(), budget_key.as_deref())
+                .await;
             error(StatusCode::UNAUTHORIZED, BAD_CREDENTIALS)
         }
     }
@@ -656,22 +672,31 @@ pub async fn follow_files_then(
         };
         source = back;
         match changes {
-            Ok(changes) => {
-                let applied = records
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .apply(changes);
-                let (keys, devices) = (applied.keys.len(), applied.devices.len());
-                audit.records_applied("the files", keys, devices, 0);
-                tracing::info!(
-                    "records applied from the files: {keys} key(s), {devices} device(s)"
-                );
-                if !applied.is_empty() {
-                    then(applied);
-                }
-            }
+            Ok(changes) => apply(&records, &audit, changes, "the files", &then),
             Err(e) => tracing::error!("records not reloaded, the ones in force kept: {e}"),
         }
+    }
+}
+
+/// Applies `changes` (from `from`, which names the files or the database),
+/// writes what they changed to the audit trail and the log, and hands it to
+/// `then`.
+fn apply(
+    records: &SharedRecords,
+    audit: &Audit,
+    changes: structure_access_common::ChangeSet,
+    from: &str,
+    then: &impl Fn(structure_access_common::Applied),
+) {
+    let applied = records
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .apply(changes);
+    let (keys, devices) = (applied.keys.len(), applied.devices.len());
+    audit.records_applied(from, keys, devices, 0);
+    tracing::info!("records applied from {from}: {keys} key(s), {devices} device(s)");
+    if !applied.is_empty() {
+        then(applied);
     }
 }
 
@@ -729,18 +754,8 @@ pub async fn follow_database(
             for row in &skipped {
                 tracing::error!("the database: {row}");
             }
-            if changes.is_empty() {
-                return;
-            }
-            let applied = records
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .apply(changes);
-            let (keys, devices) = (applied.keys.len(), applied.devices.len());
-            audit.records_applied("the database", keys, devices, 0);
-            tracing::info!("records applied from {from}: {keys} key(s), {devices} device(s)");
-            if !applied.is_empty() {
-                then(applied);
+            if !changes.is_empty() {
+                apply(&records, &audit, changes, &from, &then);
             }
         })
         .await;

@@ -58,7 +58,7 @@ use structure_access::{ApplicationId, KeyId, Principal, UnixTime};
 use structure_access_common::audit::{Audit, Event, end_cause};
 use structure_access_common::{Applied, KeyChanged, Records};
 
-use super::{Credentials, Server, SharedRecords, read, verdict};
+use super::{Credentials, Refusal, Server, SharedRecords, read, verdict};
 
 /// The settings of the RabbitMQ endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,25 +97,18 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/rabbitmq/topic", get(topic).post(topic))
 }
 
+/// `allow` or `deny`, as `text/plain; charset=utf-8` (axum's for text).
 fn answer(allowed: bool) -> Response {
-    let mut response = (StatusCode::OK, if allowed { ALLOW } else { DENY }).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    (StatusCode::OK, if allowed { ALLOW } else { DENY }).into_response()
 }
 
 /// `user`'s parameters. Not `Debug`: the password is the secret.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(default)]
 struct UserQuestion {
-    #[serde(default)]
     username: String,
-    #[serde(default)]
     password: String,
-    #[serde(default)]
     client_id: Option<String>,
-    #[serde(default)]
     vhost: Option<String>,
 }
 
@@ -133,7 +126,12 @@ async fn user(
     let budget_key = address.map(|a| structure_access_common::throttle::address_key(a.ip()));
     let vhost_ok = question.vhost.as_deref().is_none_or(|v| v == rabbit.vhost);
     let Some(client_id) = question.client_id.filter(|c| !c.is_empty()) else {
-        return refuse_user(&server, "invalid_client_id", None, None, budget_key).await;
+        let refusal = Refusal {
+            reason: "invalid_client_id",
+            key: None,
+            device: None,
+        };
+        return refuse_user(&server, refusal, budget_key).await;
     };
     let credentials = Credentials {
         device_id: client_id,
@@ -157,62 +155,29 @@ async fn user(
             answer(true)
         }
         Ok((principal, _)) => {
-            refuse_user(
-                &server,
-                "other",
-                Some(*principal.key()),
-                Some(principal.device_id().as_str().to_owned()),
-                budget_key,
-            )
-            .await
+            let refusal = Refusal {
+                reason: "other",
+                key: Some(*principal.key()),
+                device: Some(*principal.device_id()),
+            };
+            refuse_user(&server, refusal, budget_key).await
         }
-        Err(refusal) => {
-            refuse_user(
-                &server,
-                refusal.reason,
-                refusal.key,
-                refusal.device.map(|d| d.as_str().to_owned()),
-                budget_key,
-            )
-            .await
-        }
+        Err(refusal) => refuse_user(&server, refusal, budget_key).await,
     }
 }
 
-async fn refuse_user(
-    server: &Server,
-    reason: &'static str,
-    key: Option<KeyId>,
-    device: Option<String>,
-    budget_key: Option<String>,
-) -> Response {
-    // The key only if it is on file: an unknown one is only text the client
-    // typed (a secret, perhaps).
-    let on_file = {
-        let records = read(&server.gate.records);
-        key.filter(|k| records.key(k).is_some())
-            .map(|k| k.to_string())
-    };
-    server.gate.audit.refused(&Event {
-        event: "auth_refused",
-        reason: Some(reason),
-        device: device.as_deref(),
-        key: on_file.as_deref(),
-        ..Event::default()
-    });
-    tracing::info!("rabbitmq: authentication refused: {reason}");
-    if let Some(held) = server.tarpit.hold(budget_key.as_deref()) {
-        tokio::time::sleep(held.delay()).await;
-    }
+async fn refuse_user(server: &Server, refusal: Refusal, budget_key: Option<String>) -> Response {
+    server
+        .refused(&refusal, "rabbitmq: ", None, budget_key.as_deref())
+        .await;
     answer(false)
 }
 
 /// `vhost`'s parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct VhostQuestion {
-    #[serde(default)]
     username: String,
-    #[serde(default)]
     vhost: String,
 }
 
@@ -239,17 +204,13 @@ fn key_in_force<'r>(
 }
 
 /// `resource`'s parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct ResourceQuestion {
-    #[serde(default)]
     username: String,
-    #[serde(default)]
     vhost: String,
-    #[serde(default)]
     resource: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     permission: String,
 }
 
@@ -315,19 +276,15 @@ pub fn subscription_queue_device(name: &str) -> Option<&str> {
 }
 
 /// `topic`'s parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct TopicQuestion {
-    #[serde(default)]
     username: String,
-    #[serde(default)]
     vhost: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     permission: String,
-    #[serde(default)]
     routing_key: String,
-    #[serde(default, rename = "variable_map.client_id")]
+    #[serde(rename = "variable_map.client_id")]
     client_id: String,
 }
 

@@ -57,6 +57,27 @@ pub fn device_line(app: &str, id: &str, kind: &str) -> String {
     serde_json::to_string(&device).unwrap()
 }
 
+/// `n` devices `d-0`… of `app1` (tagged `kind=truck`), each with an
+/// unrestricted key of its own, written to `dir`'s `keys.jsonl` and
+/// `devices.jsonl`: the load generators' records.
+pub fn fleet(dir: &Path, n: usize, seed: u64) -> Vec<Key> {
+    let mut rng = rng(seed);
+    let keys: Vec<_> = (0..n)
+        .map(|_| key(&mut rng, "app1", Scope::Unrestricted))
+        .collect();
+    write_lines(
+        &dir.join("keys.jsonl"),
+        &keys.iter().map(|k| k.line.clone()).collect::<Vec<_>>(),
+    );
+    write_lines(
+        &dir.join("devices.jsonl"),
+        &(0..n)
+            .map(|i| device_line("app1", &format!("d-{i}"), "truck"))
+            .collect::<Vec<_>>(),
+    );
+    keys
+}
+
 pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
